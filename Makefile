@@ -1,0 +1,173 @@
+# logitpair — build, test and developer tasks.
+#
+#   make demo        install what is needed, run the small local demo
+#   make test        install what is needed, run everything CI runs
+#   make test-short  the quick loop (go test -short, no vet)
+#   make lint        go vet + staticcheck (pinned, fetched via the module proxy)
+#   make build       binaries into bin/
+#   make static      fully static binaries (OpenBLAS linked in) into bin/static/
+#   make bench       engine benchmark against PyTorch (needs python3-torch)
+#   make golden      regenerate PyTorch fixtures (developer-time; needs python3-torch)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+# Go from PATH, else the standard tarball location. The recipes also get
+# /usr/local/go/bin appended to PATH (GNU make 4.3's $(shell) does not see
+# exported variables, hence the explicit fallback for GO).
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
+GOFMT ?= $(or $(shell command -v gofmt 2>/dev/null),/usr/local/go/bin/gofmt)
+PYTHON ?= /usr/bin/python3
+
+# Debian packages needed to build (cgo + OpenBLAS) and to generate protobufs.
+APT_PACKAGES := libopenblas-dev protobuf-compiler gcc libc6-dev
+SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
+
+TEST_TIMEOUT ?= 35m
+
+# Packages whose numerics are also tested with the pure-Go (gonum) GEMM.
+# Patterns whose directory does not exist yet are dropped here, empty ones by
+# go list. Recursively expanded, so go list only runs when a recipe needs it.
+NUMERIC_PATTERNS := ./pkg/gemm/... ./pkg/tensor/... ./pkg/nn/... ./pkg/models/...
+NUMERIC_PKGS = $(if $(NUMERIC_DIRS),$(shell $(GO) list -e $(NUMERIC_DIRS) 2>/dev/null))
+NUMERIC_DIRS = $(foreach p,$(NUMERIC_PATTERNS),$(if $(wildcard $(p:/...=)),$(p)))
+
+# Pinned staticcheck, run through the module proxy. v0.7.0 is Staticcheck
+# 2026.1, the first release that supports Go 1.26 (new(expr) etc.).
+STATICCHECK_VERSION ?= v0.7.0
+
+# What `make demo` runs: a local cluster on loopback (4 workers of which 1
+# backup, 2 parameter-server shards, each a separate process) training ALP on
+# MNIST for a short budget (PGD-10 with α = 0.03 instead of PGD-40, 300 steps),
+# then an evaluation of the final checkpoint under PGD-40.
+DEMO_OUT ?= runs/demo
+DEMO_STEPS ?= 300
+DEMO_CLUSTER_ARGS ?= --workers 4 --backups 1 --ps 2 --dataset mnist --data-dir data/mnist --objective alp \
+	--pair-weight 0.5 --eps 0.3 --step-size 0.03 --attack-steps 10 --batch 50 --steps $(DEMO_STEPS) --lr 1e-3 \
+	--log-every 50 --checkpoint-every 100 --out $(DEMO_OUT)
+DEMO_EVAL_ARGS ?= --dataset mnist --data-dir data/mnist --examples 500 --eps 0.3 --step-size 0.01 --steps 40 \
+	--json $(DEMO_OUT)/eval.json
+
+# Static linking: the directory holding libopenblas.a, found by glob so it is
+# not tied to one architecture (Debian: /usr/lib/<multiarch>/openblas-pthread).
+MULTIARCH = $(shell gcc -print-multiarch 2>/dev/null)
+OPENBLAS_LIBDIR ?= $(patsubst %/libopenblas.a,%,$(firstword $(wildcard \
+	/usr/lib/$(MULTIARCH)/openblas-pthread/libopenblas.a \
+	/usr/lib/*/openblas-pthread/libopenblas.a \
+	/usr/lib/$(MULTIARCH)/libopenblas.a \
+	/usr/lib/*/libopenblas.a \
+	/usr/lib/libopenblas.a)))
+STATIC_CGO_LDFLAGS = -L$(OPENBLAS_LIBDIR) -l:libopenblas.a -lm -lpthread
+STATIC_TAGS := netgo,osusergo
+STATIC_LDFLAGS := -linkmode external -extldflags "-static"
+
+.PHONY: all deps build test test-short fmt-check vet go-test go-test-short \
+	purego-test purego-test-short nocgo-build lint demo bench static golden clean
+
+all: build
+
+## deps: install system packages (only if missing) and Go modules.
+deps:
+	@if ! command -v dpkg >/dev/null 2>&1; then \
+		echo "deps: no dpkg (not Debian/Ubuntu); install by hand: $(APT_PACKAGES)" >&2; \
+	elif ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
+		echo "deps: installing $(APT_PACKAGES)"; \
+		$(SUDO) apt-get update; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES); \
+	fi
+	$(GO) mod download
+
+## build: all binaries into bin/.
+build: deps
+	$(GO) build -o bin/ ./cmd/...
+
+## test: everything CI runs.
+test: deps proto-check fmt-check vet go-test purego-test nocgo-build
+
+## proto: regenerate the committed gRPC code in pkg/api from proto/.
+## proto-check: fail if pkg/api differs from what proto/ generates (no writes).
+## Both use protoc from PATH and the plugin versions pinned in go.mod (tool).
+.PHONY: proto proto-check
+proto: deps
+	bash scripts/gen-proto.sh
+
+proto-check: deps
+	bash scripts/gen-proto.sh --check
+
+## test-short: the quick loop.
+test-short: deps fmt-check go-test-short purego-test-short nocgo-build
+
+# gofmt, except generated protobuf code and testdata.
+fmt-check:
+	@files=$$($(GOFMT) -l . | grep -Ev '\.pb\.go$$|(^|/)testdata/' || true); \
+	if [ -n "$$files" ]; then \
+		echo "gofmt: these files are not formatted (run gofmt -w on them):"; \
+		echo "$$files"; \
+		exit 1; \
+	fi
+
+vet: deps
+	$(GO) vet ./...
+
+# Default build: cgo + OpenBLAS.
+go-test: deps
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+go-test-short: deps
+	$(GO) test -count=1 -short -timeout $(TEST_TIMEOUT) ./...
+
+# Pure-Go GEMM (gonum) build of the numeric packages.
+purego-test: deps
+	@pkgs="$(NUMERIC_PKGS)"; \
+	if [ -z "$$pkgs" ]; then echo "purego-test: no numeric packages yet"; exit 0; fi; \
+	echo "$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags purego $$pkgs"; \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -tags purego $$pkgs
+
+purego-test-short: deps
+	@pkgs="$(NUMERIC_PKGS)"; \
+	if [ -z "$$pkgs" ]; then echo "purego-test-short: no numeric packages yet"; exit 0; fi; \
+	echo "$(GO) test -count=1 -short -timeout $(TEST_TIMEOUT) -tags purego $$pkgs"; \
+	$(GO) test -count=1 -short -timeout $(TEST_TIMEOUT) -tags purego $$pkgs
+
+# Prove that everything compiles without cgo.
+nocgo-build: deps
+	CGO_ENABLED=0 $(GO) build ./...
+
+## lint: go vet and staticcheck.
+lint: deps
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## demo: a small end-to-end run.
+demo: deps
+	$(GO) build -o bin/logitpair ./cmd/logitpair
+	bin/logitpair data fetch mnist --dir data/mnist
+	rm -rf $(DEMO_OUT)
+	bin/logitpair cluster local $(DEMO_CLUSTER_ARGS)
+	bin/logitpair eval --checkpoint $(DEMO_OUT)/coordinator/ckpt-$$(printf %08d $(DEMO_STEPS)).safetensors $(DEMO_EVAL_ARGS)
+	@echo "demo: model checkpoints in $(DEMO_OUT)/coordinator/, process logs in $(DEMO_OUT)/logs/, evaluation in $(DEMO_OUT)/eval.json"
+
+## bench: our engine against PyTorch on this machine.
+bench:
+	bash scripts/bench-vs-torch.sh
+
+## static: fully static binaries into bin/static/ (OpenBLAS linked in).
+static: deps
+	@if [ -z "$(OPENBLAS_LIBDIR)" ]; then \
+		echo "static: libopenblas.a not found (Debian: libopenblas-pthread-dev)" >&2; exit 1; \
+	fi
+	mkdir -p bin/static
+	CGO_ENABLED=1 CGO_LDFLAGS="$(STATIC_CGO_LDFLAGS)" \
+		$(GO) build -tags $(STATIC_TAGS) -ldflags '$(STATIC_LDFLAGS)' -o bin/static/ ./cmd/...
+	@for b in bin/static/*; do \
+		if ldd "$$b" >/dev/null 2>&1; then echo "static: $$b is dynamically linked" >&2; exit 1; fi; \
+	done; echo "static: $$(ls bin/static | tr '\n' ' ')are statically linked"
+
+## golden: regenerate the PyTorch fixtures (developer-time only).
+golden:
+	$(PYTHON) scripts/gen-golden.py
+
+clean:
+	rm -rf bin/

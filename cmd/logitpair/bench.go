@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/logitpair/logitpair/pkg/bench"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks of the numeric engine"}
+	c := bench.DefaultStepConfig()
+	var jsonOut string
+	step := &cobra.Command{
+		Use:   "step",
+		Short: "Time one forward+backward step (median ms/step after warm-up)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := bench.Step(c)
+			if err != nil {
+				return err
+			}
+			mode := "full step (weight and input gradients)"
+			if r.InputGradOnly {
+				mode = "input gradient only"
+			}
+			out := cmd.OutOrStdout()
+			if jsonOut == "-" {
+				out = cmd.ErrOrStderr()
+			}
+			fmt.Fprintf(out, "%s batch %d, %s, %d threads, %s: %.2f ms/step (min %.2f, max %.2f over %d steps), %.0f allocs/step, peak RSS %.0f MB\n",
+				r.Model, r.Batch, mode, r.Threads, r.Backend, r.MsPerStep, r.MinMs, r.MaxMs, r.Steps, r.AllocsPerStep, r.PeakRSSMB)
+			if jsonOut != "" {
+				return writeJSON(jsonOut, cmd.OutOrStdout(), r)
+			}
+			return nil
+		},
+	}
+	f := step.Flags()
+	f.StringVar(&c.Model, "model", c.Model, "model to benchmark")
+	f.IntVar(&c.Batch, "batch", c.Batch, "batch size")
+	f.BoolVar(&c.InputGradOnly, "input-grad-only", false, "eval-mode forward and input gradient only (what one PGD step needs)")
+	f.IntVar(&c.Threads, "threads", 0, "compute threads (0: all cores)")
+	f.StringVar(&c.Gemm, "gemm", "", "GEMM implementation: openblas or gonum (default: openblas when compiled in)")
+	f.IntVar(&c.Warmup, "warmup", c.Warmup, "untimed warm-up steps")
+	f.IntVar(&c.Steps, "steps", c.Steps, "timed steps")
+	f.Int64Var(&c.Seed, "seed", c.Seed, "seed for weights and data")
+	f.StringVar(&jsonOut, "json", "", "write the result as JSON to this file ('-' for standard output)")
+	cmd.AddCommand(step, newBenchTrainStepCmd())
+	return cmd
+}
+
+func newBenchTrainStepCmd() *cobra.Command {
+	c := bench.DefaultTrainStepConfig()
+	var jsonOut string
+	cmd := &cobra.Command{
+		Use:   "train-step",
+		Short: "Time whole training steps: attack + objective forward/backward + optimizer (default: the ALP step, PGD-40)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := bench.TrainStep(c)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if jsonOut == "-" {
+				out = cmd.ErrOrStderr()
+			}
+			fmt.Fprintf(out, "%s %s step, batch %d, PGD-%d, %d threads, %s: %.1f ms/step (min %.1f, max %.1f over %d steps), %.0f allocs/step, peak RSS %.0f MB\n",
+				r.Model, r.Objective, r.Batch, r.AttackSteps, r.Threads, r.Backend, r.MsPerStep, r.MinMs, r.MaxMs, r.Steps, r.AllocsPerStep, r.PeakRSSMB)
+			if jsonOut != "" {
+				return writeJSON(jsonOut, cmd.OutOrStdout(), r)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Model, "model", c.Model, "model")
+	f.IntVar(&c.Batch, "batch", c.Batch, "clean examples per step")
+	f.StringVar(&c.Objective, "objective", c.Objective, "objective")
+	f.IntVar(&c.AttackSteps, "attack-steps", c.AttackSteps, "PGD steps")
+	f.Float64Var(&c.Eps, "eps", c.Eps, "attack ε")
+	f.Float64Var(&c.StepSize, "step-size", c.StepSize, "attack step size")
+	f.IntVar(&c.Threads, "threads", 0, "compute threads (0: all cores)")
+	f.IntVar(&c.Warmup, "warmup", c.Warmup, "untimed warm-up steps")
+	f.IntVar(&c.Steps, "steps", c.Steps, "timed steps")
+	f.StringVar(&jsonOut, "json", "", "write the result as JSON to this file ('-' for standard output)")
+	return cmd
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+)
+
+// writeStrongFixtures writes a 12-example MNIST-format test set and an
+// untrained tiny madry-mnist checkpoint.
+func writeStrongFixtures(t *testing.T, dir string) (dataDir, ckpt string) {
+	t.Helper()
+	dataDir = filepath.Join(dir, "mnist")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	rng := rand.New(rand.NewPCG(3, 4))
+	imgs := &bytes.Buffer{}
+	binary.Write(imgs, binary.BigEndian, []uint32{0x803, n, 28, 28})
+	lbls := &bytes.Buffer{}
+	binary.Write(lbls, binary.BigEndian, []uint32{0x801, n})
+	for i := 0; i < n; i++ {
+		lbls.WriteByte(byte(rng.IntN(10)))
+		for p := 0; p < 784; p++ {
+			imgs.WriteByte(byte(rng.IntN(256)))
+		}
+	}
+	for name, b := range map[string][]byte{"t10k-images-idx3-ubyte.gz": imgs.Bytes(), "t10k-labels-idx1-ubyte.gz": lbls.Bytes()} {
+		var z bytes.Buffer
+		w := gzip.NewWriter(&z)
+		w.Write(b)
+		w.Close()
+		if err := os.WriteFile(filepath.Join(dataDir, name), z.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := models.New(cpu.New(cpu.Options{Threads: 1}), "madry-mnist", models.Config{"conv1": 2, "conv2": 2, "hidden": 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(1)
+	ckpt = filepath.Join(dir, "tiny.safetensors")
+	if err := m.StateDict().WriteFileAtomic(ckpt); err != nil {
+		t.Fatal(err)
+	}
+	return dataDir, ckpt
+}
+
+func TestEvalStrongSuiteAndReport(t *testing.T) {
+	dir := t.TempDir()
+	dataDir, ckpt := writeStrongFixtures(t, dir)
+	runDir := filepath.Join(dir, "tiny-run")
+	jsonPath := filepath.Join(dir, "strong.json")
+	out, err := run(t, "eval", "--suite", "strong", "--checkpoint", ckpt, "--dataset", "mnist", "--data-dir", dataDir,
+		"--examples", "8", "--batch", "4", "--steps", "3", "--restarts", "2", "--square-queries", "5", "--check-examples", "4",
+		"--threads", "1", "--source", ckpt, "--report", runDir, "--json", jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"apgd-ce", "apgd-dlr", "apgd-t-ll", "apgd-t-rnd", "square", "transfer:", "robust accuracy", "report written"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"eval.json", "report.md", "eps.png", "steps.png", "convergence.png", "slices.png"} {
+		if st, err := os.Stat(filepath.Join(runDir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("report file %s: %v", f, err)
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(runDir, "report.md"))
+	for _, want := range []string{"## Attack cascade", "## Gradient-masking checks", "![accuracy vs ε](eps.png)", "| large-eps |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	var rep map[string]any
+	b, _ := os.ReadFile(jsonPath)
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep["suite"] != "strong" || rep["examples"].(float64) != 8 || rep["settings"].(map[string]any)["restarts"].(float64) != 2 {
+		t.Fatalf("JSON: %s", b)
+	}
+
+	// report: a run directory and a standard-suite JSON file.
+	std := filepath.Join(dir, "m-pgd.json")
+	os.WriteFile(std, []byte(`{"model":"x","dataset":"mnist","examples":10,"clean_accuracy":0.985,"whitebox_accuracy":0.932,"transfer_accuracy":0.96}`), 0o644)
+	out, err = run(t, "report", runDir, std, "ALP="+filepath.Join(runDir, "eval.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out, "\n")
+	if lines[0] != "| Method | White box | Black box | Clean |" || !strings.HasPrefix(lines[2], "| tiny-run | ") ||
+		lines[3] != "| m-pgd | 93.2% | 96.0% | 98.5% |" || !strings.HasPrefix(lines[4], "| ALP | ") {
+		t.Fatalf("table:\n%s", out)
+	}
+	if !strings.Contains(out, "- tiny-run: strong suite, ε = 0.3, 8 examples") {
+		t.Errorf("no strong-suite note:\n%s", out)
+	}
+}
+
+func TestStrongSuiteErrors(t *testing.T) {
+	dir := t.TempDir()
+	for want, args := range map[string][]string{
+		"chooses its own attacks": {"eval", "--suite", "strong", "--checkpoint", "x", "--attack", "pgd_76.5_2.55_40"},
+		"want standard or strong": {"eval", "--suite", "auto", "--checkpoint", "x"},
+		"--report needs":          {"eval", "--checkpoint", "x", "--report", dir},
+		"not an eval report":      {"report", writeReportFile(t, dir, "bad.json", `{"model":"m"}`)},
+		"no such file":            {"report", filepath.Join(dir, "missing")},
+	} {
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: got %v, want %q", args, err, want)
+		}
+	}
+}
+
+func writeReportFile(t *testing.T, dir, name, content string) string {
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/logitpair/logitpair/pkg/data"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/train"
+)
+
+func newTrainCmd() *cobra.Command {
+	c := train.DefaultConfig()
+	var finalize func() error
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Adversarial training in one process (ALP, M-PGD, CLP, logit squeezing, ...)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := finalize(); err != nil {
+				return err
+			}
+			if err := c.Validate(); err != nil {
+				return err
+			}
+			trainSet, err := data.Load(c.Dataset, c.DataDir, "train")
+			if err != nil {
+				return err
+			}
+			var val data.Source
+			if c.ValidateEvery > 0 {
+				if val, err = data.Load(c.Dataset, c.DataDir, "test"); err != nil {
+					return err
+				}
+			}
+			threads := c.Threads
+			if threads == 0 {
+				threads = runtime.NumCPU()
+			}
+			runtime.GOMAXPROCS(threads)
+			be := cpu.New(cpu.Options{Threads: threads})
+			loader := data.NewLoader(trainSet, data.LoaderOptions{Seed: uint64(c.Seed), NoAugment: !c.Augment})
+			tr, err := train.NewTrainer(be, c, loader, val)
+			if err != nil {
+				return err
+			}
+			tr.Progress = cmd.OutOrStdout()
+			if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && tr.Progress == os.Stdout {
+				tr.Terminal = true
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %s (%d examples) with %s from step %d to %d; checkpoints in %s\n",
+				c.Model, c.Dataset, trainSet.Len(), c.Objective, tr.Step, c.Steps, c.Out)
+			if err := tr.Run(ctx); err != nil {
+				return err
+			}
+			p, _ := train.ReadPointer(c.Out)
+			fmt.Fprintf(cmd.OutOrStdout(), "done: %s/%s\n", c.Out, p.Model)
+			return nil
+		},
+	}
+	finalize = train.BindFlags(cmd.Flags(), &c)
+	return cmd
+}

@@ -1,0 +1,161 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/nn"
+	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/train"
+	"github.com/logitpair/logitpair/pkg/worker"
+)
+
+// FileCheckpoints is the coordinator's durable record of its newest
+// consistent checkpoint: dir/cluster-checkpoint.json, written atomically.
+type FileCheckpoints struct{ Dir string }
+
+type checkpointRecord struct {
+	Step  int64  `json:"step"`
+	Model string `json:"model"`
+}
+
+// LastCheckpoint implements coordinator.CheckpointStore.
+func (f FileCheckpoints) LastCheckpoint() (int64, bool, error) {
+	b, err := os.ReadFile(filepath.Join(f.Dir, "cluster-checkpoint.json"))
+	if os.IsNotExist(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var r checkpointRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return 0, false, fmt.Errorf("%s: %w", filepath.Join(f.Dir, "cluster-checkpoint.json"), err)
+	}
+	return r.Step, true, nil
+}
+
+// SetLastCheckpoint implements coordinator.CheckpointStore.
+func (f FileCheckpoints) SetLastCheckpoint(step int64) error {
+	b, _ := json.MarshalIndent(checkpointRecord{Step: step, Model: modelFileName(step)}, "", "  ")
+	if err := os.MkdirAll(f.Dir, 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(f.Dir, "cluster-checkpoint.json"), append(b, '\n'), 0o644)
+}
+
+func modelFileName(step int64) string { return fmt.Sprintf("ckpt-%08d.safetensors", step) }
+
+// StateFetcher is a shard that can hand over its optimizer state.
+type StateFetcher interface {
+	FetchState(ctx context.Context, step int64) (kind string, slots []optim.NamedState, err error)
+}
+
+// ModelWriter writes the cluster's consistent checkpoints in local
+// training's format (train.Save): the model file (PyTorch names and
+// layouts), the EMA model file, the state file with the optimizer slots over
+// the whole flat vector, and latest.json — so `logitpair train --resume
+// --out DIR` continues a cluster run and `logitpair eval` reads its models.
+// It pulls every shard's parameters, buffers and optimizer state at the
+// checkpoint's version.
+type ModelWriter struct {
+	Dir    string
+	Model  *models.Model
+	Shards []worker.Shard
+	States []StateFetcher
+	Ranges []worker.Range
+	Cfg    train.Config
+}
+
+// Write writes the checkpoint of version step.
+func (w *ModelWriter) Write(ctx context.Context, step int64) error {
+	total := nn.NewLayout(w.Model.Trainable()).Total
+	params := make([]float32, total)
+	bufs := make([]float32, nn.NewLayout(nn.Buffers(w.Model.Params())).Total)
+	for k, s := range w.Shards {
+		p, b, err := s.Pull(ctx, step)
+		if err != nil {
+			return fmt.Errorf("checkpoint: shard %d: %w", k, err)
+		}
+		r := w.Ranges[k]
+		if len(p) != r.Hi-r.Lo || len(b) != r.BufHi-r.BufLo {
+			return fmt.Errorf("checkpoint: shard %d returned %d parameters and %d buffers for range %+v", k, len(p), len(b), r)
+		}
+		copy(params[r.Lo:r.Hi], p)
+		copy(bufs[r.BufLo:r.BufHi], b)
+	}
+	be := w.Model.Backend
+	nn.Scatter(be, w.Model.Trainable(), params)
+	nn.Scatter(be, nn.Buffers(w.Model.Params()), bufs)
+	oc, err := w.Cfg.OptimConfig()
+	if err != nil {
+		return err
+	}
+	opt, err := optim.New(oc, total)
+	if err != nil {
+		return err
+	}
+	flat := map[string][]float32{}
+	for k, sf := range w.States {
+		kind, slots, err := sf.FetchState(ctx, step)
+		if err != nil {
+			return fmt.Errorf("checkpoint: shard %d state: %w", k, err)
+		}
+		if kind != opt.Name() {
+			return fmt.Errorf("checkpoint: shard %d runs %s, the run %s", k, kind, opt.Name())
+		}
+		r := w.Ranges[k]
+		for _, ns := range slots {
+			if len(ns.Data) != r.Hi-r.Lo {
+				return fmt.Errorf("checkpoint: shard %d slot %s has %d values for range [%d,%d)", k, ns.Name, len(ns.Data), r.Lo, r.Hi)
+			}
+			if flat[ns.Name] == nil {
+				flat[ns.Name] = make([]float32, total)
+			}
+			copy(flat[ns.Name][r.Lo:r.Hi], ns.Data)
+		}
+	}
+	var named []optim.NamedState
+	for _, s := range opt.State() {
+		named = append(named, optim.NamedState{Name: s.Name, Data: flat[s.Name]})
+	}
+	if err := opt.SetState(named); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	var ema *optim.EMA
+	if w.Cfg.EMA > 0 {
+		if flat["ema"] == nil {
+			return fmt.Errorf("checkpoint: the run keeps an EMA but the shards sent none")
+		}
+		ec := optim.DefaultEMA()
+		ec.Decay = w.Cfg.EMA
+		if ema, err = optim.NewEMA(ec, flat["ema"]); err != nil {
+			return err
+		}
+	}
+	_, err = train.Save(w.Dir, train.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: map[string]string{
+		"dataset": w.Cfg.Dataset, "objective": w.Cfg.Objective, "train_config": w.Cfg.JSON(), "cluster": "true",
+	}}, w.Cfg.Seed)
+	if err != nil {
+		return err
+	}
+	return train.Prune(w.Dir, max(w.Cfg.Keep, 1))
+}
+
+// FetchState implements StateFetcher.
+func (l *LocalShard) FetchState(_ context.Context, step int64) (string, []optim.NamedState, error) {
+	st := l.S.Checkpoint()
+	if st.Version != step {
+		return "", nil, fmt.Errorf("state of step %d requested at version %d", step, st.Version)
+	}
+	slots := st.Optim
+	if st.EMA != nil {
+		slots = append(slots, optim.NamedState{Name: "ema", Data: st.EMA})
+	}
+	return st.OptimKind, slots, nil
+}

@@ -1,0 +1,227 @@
+package cluster
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/logitpair/logitpair/pkg/data/datatest"
+
+	"github.com/logitpair/logitpair/pkg/data"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/nn"
+	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/tensor"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/train"
+)
+
+func tinyConfig(t testing.TB) train.Config {
+	c := train.DefaultConfig()
+	c.Dataset = "synthetic"
+	c.ModelConfig = models.Config{"conv1": 2, "conv2": 2, "hidden": 8}
+	c.Batch, c.Steps = 4, 5
+	c.AttackSteps, c.StepSize, c.Eps = 2, 0.05, 0.1
+	c.Optimizer, c.LR, c.WeightDecay, c.EMA = "rmsprop", 0.01, 1e-3, 0.9
+	c.Out, c.CheckpointEvery, c.LogEvery = t.TempDir(), 0, 0
+	return c
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newCluster(t *testing.T, cfg train.Config, w, b, shards int) *InProcess {
+	t.Helper()
+	return newClusterB(t, cfg, w, b, shards)
+}
+
+func newClusterB(t testing.TB, cfg train.Config, w, b, shards int) *InProcess {
+	t.Helper()
+	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := NewInProcess(ctx, cfg, InProcessOptions{Workers: w, Backups: b, Shards: shards, Data: loader,
+		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func sameBits(t *testing.T, what string, a, b []float32) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: lengths %d and %d", what, len(a), len(b))
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			t.Fatalf("%s: element %d: %v vs %v", what, i, a[i], b[i])
+		}
+	}
+}
+
+// TestOneWorkerEqualsLocalTraining (issue 5, test a): one worker, no backup,
+// two shards, K steps of ALP with RMSProp, weight decay and EMA give
+// bit-identical parameters to `logitpair train` with the same seed.
+func TestOneWorkerEqualsLocalTraining(t *testing.T) {
+	cfg := tinyConfig(t)
+	c := newCluster(t, cfg, 1, 0, 2)
+	if err := c.Run(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Params(ctxFor(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
+	tr, err := train.NewTrainer(cpu.New(cpu.Options{Threads: 1}), cfg, loader, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(0); i < cfg.Steps; i++ {
+		if _, err := tr.TrainStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sameBits(t, "cluster vs local training", got, tr.Params())
+	entries, _ := c.Log.Entries()
+	if len(entries) != int(cfg.Steps) {
+		t.Fatalf("commit log has %d entries, want %d", len(entries), cfg.Steps)
+	}
+}
+
+// TestBackupsDropTheStraggler (test b): W = 3 with b = 1 and worker 2 slowed
+// until each step has been decided: every step uses exactly N = 2 gradients,
+// never worker 2's, whose late gradients are dropped and counted.
+func TestBackupsDropTheStraggler(t *testing.T) {
+	cfg := tinyConfig(t)
+	c := newCluster(t, cfg, 3, 1, 2)
+	for _, s := range c.Shards {
+		s.BeforePush = func(ctx context.Context, step int64, w int) error {
+			if w != 2 {
+				return nil
+			}
+			for c.Coord.Status().Step <= step { // a straggler: wait for the step to be decided
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+			return nil
+		}
+	}
+	if err := c.Run(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := c.Log.Entries()
+	if len(entries) != int(cfg.Steps) {
+		t.Fatalf("%d log entries for %d steps", len(entries), cfg.Steps)
+	}
+	for _, e := range entries {
+		if len(e.Workers) != 2 || e.Workers[0] != 0 || e.Workers[1] != 1 {
+			t.Fatalf("step %d used workers %v, want [0 1]", e.Step, e.Workers)
+		}
+	}
+	var stale int64
+	for _, s := range c.Shards {
+		st := s.S.Stats()
+		stale += st.Rejected.Stale
+		if st.Applied != cfg.Steps {
+			t.Fatalf("shard applied %d steps", st.Applied)
+		}
+	}
+	if stale == 0 {
+		t.Fatal("the straggler's late gradients were not counted as stale")
+	}
+}
+
+// TestReplayReproducesTheRun (test f): replaying the recorded commit log on
+// fresh shards from the initial state, with each listed worker's gradient
+// recomputed from (seed, step, slot), gives the run's parameters bit for bit.
+func TestReplayReproducesTheRun(t *testing.T) {
+	cfg := tinyConfig(t)
+	c := newCluster(t, cfg, 3, 1, 3)
+	if err := c.Run(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := c.Params(ctxFor(t))
+	entries, _ := c.Log.Entries()
+
+	fresh := newCluster(t, cfg, 3, 1, 3)
+	shards := make([]*paramserver.Shard, len(fresh.Shards))
+	for k, s := range fresh.Shards {
+		shards[k] = s.S
+	}
+	be := cpu.New(cpu.Options{Threads: 1})
+	m, _ := models.New(be, cfg.Model, cfg.ModelConfig)
+	wcfg := cfg
+	wcfg.WeightDecay = 0
+	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
+	tw, _ := train.NewWorker(wcfg, m, loader)
+	err := paramserver.Replay(entries, shards, func(step int64, w int) ([]float32, []float32) {
+		p, _ := fresh.Params(ctxFor(t))
+		nn.Scatter(be, m.Trainable(), p)
+		g := make([]float32, len(p))
+		if _, err := tw.Gradient(step, w, 3, g); err != nil {
+			t.Fatal(err)
+		}
+		return g, []float32{}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := fresh.Params(ctxFor(t))
+	sameBits(t, "replayed run", got, want)
+}
+
+// TestLocalTrainingResumesAClusterCheckpoint: a one-worker cluster's
+// consistent checkpoint (model, EMA and optimizer state gathered from the
+// shards in local training's format) is resumed by `logitpair train
+// --resume`, and the result equals local training straight through.
+func TestLocalTrainingResumesAClusterCheckpoint(t *testing.T) {
+	cfg := tinyConfig(t)
+	cfg.Steps, cfg.CheckpointEvery = 4, 2
+	dir := t.TempDir()
+	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
+	c, err := NewInProcess(ctxFor(t), cfg, InProcessOptions{Workers: 1, Backups: 0, Shards: 2, Data: loader, CheckpointDir: dir,
+		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Run(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := train.ReadPointer(dir)
+	if err != nil || p.Step != 4 || p.EMA == "" {
+		t.Fatalf("latest checkpoint %+v %v", p, err)
+	}
+	resumed := cfg
+	resumed.Steps, resumed.Resume, resumed.Out = 6, true, dir
+	tr, err := train.NewTrainer(cpu.New(cpu.Options{Threads: 1}), resumed, loader, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Step != 4 {
+		t.Fatalf("resumed at step %d", tr.Step)
+	}
+	for tr.Step < 6 {
+		if _, err := tr.TrainStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	straight := cfg
+	straight.Steps = 6
+	ref, _ := train.NewTrainer(cpu.New(cpu.Options{Threads: 1}), straight, loader, nil)
+	for ref.Step < 6 {
+		if _, err := ref.TrainStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sameBits(t, "cluster checkpoint resumed locally", tr.Params(), ref.Params())
+	sameBits(t, "EMA", tr.EMA.Values(), ref.EMA.Values())
+}

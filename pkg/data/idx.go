@@ -1,0 +1,223 @@
+package data
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// IDX magic numbers: unsigned-byte data with 3 dimensions (images) and 1
+// dimension (labels).
+const (
+	IDXImagesMagic = 0x00000803
+	IDXLabelsMagic = 0x00000801
+)
+
+// maxDecompressed bounds the size of a decompressed file or element (4 GiB),
+// so that a corrupt length cannot make a loader allocate without limit.
+const maxDecompressed = 4 << 30
+
+// MNIST file names, without the optional ".gz" suffix.
+const (
+	MNISTTrainImages = "train-images-idx3-ubyte"
+	MNISTTrainLabels = "train-labels-idx1-ubyte"
+	MNISTTestImages  = "t10k-images-idx3-ubyte"
+	MNISTTestLabels  = "t10k-labels-idx1-ubyte"
+)
+
+// Load loads a fixed-format dataset into memory. name is "mnist",
+// "fashion-mnist", "cifar10" or "svhn"; split is "train" or "test".
+//
+//   - mnist, fashion-mnist: the four IDX files (plain or gzip, told apart by
+//     the gzip magic, not by the name) named as distributed, e.g.
+//     train-images-idx3-ubyte or train-images-idx3-ubyte.gz, in dir.
+//     Images must be 28×28; 10 classes.
+//   - cifar10: the binary version's data_batch_1.bin … data_batch_5.bin
+//     (train) or test_batch.bin (test), in dir or dir/cifar-10-batches-bin.
+//   - svhn: train_32x32.mat or test_32x32.mat (cropped digits) in dir.
+func Load(name, dir, split string) (*Dataset, error) {
+	if split != "train" && split != "test" {
+		return nil, fmt.Errorf("data: split %q: want \"train\" or \"test\"", split)
+	}
+	switch name {
+	case "mnist", "fashion-mnist":
+		return LoadMNIST(name, dir, split)
+	case "cifar10", "cifar-10":
+		return LoadCIFAR10(dir, split)
+	case "svhn":
+		f := "train_32x32.mat"
+		if split == "test" {
+			f = "test_32x32.mat"
+		}
+		return LoadSVHN(filepath.Join(dir, f))
+	}
+	return nil, fmt.Errorf("data: unknown dataset %q (want mnist, fashion-mnist, cifar10 or svhn)", name)
+}
+
+// LoadMNIST loads MNIST or Fashion-MNIST (same format) from dir; name is
+// only recorded in the Dataset. The images must be 28×28.
+func LoadMNIST(name, dir, split string) (*Dataset, error) {
+	im, lb := MNISTTrainImages, MNISTTrainLabels
+	if split == "test" {
+		im, lb = MNISTTestImages, MNISTTestLabels
+	} else if split != "train" {
+		return nil, fmt.Errorf("data: split %q: want \"train\" or \"test\"", split)
+	}
+	imPath, err := findIDX(dir, im)
+	if err != nil {
+		return nil, err
+	}
+	lbPath, err := findIDX(dir, lb)
+	if err != nil {
+		return nil, err
+	}
+	d, err := LoadIDX(imPath, lbPath, 10)
+	if err != nil {
+		return nil, err
+	}
+	if d.H != 28 || d.W != 28 {
+		return nil, formatErr(imPath, 8, nil, "%s images are %dx%d, want 28x28", name, d.H, d.W)
+	}
+	d.Name = name
+	return d, nil
+}
+
+// findIDX returns dir/base or dir/base.gz, whichever exists (the plain file
+// first).
+func findIDX(dir, base string) (string, error) {
+	for _, p := range []string{filepath.Join(dir, base), filepath.Join(dir, base+".gz")} {
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("data: neither %s nor %s.gz found in %s", base, base, dir)
+}
+
+// LoadIDX loads an IDX image file (magic 0x00000803, N×H×W unsigned bytes)
+// and an IDX label file (magic 0x00000801, N unsigned bytes), each plain or
+// gzip-compressed. The images get C = 1; labels must be below classes.
+func LoadIDX(imagesPath, labelsPath string, classes int) (*Dataset, error) {
+	imgs, err := readMaybeGzip(imagesPath)
+	if err != nil {
+		return nil, err
+	}
+	dims, pix, err := parseIDX(imagesPath, imgs, IDXImagesMagic, 3)
+	if err != nil {
+		return nil, err
+	}
+	labs, err := readMaybeGzip(labelsPath)
+	if err != nil {
+		return nil, err
+	}
+	ldims, lab, err := parseIDX(labelsPath, labs, IDXLabelsMagic, 1)
+	if err != nil {
+		return nil, err
+	}
+	n, h, w := dims[0], dims[1], dims[2]
+	if ldims[0] != n {
+		return nil, formatErr(labelsPath, 4, nil, "%d labels for %d images in %s", ldims[0], n, imagesPath)
+	}
+	if h == 0 || w == 0 {
+		return nil, formatErr(imagesPath, 8, nil, "empty image size %dx%d", h, w)
+	}
+	d := &Dataset{Name: "idx", C: 1, H: h, W: w, Classes: classes,
+		Images: make([]float32, len(pix)), Labels: make([]int32, n)}
+	for i, b := range lab {
+		if int(b) >= classes {
+			return nil, formatErr(labelsPath, int64(8+i), nil,
+				"label %d of example %d out of range [0,%d)%s", b, i, classes, labs.note())
+		}
+		d.Labels[i] = int32(b)
+	}
+	bytesToFloat(d.Images, pix)
+	return d, nil
+}
+
+// bytesToFloat writes b/255 into dst.
+func bytesToFloat(dst []float32, b []byte) {
+	var lut [256]float32
+	for i := range lut {
+		lut[i] = float32(i) / 255
+	}
+	for i, v := range b {
+		dst[i] = lut[v]
+	}
+}
+
+// fileData is a file's content, decompressed if it was gzip.
+type fileData struct {
+	b    []byte
+	gzip bool
+}
+
+func (f fileData) note() string {
+	if f.gzip {
+		return " (offset in the decompressed gzip stream)"
+	}
+	return ""
+}
+
+// readMaybeGzip reads a file and, if it starts with the gzip magic 1f 8b,
+// decompresses it. A decompression error is a FormatError at the compressed
+// offset where it was detected.
+func readMaybeGzip(path string) (fileData, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fileData{}, fmt.Errorf("data: %w", err)
+	}
+	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+		return fileData{b: raw}, nil
+	}
+	br := bytes.NewReader(raw)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return fileData{}, formatErr(path, br.Size()-int64(br.Len()), err, "bad gzip header")
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, io.LimitReader(zr, maxDecompressed+1))
+	if err == nil && out.Len() > maxDecompressed {
+		err = errors.New("decompressed data larger than 4 GiB")
+	}
+	if err != nil {
+		return fileData{}, formatErr(path, br.Size()-int64(br.Len()), err,
+			"corrupt or truncated gzip stream (after %d decompressed bytes)", out.Len())
+	}
+	return fileData{b: out.Bytes(), gzip: true}, nil
+}
+
+// parseIDX checks the magic and dimensions of an IDX file and returns its
+// dimensions and payload.
+func parseIDX(path string, f fileData, magic uint32, ndim int) ([]int, []byte, error) {
+	b := f.b
+	hdr := 4 + 4*ndim
+	if len(b) < 4 {
+		return nil, nil, formatErr(path, int64(len(b)), nil, "truncated IDX header: %d of 4 magic bytes%s", len(b), f.note())
+	}
+	if got := binary.BigEndian.Uint32(b); got != magic {
+		return nil, nil, formatErr(path, 0, nil, "wrong IDX magic 0x%08x, want 0x%08x%s", got, magic, f.note())
+	}
+	if len(b) < hdr {
+		return nil, nil, formatErr(path, int64(len(b)), nil, "truncated IDX header: %d of %d bytes%s", len(b), hdr, f.note())
+	}
+	dims := make([]int, ndim)
+	total := int64(1)
+	for i := range dims {
+		v := binary.BigEndian.Uint32(b[4+4*i:])
+		dims[i] = int(v)
+		if v != 0 && total > maxDecompressed/int64(v) {
+			return nil, nil, formatErr(path, int64(4+4*i), nil, "IDX dimensions too large%s", f.note())
+		}
+		total *= int64(v)
+	}
+	if have := int64(len(b) - hdr); have < total {
+		return nil, nil, formatErr(path, int64(len(b)), nil, "truncated IDX data: %d of %d payload bytes%s", have, total, f.note())
+	} else if have > total {
+		return nil, nil, formatErr(path, int64(hdr)+total, nil, "%d trailing bytes after the IDX data%s", have-total, f.note())
+	}
+	return dims, b[hdr:], nil
+}

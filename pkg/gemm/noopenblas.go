@@ -1,0 +1,5 @@
+//go:build !cgo || purego
+
+package gemm
+
+func openBLAS() Gemmer { return nil }

@@ -1,0 +1,183 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/logitpair/logitpair/pkg/train"
+)
+
+func bindCommon(fs *pflag.FlagSet, c *Common) {
+	fs.StringVar(&c.JoinToken, "join-token", os.Getenv("LOGITPAIR_JOIN_TOKEN"), "cluster join token every RPC must carry (env LOGITPAIR_JOIN_TOKEN)")
+	fs.StringVar(&c.GossipKey, "gossip-key", os.Getenv("LOGITPAIR_GOSSIP_KEY"), "base64 AES key (16/24/32 bytes) encrypting memberlist gossip (env LOGITPAIR_GOSSIP_KEY)")
+	fs.StringVar(&c.GossipBind, "gossip-bind", "0.0.0.0:7946", "gossip listen address (port 0: OS-chosen)")
+	fs.StringVar(&c.GossipJoin, "gossip-join", "", "gossip address of a member to join (the coordinator's)")
+	fs.BoolVar(&c.GossipFast, "gossip-fast", false, "short gossip timers (loopback clusters and tests)")
+	fs.StringVar(&c.AddrFile, "addr-file", "", "write the listen addresses here as JSON once listening")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json (production) or console (development)")
+}
+
+// signalContext ends on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func runWithLogger(format string, fn func(ctx context.Context, log *zapLogger) error) error {
+	log, err := NewLogger(format)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // last in the shutdown order
+	ctx, stop := signalContext()
+	defer stop()
+	return fn(ctx, log)
+}
+
+// CoordinatorCommand is `coordinator`: the cluster's coordinator.
+func CoordinatorCommand() *cobra.Command {
+	o := CoordinatorOptions{Train: train.DefaultConfig()}
+	var finalize func() error
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run the cluster's coordinator: global step, membership, commit log, backup replicas dropped",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := finalize(); err != nil {
+				return err
+			}
+			return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunCoordinator(ctx, o, log) })
+		},
+	}
+	fs := cmd.Flags()
+	bindCommon(fs, &o.Common)
+	fs.StringVar(&o.Listen, "listen", "0.0.0.0:7070", "gRPC listen address")
+	fs.StringVar(&o.Dir, "dir", "coordinator", "directory for the commit log and the model checkpoints")
+	fs.IntVar(&o.Workers, "workers", 53, "worker slots W, backups included")
+	fs.IntVar(&o.Backups, "backups", 3, "backup replicas b: a step averages the first W − b gradients")
+	fs.IntVar(&o.PS, "ps", 17, "parameter-server shards")
+	fs.BoolVar(&o.Elastic, "elastic", false, "with fewer than W − b live workers, average over the live ones instead of pausing")
+	finalize = train.BindFlags(fs, &o.Train)
+	return cmd
+}
+
+// ParamServerCommand is `paramserver`: one shard.
+func ParamServerCommand() *cobra.Command {
+	var o ParamServerOptions
+	cmd := &cobra.Command{
+		Use:   "paramserver",
+		Short: "Run one parameter-server shard (applies the optimizer to its range of the parameters)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Coordinator == "" {
+				return fmt.Errorf("--coordinator is required")
+			}
+			if o.Index < 0 {
+				return fmt.Errorf("--index must be ≥ 0")
+			}
+			return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunParamServer(ctx, o, log) })
+		},
+	}
+	fs := cmd.Flags()
+	bindCommon(fs, &o.Common)
+	fs.StringVar(&o.Coordinator, "coordinator", "", "coordinator gRPC address")
+	fs.StringVar(&o.Listen, "listen", "0.0.0.0:7071", "gRPC listen address")
+	fs.StringVar(&o.Dir, "dir", "", "directory for this shard's checkpoints (default ps-INDEX)")
+	fs.IntVar(&o.Index, "index", 0, "shard index")
+	cmd.PreRun = func(*cobra.Command, []string) {
+		if o.Dir == "" {
+			o.Dir = fmt.Sprintf("ps-%d", o.Index)
+		}
+	}
+	return cmd
+}
+
+// WorkerCommand is `worker`.
+func WorkerCommand() *cobra.Command {
+	var o WorkerOptions
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker: PGD + the pairing loss, gradients pushed to the shards (training flags come from the coordinator)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Coordinator == "" {
+				return fmt.Errorf("--coordinator is required")
+			}
+			return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunWorker(ctx, o, log) })
+		},
+	}
+	fs := cmd.Flags()
+	bindCommon(fs, &o.Common)
+	fs.StringVar(&o.Coordinator, "coordinator", "", "coordinator gRPC address")
+	fs.IntVar(&o.Slot, "slot", -1, "preferred worker slot (a restarted worker takes its slot back; −1: any free slot)")
+	fs.IntVar(&o.Threads, "threads", 0, "compute threads (0: all cores)")
+	fs.StringVar(&o.DataDir, "data-dir", "", "dataset directory on this machine (default: the coordinator's --data-dir)")
+	return cmd
+}
+
+// ClusterCommand is `cluster` with `local`.
+func ClusterCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Run a cluster"}
+	l := LocalCluster{Train: train.DefaultConfig()}
+	var finalize func() error
+	local := &cobra.Command{
+		Use:   "local",
+		Short: "Start a whole cluster as separate processes on loopback and wait for the run to finish",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := finalize(); err != nil {
+				return err
+			}
+			if err := l.Train.Validate(); err != nil {
+				return err
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			l.Exe, l.Out = exe, cmd.OutOrStdout()
+			if l.Dir == "" {
+				l.Dir = l.Train.Out
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			c, err := l.Start(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Stop(15 * time.Second)
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster running: %d workers (%d backups), %d shards; logs in %s\n", l.Workers, l.Backups, l.PS, filepath.Join(l.Dir, "logs"))
+			select {
+			case err := <-c.Coord.done:
+				c.Coord.done <- err
+				if err != nil {
+					return fmt.Errorf("coordinator: %v\n%s", err, c.LogTail("coordinator", 20))
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			rec, ok, err := FileCheckpointsOf(filepath.Join(l.Dir, "coordinator"))
+			if err != nil || !ok {
+				return fmt.Errorf("%w: no checkpoint recorded (%v)", ErrNotDone, err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "done: %s\n", filepath.Join(l.Dir, "coordinator", fmt.Sprintf("ckpt-%08d.safetensors", rec)))
+			return nil
+		},
+	}
+	fs := local.Flags()
+	fs.IntVar(&l.Workers, "workers", 4, "worker processes (backups included)")
+	fs.IntVar(&l.Backups, "backups", 1, "backup replicas")
+	fs.IntVar(&l.PS, "ps", 2, "parameter-server processes")
+	fs.BoolVar(&l.Elastic, "elastic", false, "elastic N")
+	fs.StringVar(&l.Dir, "dir", "", "run directory (default: --out)")
+	finalize = train.BindFlags(fs, &l.Train)
+	cmd.AddCommand(local)
+	return cmd
+}

@@ -1,0 +1,717 @@
+// Package node runs the cluster's processes — coordinator, parameter server,
+// worker — by wiring the packages together (gRPC servers and clients, the
+// commit log and checkpoint files, memberlist, the training step) and
+// launches whole local clusters (`logitpair cluster local`). The binaries in
+// cmd/ only parse flags and call these functions.
+//
+// Shutdown order, on SIGINT/SIGTERM or when the run is done: leave the gossip
+// cluster (memberlist Leave), stop the gRPC server gracefully with a deadline
+// and then hard, flush (the coordinator's consistent checkpoints are written
+// as the run goes; a shard's state is in its store), and sync the logger.
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
+	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/data"
+	"github.com/logitpair/logitpair/pkg/membership"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/rpc"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/train"
+	"github.com/logitpair/logitpair/pkg/worker"
+)
+
+// Common are the flags every process takes.
+type Common struct {
+	JoinToken  string
+	GossipKey  string // base64, 16/24/32 bytes
+	GossipBind string // host:port of the gossip listener (port 0: OS-chosen)
+	GossipJoin string // a member's gossip address (the coordinator's)
+	GossipFast bool   // short gossip timers (loopback clusters, tests)
+	AddrFile   string // where to announce the listen addresses (launchers)
+	LogFormat  string // "json" (production) or "console" (development)
+}
+
+// NewLogger builds the process's zap logger.
+func NewLogger(format string) (*zap.Logger, error) {
+	switch format {
+	case "json", "":
+		return zap.NewProduction()
+	case "console":
+		c := zap.NewDevelopmentConfig()
+		c.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		c.DisableStacktrace = true
+		return c.Build()
+	}
+	return nil, fmt.Errorf("--log-format must be json or console, got %q", format)
+}
+
+func (c Common) dialOptions() []grpc.DialOption {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if c.JoinToken != "" {
+		opts = append(opts, rpc.WithToken(c.JoinToken))
+	}
+	return opts
+}
+
+func (c Common) serverOptions() []grpc.ServerOption {
+	if c.JoinToken == "" {
+		return nil
+	}
+	return rpc.TokenAuth(c.JoinToken)
+}
+
+func (c Common) startGossip(name string, meta membership.Meta, onEvent func(membership.Event)) (*membership.Node, error) {
+	key, err := membership.ParseKey(c.GossipKey)
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(c.GossipBind)
+	if err != nil {
+		return nil, fmt.Errorf("--gossip-bind %q: %w", c.GossipBind, err)
+	}
+	var p int
+	fmt.Sscan(port, &p)
+	n, err := membership.Start(membership.Config{Name: name, Meta: meta, BindAddr: host, BindPort: p, Key: key, Fast: c.GossipFast, OnEvent: onEvent})
+	if err != nil {
+		return nil, err
+	}
+	if c.GossipJoin != "" {
+		if err := n.Join(c.GossipJoin); err != nil {
+			n.Leave(time.Second)
+			return nil, fmt.Errorf("joining the gossip cluster at %s: %w", c.GossipJoin, err)
+		}
+	}
+	return n, nil
+}
+
+// serve runs a gRPC server until ctx ends, then stops it gracefully within
+// grace and hard after that.
+func serve(ctx context.Context, srv *grpc.Server, ln net.Listener, grace time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		srv.Stop()
+	}
+	return nil
+}
+
+// CoordinatorOptions configures RunCoordinator.
+type CoordinatorOptions struct {
+	Common
+	Listen               string
+	Dir                  string
+	Workers, Backups, PS int
+	Elastic              bool
+	Train                train.Config
+}
+
+// RunCoordinator runs the coordinator until the run is done or ctx ends.
+func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) error {
+	if err := o.Train.Validate(); err != nil {
+		return err
+	}
+	if o.PS < 1 {
+		return fmt.Errorf("--ps must be at least 1, got %d", o.PS)
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
+	}
+	be := cpu.New(cpu.Options{Threads: 1})
+	layout, model, err := cluster.NewLayout(be, o.Train, o.PS)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var coord *coordinator.Coordinator
+	var coordMu sync.Mutex
+	getCoord := func() *coordinator.Coordinator { coordMu.Lock(); defer coordMu.Unlock(); return coord }
+	reg, err := rpc.NewRegistry(rpc.RegistryConfig{Train: o.Train, Layout: layout, Workers: o.Workers, Backups: o.Backups,
+		OnShardRestart: func(k int) {
+			go func() {
+				if c := getCoord(); c != nil {
+					log.Warn("shard restarted: rolling back to the last consistent checkpoint", zap.Int("shard", k))
+					if err := c.ShardRestarted(ctx, k); err != nil && ctx.Err() == nil {
+						log.Error("rollback failed", zap.Error(err))
+					}
+				}
+			}()
+		}})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(o.serverOptions()...)
+	cs := rpc.NewCoordServer(nil, reg)
+	cs.Register(srv)
+	gossip, err := o.startGossip("coordinator", membership.Meta{Role: "coordinator", Slot: -1, Addr: ln.Addr().String()}, func(e membership.Event) {
+		if e.Meta.Role != rpc.RoleWorker {
+			return
+		}
+		c := getCoord()
+		if !e.Alive {
+			log.Warn("worker declared dead by gossip", zap.Int("slot", e.Meta.Slot), zap.String("node", e.Node))
+			reg.Release(e.Meta.Slot)
+		}
+		if c != nil {
+			c.SetLive(e.Meta.Slot, e.Alive)
+		}
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer gossip.Leave(2 * time.Second)
+	if o.AddrFile != "" {
+		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr()}); err != nil {
+			return err
+		}
+	}
+	servErr := make(chan error, 1)
+	go func() { servErr <- serve(ctx, srv, ln, 10*time.Second) }()
+
+	clog, err := paramserver.OpenFileLog(filepath.Join(o.Dir, "commit.log"))
+	if err != nil {
+		return err
+	}
+	defer clog.Close()
+	conns := &connCache{opts: o.dialOptions(), conns: map[string]*grpc.ClientConn{}}
+	defer conns.close()
+	shards := make([]coordinator.ShardClient, o.PS)
+	wshards := make([]worker.Shard, o.PS)
+	states := make([]cluster.StateFetcher, o.PS)
+	for k := range shards {
+		ls := &lazyShard{k: k, reg: reg, conns: conns}
+		shards[k], wshards[k], states[k] = ls, ls, ls
+	}
+	mw := &cluster.ModelWriter{Dir: o.Dir, Model: model, Shards: wshards, States: states, Ranges: layout.Ranges(), Cfg: o.Train}
+	cc := coordinator.DefaultConfig()
+	cc.Workers, cc.Backups, cc.Elastic, cc.Steps, cc.CheckpointEvery = o.Workers, o.Backups, o.Elastic, o.Train.Steps, o.Train.CheckpointEvery
+	cc.RetryEvery = 200 * time.Millisecond
+	inc, err := nextIncarnation(filepath.Join(o.Dir, "incarnation"))
+	if err != nil {
+		return err
+	}
+	cc.InitialGeneration = inc << 32
+	c, err := coordinator.New(ctx, cc, clog, cluster.FileCheckpoints{Dir: o.Dir}, shards, coordinator.Hooks{
+		Checkpointed: mw.Write,
+		Committed: func(step int64, set []int) {
+			if step%max(o.Train.LogEvery, 1) == 0 {
+				log.Info("step committed", zap.Int64("step", step), zap.Ints("workers", set))
+			}
+		},
+	}, log)
+	if err != nil {
+		return err
+	}
+	coordMu.Lock()
+	coord = c
+	coordMu.Unlock()
+	cs.SetCoordinator(c)
+	log.Info("coordinator listening", zap.String("grpc", ln.Addr().String()), zap.String("gossip", gossip.Addr()),
+		zap.Int("workers", o.Workers), zap.Int("backups", o.Backups), zap.Int("ps", o.PS), zap.Int64("steps", o.Train.Steps))
+	runErr := c.Run(ctx)
+	if runErr == nil {
+		log.Info("run done", zap.Int64("steps", o.Train.Steps), zap.String("dir", o.Dir))
+		// Give workers a moment to learn that the run is done before the
+		// server stops answering.
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+	cancel()
+	serr := <-servErr
+	if errors.Is(runErr, context.Canceled) {
+		runErr = nil
+	}
+	return errors.Join(runErr, serr)
+}
+
+// connCache keeps one client connection per address.
+type connCache struct {
+	opts  []grpc.DialOption
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func (c *connCache) get(addr string) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, c.opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+func (c *connCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cc := range c.conns {
+		cc.Close()
+	}
+}
+
+// lazyShard reaches shard k at whatever address it last joined with.
+type lazyShard struct {
+	k     int
+	reg   *rpc.Registry
+	conns *connCache
+}
+
+func (l *lazyShard) client() (*rpc.PSClient, error) {
+	a, err := l.reg.Assignment(rpc.RoleParamServer, l.k, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	addr := a.GetShards()[l.k].GetAddress()
+	if addr == "" {
+		return nil, fmt.Errorf("shard %d has not joined yet", l.k)
+	}
+	cc, err := l.conns.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.NewPSClient(cc, l.k), nil
+}
+
+func (l *lazyShard) Apply(ctx context.Context, step int64, w []int) error {
+	c, err := l.client()
+	if err != nil {
+		return err
+	}
+	return c.Apply(ctx, step, w)
+}
+
+func (l *lazyShard) Version(ctx context.Context) (int64, error) {
+	c, err := l.client()
+	if err != nil {
+		return 0, err
+	}
+	return c.Version(ctx)
+}
+
+func (l *lazyShard) Checkpoint(ctx context.Context, step int64) error {
+	c, err := l.client()
+	if err != nil {
+		return err
+	}
+	return c.Checkpoint(ctx, step)
+}
+
+func (l *lazyShard) Restore(ctx context.Context, step int64) error {
+	c, err := l.client()
+	if err != nil {
+		return err
+	}
+	return c.Restore(ctx, step)
+}
+
+func (l *lazyShard) FetchState(ctx context.Context, step int64) (string, []optim.NamedState, error) {
+	c, err := l.client()
+	if err != nil {
+		return "", nil, err
+	}
+	return c.FetchState(ctx, step)
+}
+
+func (l *lazyShard) Pull(ctx context.Context, step int64) ([]float32, []float32, error) {
+	c, err := l.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Pull(ctx, step)
+}
+
+func (l *lazyShard) Push(ctx context.Context, step int64, w int, g, b []float32) error {
+	c, err := l.client()
+	if err != nil {
+		return err
+	}
+	return c.Push(ctx, step, w, g, b)
+}
+
+// joinCoordinator dials the coordinator and joins with retries (the
+// coordinator may start after us or be restarting).
+func joinCoordinator(ctx context.Context, addr string, opts []grpc.DialOption, role string, preferred int, self, node string, log *zap.Logger) (*grpc.ClientConn, *rpc.CoordClient, *coordinatorv1.JoinResponse, error) {
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cc := rpc.NewCoordClient(conn)
+	for attempt := 0; ; attempt++ {
+		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := cc.Join(jctx, role, preferred, self, node)
+		cancel()
+		if err == nil {
+			return conn, cc, resp, nil
+		}
+		if attempt%10 == 0 {
+			log.Info("joining the coordinator", zap.String("coordinator", addr), zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close()
+			return nil, nil, nil, fmt.Errorf("joining the coordinator at %s: %w (last error: %v)", addr, ctx.Err(), err)
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// ParamServerOptions configures RunParamServer.
+type ParamServerOptions struct {
+	Common
+	Coordinator string
+	Listen      string
+	Dir         string
+	Index       int
+}
+
+// RunParamServer runs shard Index until ctx ends.
+func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) error {
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	name := fmt.Sprintf("ps-%d-%d", o.Index, os.Getpid())
+	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleParamServer, o.Index, ln.Addr().String(), name, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var cfg train.Config
+	if err := json.Unmarshal([]byte(resp.GetAssignment().GetTrainConfigJson()), &cfg); err != nil {
+		return fmt.Errorf("the coordinator's training config: %w", err)
+	}
+	be := cpu.New(cpu.Options{Threads: 1})
+	layout, _, err := cluster.NewLayout(be, cfg, len(resp.GetAssignment().GetShards()))
+	if err != nil {
+		return err
+	}
+	a := resp.GetAssignment()
+	sc, init, err := layout.ShardConfig(cfg, o.Index, int(a.GetWorkers()+a.GetBackups())) // W = N + b
+	if err != nil {
+		return err
+	}
+	store, err := paramserver.NewFileStore(o.Dir, 3)
+	if err != nil {
+		return err
+	}
+	shard, err := cluster.NewLocalShard(sc, init, store)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(o.serverOptions()...)
+	rpc.NewPSServer(shard).Register(srv)
+	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleParamServer, Slot: o.Index, Addr: ln.Addr().String()}, nil)
+	if err != nil {
+		return err
+	}
+	defer gossip.Leave(2 * time.Second)
+	if o.AddrFile != "" {
+		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr()}); err != nil {
+			return err
+		}
+	}
+	log.Info("parameter server listening", zap.Int("shard", o.Index), zap.Int("lo", sc.Lo), zap.Int("hi", sc.Hi), zap.String("grpc", ln.Addr().String()))
+	go heartbeat(ctx, 2*time.Second, func(ctx context.Context) {
+		// A restarted coordinator has forgotten us: join it again. The
+		// registry counts a shard's second join as a restart only within one
+		// coordinator's lifetime, and here this shard kept its state.
+		a, err := cc.GetAssignment(ctx, rpc.RoleParamServer, o.Index)
+		if err == nil && a.GetShards()[o.Index].GetAddress() == ln.Addr().String() {
+			return
+		}
+		if _, err := cc.Join(ctx, rpc.RoleParamServer, o.Index, ln.Addr().String(), name); err == nil {
+			log.Info("joined the coordinator again (it restarted)")
+		}
+	})
+	go rejoinGossip(ctx, gossip, o.GossipJoin)
+	err = serve(ctx, srv, ln, 10*time.Second)
+	shard.S.Close()
+	return err
+}
+
+// WorkerOptions configures RunWorker.
+type WorkerOptions struct {
+	Common
+	Coordinator string
+	Slot        int // preferred slot (−1: any)
+	Threads     int
+	// DataDir overrides the training config's data directory (workers may
+	// keep the data elsewhere).
+	DataDir string
+}
+
+// RunWorker joins the cluster and works until the run is done or ctx ends.
+func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
+	name := fmt.Sprintf("worker-%d-%d", o.Slot, os.Getpid())
+	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleWorker, o.Slot, "", name, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	a := resp.GetAssignment()
+	slot := int(resp.GetSlot())
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = cc.Leave(lctx, rpc.RoleWorker, slot)
+		cancel()
+	}()
+	var cfg train.Config
+	if err := json.Unmarshal([]byte(a.GetTrainConfigJson()), &cfg); err != nil {
+		return fmt.Errorf("the coordinator's training config: %w", err)
+	}
+	if o.DataDir != "" {
+		cfg.DataDir = o.DataDir
+	}
+	threads := o.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	runtime.GOMAXPROCS(threads)
+	be := cpu.New(cpu.Options{Threads: threads})
+	ds, err := data.Load(cfg.Dataset, cfg.DataDir, "train")
+	if err != nil {
+		return err
+	}
+	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
+	if err != nil {
+		return err
+	}
+	wcfg := cfg
+	wcfg.WeightDecay = 0 // the shards add it after averaging
+	tw, err := train.NewWorker(wcfg, m, data.NewLoader(ds, data.LoaderOptions{Seed: uint64(cfg.Seed), NoAugment: !cfg.Augment}))
+	if err != nil {
+		return err
+	}
+	conns := &connCache{opts: o.dialOptions(), conns: map[string]*grpc.ClientConn{}}
+	defer conns.close()
+	book := &addressBook{cc: cc, slot: slot, a: a}
+	shards := make([]worker.Shard, len(a.GetShards()))
+	ranges := make([]worker.Range, len(a.GetShards()))
+	for k, si := range a.GetShards() {
+		shards[k] = &workerShard{k: k, slot: slot, book: book, conns: conns}
+		ranges[k] = worker.Range{Lo: int(si.GetLo()), Hi: int(si.GetHi()), BufLo: int(si.GetBufferLo()), BufHi: int(si.GetBufferHi())}
+	}
+	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleWorker, Slot: slot}, nil)
+	if err != nil {
+		return err
+	}
+	defer gossip.Leave(2 * time.Second)
+	if o.AddrFile != "" {
+		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: "worker", Gossip: gossip.Addr()}); err != nil {
+			return err
+		}
+	}
+	go rejoinGossip(ctx, gossip, o.GossipJoin)
+	rc := &rejoiningCoord{CoordClient: cc, slot: slot, node: name, log: log, book: book}
+	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, tw, shards, ranges, rc, log)
+	if err != nil {
+		return err
+	}
+	log.Info("worker running", zap.Int("slot", slot), zap.Int("workers", int(a.GetDataShards())), zap.Int64("from_step", a.GetStartStep()))
+	err = wk.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// addressBook keeps a worker's assignment and refreshes it from the
+// coordinator when a shard cannot be reached (a restarted shard may listen
+// elsewhere).
+type addressBook struct {
+	mu    sync.Mutex
+	cc    *rpc.CoordClient
+	slot  int
+	a     *coordinatorv1.Assignment
+	stale bool
+}
+
+func (b *addressBook) address(ctx context.Context, k int) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stale {
+		a, err := b.cc.GetAssignment(ctx, rpc.RoleWorker, b.slot)
+		if err != nil {
+			return "", fmt.Errorf("refreshing the assignment: %w", err)
+		}
+		b.a, b.stale = a, false
+	}
+	addr := b.a.GetShards()[k].GetAddress()
+	if addr == "" {
+		b.stale = true
+		return "", fmt.Errorf("shard %d has no address yet", k)
+	}
+	return addr, nil
+}
+
+func (b *addressBook) invalidate() {
+	b.mu.Lock()
+	b.stale = true
+	b.mu.Unlock()
+}
+
+// workerShard is shard k as a worker reaches it, following its address.
+type workerShard struct {
+	k     int
+	slot  int
+	book  *addressBook
+	conns *connCache
+}
+
+func (w *workerShard) client(ctx context.Context) (*rpc.PSClient, error) {
+	addr, err := w.book.address(ctx, w.k)
+	if err != nil {
+		return nil, err
+	}
+	c, err := w.conns.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.NewPSClient(c, w.k, rpc.WithWorkerSlot(w.slot)), nil
+}
+
+func (w *workerShard) check(err error) error {
+	if status.Code(err) == codes.Unavailable {
+		w.book.invalidate()
+	}
+	return err
+}
+
+func (w *workerShard) Pull(ctx context.Context, step int64) ([]float32, []float32, error) {
+	c, err := w.client(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, b, err := c.Pull(ctx, step)
+	return p, b, w.check(err)
+}
+
+func (w *workerShard) Push(ctx context.Context, step int64, worker int, g, b []float32) error {
+	c, err := w.client(ctx)
+	if err != nil {
+		return err
+	}
+	return w.check(c.Push(ctx, step, worker, g, b))
+}
+
+// heartbeat calls fn every interval until ctx ends.
+func heartbeat(ctx context.Context, every time.Duration, fn func(ctx context.Context)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cctx, cancel := context.WithTimeout(ctx, every)
+			fn(cctx)
+			cancel()
+		}
+	}
+}
+
+// rejoinGossip re-joins the gossip cluster through the coordinator's gossip
+// address whenever no coordinator is among the live members (it restarted).
+func rejoinGossip(ctx context.Context, n *membership.Node, addr string) {
+	if addr == "" {
+		return
+	}
+	heartbeat(ctx, 2*time.Second, func(context.Context) {
+		for _, m := range n.Live() {
+			if m.Role == "coordinator" {
+				return
+			}
+		}
+		_ = n.Join(addr)
+	})
+}
+
+// rejoiningCoord is the coordinator as a worker reaches it: when the
+// coordinator does not know this worker's slot (it restarted and forgot),
+// the worker joins again asking for the same slot, then retries.
+type rejoiningCoord struct {
+	*rpc.CoordClient
+	slot int
+	node string
+	log  *zap.Logger
+	book *addressBook
+}
+
+func (r *rejoiningCoord) Report(ctx context.Context, step int64, slot int, terms objective.Terms, t worker.Timing) (bool, worker.StepState, error) {
+	ok, st, err := r.CoordClient.Report(ctx, step, slot, terms, t)
+	if status.Code(err) != codes.NotFound {
+		return ok, st, err
+	}
+	resp, jerr := r.CoordClient.Join(ctx, rpc.RoleWorker, r.slot, "", r.node)
+	if jerr != nil {
+		return false, st, fmt.Errorf("joining the coordinator again: %w", jerr)
+	}
+	if int(resp.GetSlot()) != r.slot {
+		_ = r.CoordClient.Leave(ctx, rpc.RoleWorker, int(resp.GetSlot()))
+		return false, st, fmt.Errorf("the restarted coordinator gave slot %d away; this worker (slot %d) stops", r.slot, r.slot)
+	}
+	r.log.Info("joined the coordinator again (it restarted)", zap.Int("slot", r.slot))
+	r.book.invalidate()
+	return r.CoordClient.Report(ctx, step, slot, terms, t)
+}
+
+// nextIncarnation reads, increments and durably rewrites a process start
+// counter.
+func nextIncarnation(path string) (int64, error) {
+	var n int64
+	if b, err := os.ReadFile(path); err == nil {
+		if _, err := fmt.Sscan(string(b), &n); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !os.IsNotExist(err) {
+		return 0, err
+	}
+	n++
+	return n, atomicfile.Write(path, []byte(fmt.Sprintf("%d\n", n)), 0o644)
+}

@@ -1,0 +1,117 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logitpair/logitpair/pkg/data/datatest"
+
+	"go.uber.org/zap"
+
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/train"
+)
+
+// TestPaperLayoutOverGRPC (issue 5, test e): `coordinator --workers=53
+// --backups=3 --ps=17` with a tiny model over real gRPC and gossip on
+// loopback — every process a goroutine of this test — completes 20 steps,
+// each averaging exactly 50 workers' gradients.
+func TestPaperLayoutOverGRPC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("71 members")
+	}
+	const workers, backups, ps, steps = 53, 3, 17, 20
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "mnist")
+	os.MkdirAll(dataDir, 0o755)
+	datatest.WriteMNIST(t, dataDir, 64, 1)
+	sec, _ := NewSecrets()
+	common := Common{JoinToken: sec.JoinToken, GossipKey: sec.GossipKey, GossipBind: "127.0.0.1:0", GossipFast: true}
+	tc := train.DefaultConfig()
+	// madry-mnist has 8 tensors, too few for 17 shards: a width-1
+	// pre-activation ResNet-50 on 28×28 grey images has hundreds.
+	tc.DataDir, tc.Model = dataDir, "resnet-v2-50"
+	tc.ModelConfig = models.Config{"width": 1, "classes": 10, "in_channels": 1, "image_size": 28}
+	tc.Objective, tc.AttackSteps, tc.StepSize, tc.Batch = "alp", 1, 0.1, 2
+	tc.Steps, tc.CheckpointEvery, tc.LogEvery, tc.Out = steps, 10, 5, filepath.Join(dir, "coordinator")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	log := zap.NewNop()
+	co := CoordinatorOptions{Common: common, Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "coordinator"),
+		Workers: workers, Backups: backups, PS: ps, Train: tc}
+	co.AddrFile = filepath.Join(dir, "coordinator.json")
+	coordDone := make(chan error, 1)
+	go func() { coordDone <- RunCoordinator(ctx, co, log) }()
+	var addr Addrs
+	for addr.GRPC == "" {
+		select {
+		case err := <-coordDone:
+			t.Fatalf("coordinator stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("coordinator did not start")
+		case <-time.After(20 * time.Millisecond):
+			addr, _ = ReadAddrs(co.AddrFile)
+		}
+	}
+	member := common
+	member.GossipJoin = addr.Gossip
+	pctx, pcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	errs := make(chan error, ps+workers)
+	for k := 0; k < ps; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := ParamServerOptions{Common: member, Coordinator: addr.GRPC, Listen: "127.0.0.1:0", Dir: filepath.Join(dir, fmt.Sprintf("ps-%d", k)), Index: k}
+			if err := RunParamServer(pctx, o, log); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("ps %d: %w", k, err)
+			}
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := WorkerOptions{Common: member, Coordinator: addr.GRPC, Slot: w, Threads: 1}
+			if err := RunWorker(pctx, o, log); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("worker %d: %w", w, err)
+			}
+		}()
+	}
+	select {
+	case err := <-coordDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case err := <-errs:
+		t.Fatal(err)
+	case <-ctx.Done():
+		t.Fatal("the run did not finish within the deadline")
+	}
+	pcancel()
+	wg.Wait()
+	l, err := paramserver.OpenFileLog(filepath.Join(co.Dir, "commit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	es, _ := l.Entries()
+	if len(es) != steps {
+		t.Fatalf("%d log entries for %d steps", len(es), steps)
+	}
+	for _, e := range es {
+		if len(e.Workers) != workers-backups {
+			t.Fatalf("step %d averaged %d workers, want %d", e.Step, len(e.Workers), workers-backups)
+		}
+	}
+	if s, ok, _ := FileCheckpointsOf(co.Dir); !ok || s != steps {
+		t.Fatalf("final checkpoint %d %v", s, ok)
+	}
+}

@@ -1,0 +1,212 @@
+package paramserver
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/safetensors"
+)
+
+// StepStore keeps shard states per version, so the cluster can roll back
+// to a consistent checkpoint even when some shards saved a newer state
+// before a crash.
+type StepStore interface {
+	Store
+	// LoadStep returns shard index's state saved at version step.
+	LoadStep(index int, step int64) (ShardState, bool, error)
+}
+
+// FileStore persists shard states as safetensors files in a directory:
+// shard-<index>-<version>.safetensors holding "params", "buffers", "ema" and
+// "optim.<slot>" (F32), with the range, version and optimizer kind as
+// metadata. Files are written atomically; the Keep newest versions per shard
+// are kept.
+type FileStore struct {
+	Dir  string
+	Keep int
+	mu   sync.Mutex
+}
+
+var _ StepStore = (*FileStore)(nil)
+
+// NewFileStore returns a FileStore keeping keep versions per shard (at least 2).
+func NewFileStore(dir string, keep int) (*FileStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &FileStore{Dir: dir, Keep: max(keep, 2)}, nil
+}
+
+func (f *FileStore) path(index int, step int64) string {
+	return filepath.Join(f.Dir, fmt.Sprintf("shard-%d-%012d.safetensors", index, step))
+}
+
+// Save implements Store.
+func (f *FileStore) Save(st ShardState) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	file := safetensors.New()
+	add := func(name string, v []float32) error { return file.AddF32(name, []int{len(v)}, v) }
+	if err := add("params", st.Params); err != nil {
+		return err
+	}
+	if err := add("buffers", st.Buffers); err != nil {
+		return err
+	}
+	if st.EMA != nil {
+		if err := add("ema", st.EMA); err != nil {
+			return err
+		}
+	}
+	for _, ns := range st.Optim {
+		if err := add("optim."+ns.Name, ns.Data); err != nil {
+			return err
+		}
+	}
+	m := file.Metadata
+	m["format"] = "logitpair-shard-state-v1"
+	m["index"], m["lo"], m["hi"] = strconv.Itoa(st.Index), strconv.Itoa(st.Lo), strconv.Itoa(st.Hi)
+	m["buf_lo"], m["buf_hi"] = strconv.Itoa(st.BufLo), strconv.Itoa(st.BufHi)
+	m["version"], m["optim"] = strconv.FormatInt(st.Version, 10), st.OptimKind
+	if err := file.WriteFileAtomic(f.path(st.Index, st.Version)); err != nil {
+		return err
+	}
+	return f.prune(st.Index)
+}
+
+func (f *FileStore) versions(index int) ([]int64, error) {
+	m, err := filepath.Glob(filepath.Join(f.Dir, fmt.Sprintf("shard-%d-*.safetensors", index)))
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, p := range m {
+		s := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), fmt.Sprintf("shard-%d-", index)), ".safetensors")
+		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] > out[j] })
+	return out, nil
+}
+
+func (f *FileStore) prune(index int) error {
+	vs, err := f.versions(index)
+	if err != nil {
+		return err
+	}
+	for _, v := range vs[min(f.Keep, len(vs)):] {
+		if err := os.Remove(f.path(index, v)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Load implements Store: the newest saved state.
+func (f *FileStore) Load(index int) (ShardState, bool, error) {
+	vs, err := f.versions(index)
+	if err != nil || len(vs) == 0 {
+		return ShardState{}, false, err
+	}
+	return f.LoadStep(index, vs[0])
+}
+
+// LoadStep implements StepStore.
+func (f *FileStore) LoadStep(index int, step int64) (ShardState, bool, error) {
+	p := f.path(index, step)
+	file, err := safetensors.ReadFile(p)
+	if os.IsNotExist(err) {
+		return ShardState{}, false, nil
+	}
+	if err != nil {
+		return ShardState{}, false, err
+	}
+	m := file.Metadata
+	if m["format"] != "logitpair-shard-state-v1" {
+		return ShardState{}, false, fmt.Errorf("%s: not a shard state (format %q)", p, m["format"])
+	}
+	st := ShardState{OptimKind: m["optim"]}
+	ints := []*int{&st.Index, &st.Lo, &st.Hi, &st.BufLo, &st.BufHi}
+	for i, k := range []string{"index", "lo", "hi", "buf_lo", "buf_hi"} {
+		if *ints[i], err = strconv.Atoi(m[k]); err != nil {
+			return st, false, fmt.Errorf("%s: metadata %s: %w", p, k, err)
+		}
+	}
+	if st.Version, err = strconv.ParseInt(m["version"], 10, 64); err != nil {
+		return st, false, fmt.Errorf("%s: metadata version: %w", p, err)
+	}
+	for _, name := range file.Names() {
+		d, _, err := file.F32(name)
+		if err != nil {
+			return st, false, err
+		}
+		switch {
+		case name == "params":
+			st.Params = d
+		case name == "buffers":
+			st.Buffers = d
+		case name == "ema":
+			st.EMA = d
+		case strings.HasPrefix(name, "optim."):
+			st.Optim = append(st.Optim, optim.NamedState{Name: strings.TrimPrefix(name, "optim."), Data: d})
+		default:
+			return st, false, fmt.Errorf("%s: unexpected tensor %q", p, name)
+		}
+	}
+	if st.Buffers == nil {
+		st.Buffers = []float32{}
+	}
+	return st, true, nil
+}
+
+// MemStepStore is an in-memory StepStore.
+type MemStepStore struct {
+	mu     sync.Mutex
+	states map[[2]int64]ShardState
+	latest map[int]int64
+}
+
+// NewMemStepStore returns an empty MemStepStore.
+func NewMemStepStore() *MemStepStore {
+	return &MemStepStore{states: map[[2]int64]ShardState{}, latest: map[int]int64{}}
+}
+
+// Save implements Store.
+func (m *MemStepStore) Save(st ShardState) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.states[[2]int64{int64(st.Index), st.Version}] = st.Clone()
+	if v, ok := m.latest[st.Index]; !ok || st.Version >= v {
+		m.latest[st.Index] = st.Version
+	}
+	return nil
+}
+
+// Load implements Store.
+func (m *MemStepStore) Load(index int) (ShardState, bool, error) {
+	m.mu.Lock()
+	v, ok := m.latest[index]
+	m.mu.Unlock()
+	if !ok {
+		return ShardState{}, false, nil
+	}
+	return m.LoadStep(index, v)
+}
+
+// LoadStep implements StepStore.
+func (m *MemStepStore) LoadStep(index int, step int64) (ShardState, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.states[[2]int64{int64(index), step}]
+	if !ok {
+		return ShardState{}, false, nil
+	}
+	return st.Clone(), true, nil
+}

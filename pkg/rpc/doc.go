@@ -1,0 +1,49 @@
+// Package rpc is the cluster's gRPC transport: servers that expose a
+// parameter-server shard (cluster.LocalShard) and the coordinator
+// (coordinator.Coordinator plus a Registry of members) through the APIs of
+// pkg/api, and clients that implement the interfaces the rest of the code
+// programs against (worker.Shard, coordinator.ShardClient,
+// worker.Coordinator) on top of a grpc.ClientConnInterface.
+//
+// Handlers only translate and delegate: they length-check what arrives from
+// the network (a remote can never make this process panic or allocate more
+// than the receiving shard's range), turn it into calls on the in-memory
+// types, and turn their results and typed errors back into messages and
+// status codes. Nothing here decides anything about training.
+//
+// # Chunked transfers
+//
+// Pull and Push move float32 vectors as little-endian bytes in chunks of at
+// most 1 MiB by default (Pull: the request's max_chunk_bytes, clamped to
+// [4 KiB, 3 MiB]), far below gRPC's default 4 MiB message limit, so a shard
+// of any size streams. A push stream must cover [0, total_elements)
+// contiguously from offset 0 in chunks of whole elements, with one step,
+// worker and total in every chunk and the buffers in the last one; anything
+// else is answered with INVALID_ARGUMENT naming the fault, without calling
+// the shard (PSServer.Stats counts these), and is never applied.
+//
+// # Errors
+//
+// A shard's *paramserver.Error becomes a status whose code follows the
+// kind (see Code) and which carries an errdetails.ErrorInfo with domain
+// ErrorDomain, the kind as reason (KindReason: "STALE", "FUTURE", …) and the
+// shard, op, step, version and worker as metadata; the message is the
+// shard's own error text, which includes the shard's version. PSClient turns
+// such a status back into a *RemoteError that unwraps to a
+// *paramserver.Error, so errors.Is(err, paramserver.ErrStale) and errors.As
+// into a *paramserver.Error (kind, step, the shard's version, …) work across
+// the network exactly as in memory, and status.Code(err) still gives the
+// gRPC code. Codes: ErrLength, ErrNonFinite, ErrUnknownWorker, ErrConflict,
+// ErrBadSet → INVALID_ARGUMENT; ErrStale, ErrFuture, ErrMissing,
+// ErrSetMismatch, ErrRestore → FAILED_PRECONDITION; ErrClosed →
+// UNAVAILABLE; context errors → DEADLINE_EXCEEDED / CANCELED; anything else
+// → INTERNAL.
+//
+// # Authentication
+//
+// TokenAuth (server) and WithToken (client) guard every RPC of both services
+// with a shared join token sent as the metadata `authorization: Bearer
+// <token>`. The credential works on plaintext connections (tests, a trusted
+// network) and unchanged on TLS, where TokenCredentials(token, true) refuses
+// to send it in the clear.
+package rpc

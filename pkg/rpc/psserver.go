@@ -1,0 +1,235 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
+	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/paramserver"
+)
+
+// PSServer serves one parameter-server shard as
+// logitpair.paramserver.v1.ParameterServer. It translates and delegates to
+// a cluster.LocalShard (so LocalShard.BeforePush fault hooks apply to
+// pushes that arrive over the network too).
+type PSServer struct {
+	paramserverv1.UnimplementedParameterServerServer
+
+	shard *cluster.LocalShard
+	cfg   paramserver.ShardConfig
+	chunk int // default Pull chunk, bytes
+
+	malformed atomic.Int64
+}
+
+// PSServerOption configures a PSServer.
+type PSServerOption func(*PSServer)
+
+// WithPullChunkBytes sets the Pull chunk size used when a request leaves
+// max_chunk_bytes at 0 (default DefaultChunkBytes; clamped to
+// [MinChunkBytes, MaxChunkBytes]).
+func WithPullChunkBytes(n int) PSServerOption {
+	return func(s *PSServer) { s.chunk = clampChunk(n, DefaultChunkBytes) }
+}
+
+// NewPSServer returns a server for shard.
+func NewPSServer(shard *cluster.LocalShard, opts ...PSServerOption) *PSServer {
+	s := &PSServer{shard: shard, cfg: shard.S.Config(), chunk: DefaultChunkBytes}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Register registers s on r (a *grpc.Server).
+func (s *PSServer) Register(r grpc.ServiceRegistrar) {
+	paramserverv1.RegisterParameterServerServer(r, s)
+}
+
+// PSServerStats are the server's own counters, on top of the shard's.
+type PSServerStats struct {
+	// MalformedPushes counts push streams refused for breaking the chunking
+	// rules; the shard never saw them, so its Stats do not count them.
+	MalformedPushes int64
+}
+
+// Stats returns the server's counters.
+func (s *PSServer) Stats() PSServerStats {
+	return PSServerStats{MalformedPushes: s.malformed.Load()}
+}
+
+// Pull streams the shard's parameters at the requested version (waiting,
+// bounded by the caller's deadline, while the shard is below it) in chunks
+// of at most max_chunk_bytes, the buffers in the last chunk. When the last
+// parameter chunk has no room left for the buffers they go in a final chunk
+// of their own, with no parameter data.
+func (s *PSServer) Pull(req *paramserverv1.PullRequest, stream grpc.ServerStreamingServer[paramserverv1.PullChunk]) error {
+	params, bufs, err := s.shard.Pull(stream.Context(), req.GetStep())
+	if err != nil {
+		return statusErr(err)
+	}
+	limit := clampChunk(int(req.GetMaxChunkBytes()), s.chunk)
+	per := limit / 4
+	n := len(params)
+	bufBytes := encodeFloats(bufs)
+	for off := 0; ; {
+		end := min(off+per, n)
+		c := &paramserverv1.PullChunk{Step: req.GetStep(), Offset: int64(off), Data: encodeFloats(params[off:end]), TotalElements: int64(n)}
+		if end == n && (off == end || 4*(end-off)+len(bufBytes) <= limit) {
+			c.Last, c.Buffers = true, bufBytes
+		}
+		if err := stream.Send(c); err != nil {
+			return err
+		}
+		if c.Last {
+			return nil
+		}
+		off = end
+	}
+}
+
+// Push assembles one worker's gradient from a stream of chunks and hands it
+// to the shard once the stream is complete and well formed. A stream that
+// breaks the chunking rules is refused with INVALID_ARGUMENT naming the
+// fault, and the shard is not called; nothing more than the shard's own
+// range is ever allocated.
+func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChunk, paramserverv1.PushAck]) error {
+	n := s.cfg.Hi - s.cfg.Lo
+	var (
+		step, total int64
+		wk          int32
+		grad, bufs  []float32
+		started     bool
+		last        bool
+	)
+	bad := func(format string, a ...any) error {
+		s.malformed.Add(1)
+		return malformed("push to shard %d: "+format, append([]any{s.cfg.Index}, a...)...)
+	}
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err // the caller went away; the partial push is discarded
+		}
+		if last {
+			return bad("chunk at offset %d after the chunk marked last", c.GetOffset())
+		}
+		if !started {
+			started = true
+			step, wk, total = c.GetStep(), c.GetWorker(), c.GetTotalElements()
+			if total != int64(n) {
+				return bad("total_elements %d, but the shard owns [%d,%d) = %d elements", total, s.cfg.Lo, s.cfg.Hi, n)
+			}
+			grad = make([]float32, 0, n)
+		}
+		switch {
+		case c.GetStep() != step:
+			return bad("chunk for step %d in a push for step %d: every chunk must carry the same step", c.GetStep(), step)
+		case c.GetWorker() != wk:
+			return bad("chunk from worker %d in a push from worker %d: every chunk must carry the same worker", c.GetWorker(), wk)
+		case c.GetTotalElements() != total:
+			return bad("chunk with total_elements %d in a push of %d: every chunk must carry the same total", c.GetTotalElements(), total)
+		case c.GetOffset() != int64(len(grad)):
+			return bad("chunk at offset %d, expected %d: chunks must cover [0, total_elements) in order, without gaps or overlaps", c.GetOffset(), len(grad))
+		case len(c.GetData())%4 != 0:
+			return bad("chunk at offset %d has %d data bytes, not a multiple of 4 (whole float32 elements)", c.GetOffset(), len(c.GetData()))
+		case int64(len(grad))+int64(len(c.GetData())/4) > total:
+			return bad("chunk at offset %d with %d elements runs past total_elements %d", c.GetOffset(), len(c.GetData())/4, total)
+		case len(c.GetBuffers()) > 0 && !c.GetLast():
+			return bad("buffers in the chunk at offset %d, which is not marked last", c.GetOffset())
+		case len(c.GetBuffers())%4 != 0:
+			return bad("%d buffer bytes, not a multiple of 4 (whole float32 elements)", len(c.GetBuffers()))
+		}
+		grad = appendFloats(grad, c.GetData())
+		if c.GetLast() {
+			last = true
+			bufs = appendFloats(make([]float32, 0, len(c.GetBuffers())/4), c.GetBuffers())
+		}
+	}
+	switch {
+	case !started:
+		return bad("empty push stream")
+	case !last:
+		return bad("stream ended without a chunk marked last after %d of %d elements; the push is discarded", len(grad), total)
+	case int64(len(grad)) != total:
+		return bad("chunks cover [0,%d) of total_elements %d", len(grad), total)
+	}
+	if err := s.shard.Push(stream.Context(), step, int(wk), grad, bufs); err != nil {
+		return statusErr(err)
+	}
+	return stream.SendAndClose(&paramserverv1.PushAck{Step: step, ShardVersion: step})
+}
+
+// Apply commits a step on the shard (idempotent for applied steps).
+func (s *PSServer) Apply(ctx context.Context, req *paramserverv1.ApplyRequest) (*paramserverv1.ApplyResponse, error) {
+	set := make([]int, len(req.GetWorkers()))
+	for i, w := range req.GetWorkers() {
+		set[i] = int(w)
+	}
+	if err := s.shard.Apply(ctx, req.GetStep(), set); err != nil {
+		return nil, statusErr(err)
+	}
+	return &paramserverv1.ApplyResponse{Version: s.shard.S.Version()}, nil
+}
+
+// State reports the shard's range, version and counters. counters.rejected
+// includes the malformed streams the shard never saw.
+func (s *PSServer) State(_ context.Context, _ *paramserverv1.StateRequest) (*paramserverv1.ShardStatus, error) {
+	st := s.shard.S.Stats()
+	r := st.Rejected
+	return &paramserverv1.ShardStatus{
+		Shard: int32(s.cfg.Index), Lo: int64(s.cfg.Lo), Hi: int64(s.cfg.Hi), Version: st.Version,
+		Counters: &paramserverv1.ShardCounters{
+			Pushes: st.Accepted, Applied: st.Applied, DroppedStale: r.Stale, DroppedBackup: st.DroppedBackup,
+			Rejected: r.Total() - r.Stale + s.malformed.Load(),
+		},
+	}, nil
+}
+
+// Checkpoint saves the shard's state to its store; the shard must be at
+// version step (FAILED_PRECONDITION, reason STALE or FUTURE, otherwise).
+// The request's dir is not used: the shard's StepStore decides where states
+// go, and Restore finds them again by step, so the response's path is
+// empty.
+func (s *PSServer) Checkpoint(_ context.Context, req *paramserverv1.CheckpointRequest) (*paramserverv1.CheckpointResponse, error) {
+	if v := s.shard.S.Version(); v != req.GetStep() {
+		kind := paramserver.ErrStale
+		if req.GetStep() > v {
+			kind = paramserver.ErrFuture
+		}
+		return nil, statusErr(&paramserver.Error{Op: "checkpoint", Kind: kind, Shard: s.cfg.Index, Step: req.GetStep(), Version: v, Worker: -1,
+			Detail: "a checkpoint is taken at the shard's current version"})
+	}
+	if err := s.shard.S.Save(); err != nil {
+		return nil, status.Errorf(codes.Internal, "shard %d: checkpoint of step %d: %v", s.cfg.Index, req.GetStep(), err)
+	}
+	return &paramserverv1.CheckpointResponse{Step: req.GetStep()}, nil
+}
+
+// Restore loads the state the shard's store holds at the requested step
+// (FAILED_PRECONDITION, reason RESTORE, when there is none or it does not
+// fit). The request's path is not used (see Checkpoint).
+func (s *PSServer) Restore(_ context.Context, req *paramserverv1.RestoreRequest) (*paramserverv1.RestoreResponse, error) {
+	st, ok, err := s.shard.Store.LoadStep(s.cfg.Index, req.GetStep())
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "shard %d: loading the state of step %d: %v", s.cfg.Index, req.GetStep(), err)
+	}
+	if !ok {
+		return nil, statusErr(&paramserver.Error{Op: "restore", Kind: paramserver.ErrRestore, Shard: s.cfg.Index, Step: req.GetStep(),
+			Version: s.shard.S.Version(), Worker: -1, Detail: "no saved state at this step"})
+	}
+	if err := s.shard.S.Restore(st); err != nil {
+		return nil, statusErr(err)
+	}
+	return &paramserverv1.RestoreResponse{Version: s.shard.S.Version()}, nil
+}

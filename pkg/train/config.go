@@ -1,0 +1,198 @@
+// Package train is single-process adversarial training: the training step
+// that every cluster worker runs too (batch → attack → objective → gradient),
+// the optimizer loop, checkpoints, resumption and robust validation.
+//
+// Everything random in a step — the batch, its augmentation, the attack's
+// random start and targets, the objective's noise — is a pure function of
+// (seed, step, worker slot), so a run is replayable and --resume continues it
+// bit for bit.
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/optim"
+)
+
+// Config is every setting of a training run. The JSON names are the
+// configuration file's keys and the CLI's flag names; the cluster's
+// coordinator hands the same Config to its workers.
+type Config struct {
+	Dataset     string        `json:"dataset"`
+	DataDir     string        `json:"data-dir"`
+	Augment     bool          `json:"augment"`
+	Model       string        `json:"model"`
+	ModelConfig models.Config `json:"model-config,omitempty"`
+
+	Objective  string  `json:"objective"`
+	PairWeight float64 `json:"pair-weight"`
+	Smoothing  float64 `json:"label-smoothing"`
+	NoiseStd   float64 `json:"noise-std"`
+	MixupAlpha float64 `json:"mixup-alpha"`
+
+	// Attack is a released-code attack string (pgd_76.5_2.55_40); when empty
+	// the attack is Eps/StepSize/AttackSteps/Restarts/AttackTarget.
+	Attack       string  `json:"attack"`
+	Eps          float64 `json:"eps"`
+	StepSize     float64 `json:"step-size"`
+	AttackSteps  int     `json:"attack-steps"`
+	Restarts     int     `json:"restarts"`
+	AttackTarget string  `json:"attack-target"`
+
+	Batch          int     `json:"batch"`
+	Steps          int64   `json:"steps"`
+	Optimizer      string  `json:"optimizer"`
+	LR             float64 `json:"lr"`
+	LRSchedule     string  `json:"lr-schedule"`
+	WeightDecay    float64 `json:"weight-decay"`
+	EMA            float64 `json:"ema"`
+	Seed           int64   `json:"seed"`
+	Threads        int     `json:"threads"`
+	LogEvery       int64   `json:"log-every"`
+	RMSPropEpsilon float64 `json:"rmsprop-epsilon"`
+
+	Out              string `json:"out"`
+	Resume           bool   `json:"resume"`
+	InitFrom         string `json:"init-from"`
+	CheckpointEvery  int64  `json:"checkpoint-every"`
+	Keep             int    `json:"keep"`
+	ValidateEvery    int64  `json:"validate-every"`
+	ValidateExamples int    `json:"validate-examples"`
+}
+
+// DefaultConfig is Madry et al.'s MNIST setting trained with ALP: ε = 0.3,
+// 40 steps of 0.01 from a random start on the true label, Adam 1e-4,
+// batch 50; λ = 0.5.
+func DefaultConfig() Config {
+	return Config{
+		Dataset: "mnist", DataDir: "data/mnist", Augment: true, Model: "madry-mnist",
+		Objective: "alp", PairWeight: 0.5, NoiseStd: 0.5, MixupAlpha: 1,
+		Eps: 0.3, StepSize: 0.01, AttackSteps: 40, Restarts: 1, AttackTarget: "true",
+		Batch: 50, Steps: 100000, Optimizer: "adam", LR: 1e-4, LRSchedule: "constant",
+		Seed: 1, LogEvery: 100, RMSPropEpsilon: 1.0,
+		Out: "runs/mnist-alp", CheckpointEvery: 1000, Keep: 3,
+		ValidateEvery: 0, ValidateExamples: 1000,
+	}
+}
+
+// Load reads a YAML or JSON configuration file over c (keys it does not set
+// keep their value). Unknown keys are errors.
+func (c *Config) Load(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(j)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// JSON returns the configuration as JSON (stored in checkpoints).
+func (c Config) JSON() string {
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+// AttackConfig returns the training attack.
+func (c Config) AttackConfig() (attack.Config, error) {
+	if c.Attack != "" {
+		return attack.Parse(c.Attack)
+	}
+	target, err := attack.ParseTarget(c.AttackTarget)
+	if err != nil {
+		return attack.Config{}, err
+	}
+	a := attack.Config{Eps: float32(c.Eps), Step: float32(c.StepSize), Steps: c.AttackSteps,
+		Restarts: max(c.Restarts, 1), RandomStart: true, Target: target}
+	return a, a.Validate()
+}
+
+// ObjectiveConfig returns the objective's settings.
+func (c Config) ObjectiveConfig() objective.Config {
+	return objective.Config{Name: c.Objective, PairWeight: c.PairWeight, Smoothing: c.Smoothing,
+		NoiseStd: c.NoiseStd, MixupAlpha: c.MixupAlpha}
+}
+
+// OptimConfig returns the optimizer's settings: TensorFlow 1's RMSProp with
+// the released code's ρ = 0.9, μ = 0.9 and ε = RMSPropEpsilon (1.0), Adam with
+// its defaults, or SGD with momentum 0.9.
+func (c Config) OptimConfig() (optim.Config, error) {
+	oc, err := optim.DefaultConfig(c.Optimizer)
+	if err != nil {
+		return oc, err
+	}
+	oc.RMSProp.Epsilon = c.RMSPropEpsilon
+	if c.Optimizer == optim.KindSGD {
+		oc.SGD.Momentum = 0.9
+	}
+	return oc, nil
+}
+
+// Validate checks every field and their combinations, naming the flag.
+func (c Config) Validate() error {
+	if _, err := models.Defaults(c.Model); err != nil {
+		return err
+	}
+	if err := c.ObjectiveConfig().Validate(); err != nil {
+		return err
+	}
+	if o := c.ObjectiveConfig(); specsNeedAttack(o) {
+		if _, err := c.AttackConfig(); err != nil {
+			return err
+		}
+	}
+	if _, err := c.OptimConfig(); err != nil {
+		return err
+	}
+	if _, err := optim.ParseSchedule(c.LRSchedule, c.LR); err != nil {
+		return err
+	}
+	switch {
+	case c.Dataset == "":
+		return fmt.Errorf("--dataset is required")
+	case c.Batch < 1:
+		return fmt.Errorf("--batch must be at least 1, got %d", c.Batch)
+	case c.Steps < 1:
+		return fmt.Errorf("--steps must be at least 1, got %d", c.Steps)
+	case !(c.LR > 0) || math.IsInf(c.LR, 0):
+		return fmt.Errorf("--lr must be positive, got %v", c.LR)
+	case c.WeightDecay < 0 || math.IsNaN(c.WeightDecay):
+		return fmt.Errorf("--weight-decay must be ≥ 0, got %v", c.WeightDecay)
+	case c.EMA < 0 || c.EMA >= 1 || math.IsNaN(c.EMA):
+		return fmt.Errorf("--ema must be in [0, 1) (0 turns it off), got %v", c.EMA)
+	case c.Out == "":
+		return fmt.Errorf("--out is required")
+	case c.CheckpointEvery < 0 || c.ValidateEvery < 0 || c.LogEvery < 0:
+		return fmt.Errorf("--checkpoint-every, --validate-every and --log-every must be ≥ 0")
+	case c.Keep < 1:
+		return fmt.Errorf("--keep must be at least 1, got %d", c.Keep)
+	case c.ValidateEvery > 0 && c.ValidateExamples < 1:
+		return fmt.Errorf("--validate-examples must be at least 1 with --validate-every")
+	case c.Resume && c.InitFrom != "":
+		return fmt.Errorf("--resume and --init-from exclude each other: resume continues a run, init-from starts a new one from weights")
+	case c.Threads < 0:
+		return fmt.Errorf("--threads must be ≥ 0, got %d", c.Threads)
+	}
+	return nil
+}
+
+func specsNeedAttack(o objective.Config) bool {
+	ob, err := objective.New(nil, o)
+	return err == nil && ob.NeedsAdversarial()
+}

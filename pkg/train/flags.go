@@ -1,0 +1,96 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/logitpair/logitpair/pkg/models"
+
+	"github.com/spf13/pflag"
+)
+
+// BindFlags registers the training flags shared by every command that trains
+// (`logitpair train`, the cluster's coordinator and worker) on fs, bound to
+// c (whose values are the defaults). The returned function must run after
+// parsing: it loads --config (YAML or JSON) over the defaults and re-applies
+// every flag given on the command line, so flags override the file.
+func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
+	var configPath string
+	fs.StringVar(&configPath, "config", "", "configuration file (YAML or JSON, keys as the flag names); flags override it")
+	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "dataset: mnist, fashion-mnist, cifar10, svhn")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "dataset directory")
+	fs.BoolVar(&c.Augment, "augment", c.Augment, "the dataset's training augmentation (random crop/flip for CIFAR-10, crop for SVHN, none for MNIST)")
+	fs.StringVar(&c.Model, "model", c.Model, "model: madry-mnist, resnet9, resnet-v2-50, resnet-v2-101")
+	fs.Var(&modelConfigFlag{c}, "model-config", `model hyper-parameters as JSON, e.g. '{"width": 32, "classes": 200, "image_size": 64}'`)
+	fs.StringVar(&c.Objective, "objective", c.Objective, "objective: plain, label-smoothing, pgd, mpgd, alp, clp, logit-squeeze, mixup, vat-kl, trades")
+	fs.Float64Var(&c.PairWeight, "pair-weight", c.PairWeight, "λ of alp/clp/logit-squeeze/vat-kl (β of trades), on the released code's MSE scale")
+	fs.Float64Var(&c.Smoothing, "label-smoothing", c.Smoothing, "label smoothing δ of the cross-entropy terms")
+	fs.Float64Var(&c.NoiseStd, "noise-std", c.NoiseStd, "σ of the Gaussian input noise of clp and logit-squeeze")
+	fs.Float64Var(&c.MixupAlpha, "mixup-alpha", c.MixupAlpha, "mixup's Beta(α, α)")
+	fs.StringVar(&c.Attack, "attack", c.Attack, "training attack as pgd|pgdll|pgdrnd_EPS_STEP_NITER (EPS, STEP in 1/255), fgsm_EPS or fgsmrs_EPS; overrides --eps etc.")
+	fs.Float64Var(&c.Eps, "eps", c.Eps, "attack ε in [0,1] pixel units")
+	fs.Float64Var(&c.StepSize, "step-size", c.StepSize, "attack step size α")
+	fs.IntVar(&c.AttackSteps, "attack-steps", c.AttackSteps, "attack iterations")
+	fs.IntVar(&c.Restarts, "restarts", c.Restarts, "attack random restarts")
+	fs.StringVar(&c.AttackTarget, "attack-target", c.AttackTarget, "attack label: true, predicted, random or least-likely")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "clean examples per step (per worker in a cluster)")
+	fs.Int64Var(&c.Steps, "steps", c.Steps, "training steps")
+	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "optimizer: rmsprop (TF1 rule), adam, sgd")
+	fs.Float64Var(&c.LR, "lr", c.LR, "base learning rate")
+	fs.StringVar(&c.LRSchedule, "lr-schedule", c.LRSchedule, "constant | step:EVERY:FACTOR | exp:STEPS:RATE | cosine:TOTAL[:FINAL] | warmup:STEPS,INNER")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "TF-slim l2_regularizer weight on conv and dense kernels")
+	fs.Float64Var(&c.EMA, "ema", c.EMA, "parameter EMA decay (0: off; the released code used 0.9999)")
+	fs.Int64Var(&c.Seed, "seed", c.Seed, "seed of initialization, data order, augmentation and attacks")
+	fs.IntVar(&c.Threads, "threads", c.Threads, "compute threads (0: all cores)")
+	fs.Int64Var(&c.LogEvery, "log-every", c.LogEvery, "steps between progress lines")
+	fs.Float64Var(&c.RMSPropEpsilon, "rmsprop-epsilon", c.RMSPropEpsilon, "RMSProp ε (TF1 rule, inside the square root)")
+	fs.StringVar(&c.Out, "out", c.Out, "output directory for checkpoints")
+	fs.BoolVar(&c.Resume, "resume", c.Resume, "resume from the newest checkpoint in --out")
+	fs.StringVar(&c.InitFrom, "init-from", c.InitFrom, "start from the weights of this model file (fine-tuning)")
+	fs.Int64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: only at the end)")
+	fs.IntVar(&c.Keep, "keep", c.Keep, "checkpoints to keep")
+	fs.Int64Var(&c.ValidateEvery, "validate-every", c.ValidateEvery, "steps between robust validations (0: never); the best model is kept as best.safetensors")
+	fs.IntVar(&c.ValidateExamples, "validate-examples", c.ValidateExamples, "held-out examples per validation")
+	return func() error {
+		if configPath == "" {
+			return nil
+		}
+		changed := map[string]string{}
+		fs.Visit(func(f *pflag.Flag) {
+			if f.Name != "config" {
+				changed[f.Name] = f.Value.String()
+			}
+		})
+		if err := c.Load(configPath); err != nil {
+			return err
+		}
+		for name, v := range changed {
+			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("--%s: %w", name, err)
+			}
+		}
+		return nil
+	}
+}
+
+// modelConfigFlag reads --model-config as a JSON object of integers.
+type modelConfigFlag struct{ c *Config }
+
+func (f *modelConfigFlag) String() string {
+	if f.c == nil || len(f.c.ModelConfig) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(f.c.ModelConfig)
+	return string(b)
+}
+
+func (f *modelConfigFlag) Set(s string) error {
+	var mc models.Config
+	if err := json.Unmarshal([]byte(s), &mc); err != nil {
+		return fmt.Errorf("want a JSON object of integers: %w", err)
+	}
+	f.c.ModelConfig = mc
+	return nil
+}
+
+func (f *modelConfigFlag) Type() string { return "json" }

@@ -1,0 +1,299 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/data"
+	"github.com/logitpair/logitpair/pkg/eval"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/nn"
+	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/safetensors"
+	"github.com/logitpair/logitpair/pkg/tensor"
+)
+
+// Trainer runs single-process training: Worker.Gradient, then the optimizer
+// on the flat parameter vector, checkpoints, validation.
+type Trainer struct {
+	Cfg    Config
+	W      *Worker
+	Opt    optim.Optimizer
+	Sched  optim.Schedule
+	EMA    *optim.EMA
+	Step   int64 // steps done
+	params []float32
+	grad   []float32
+	val    data.Source
+	// Progress receives one line per log interval (and a final one).
+	Progress io.Writer
+	// Terminal redraws one progress line in place after every step (for an
+	// interactive terminal) instead of printing a line per log interval.
+	Terminal bool
+	// OnStep, when set, is called after every step with its terms.
+	OnStep   func(step int64, t objective.Terms)
+	bestAcc  float64
+	lastGood string
+}
+
+// NewTrainer builds a trainer: the model is initialized from cfg.Seed (or
+// --init-from), and with --resume restored from the newest checkpoint in
+// cfg.Out. val, when non-nil, is the held-out data for robust validation.
+func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
+	if err != nil {
+		return nil, err
+	}
+	m.Init(cfg.Seed)
+	if cfg.InitFrom != "" {
+		f, err := safetensors.ReadFile(cfg.InitFrom)
+		if err != nil {
+			return nil, fmt.Errorf("--init-from: %w", err)
+		}
+		if err := m.LoadStateDict(f, cfg.InitFrom); err != nil {
+			return nil, fmt.Errorf("--init-from: %w", err)
+		}
+	}
+	w, err := NewWorker(cfg, m, batches)
+	if err != nil {
+		return nil, err
+	}
+	oc, _ := cfg.OptimConfig()
+	opt, err := optim.New(oc, w.layout.Total)
+	if err != nil {
+		return nil, err
+	}
+	sched, err := optim.ParseSchedule(cfg.LRSchedule, cfg.LR)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{Cfg: cfg, W: w, Opt: opt, Sched: sched, val: val, bestAcc: -1,
+		params: make([]float32, w.layout.Total), grad: make([]float32, w.layout.Total)}
+	nn.Gather(be, m.Trainable(), t.params, false)
+	if cfg.EMA > 0 {
+		ec := optim.DefaultEMA()
+		ec.Decay = cfg.EMA
+		if t.EMA, err = optim.NewEMA(ec, t.params); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Resume {
+		step, err := Restore(cfg.Out, t.checkpoint())
+		if err != nil {
+			return nil, err
+		}
+		t.Step = step
+		nn.Gather(be, m.Trainable(), t.params, false)
+		t.lastGood = filepath.Join(cfg.Out, ckptName(step, ""))
+		t.bestAcc = readBest(cfg.Out)
+	}
+	return t, nil
+}
+
+func (t *Trainer) checkpoint() *Checkpoint {
+	return &Checkpoint{Step: t.Step, Model: t.W.Model, Opt: t.Opt, EMA: t.EMA, Meta: map[string]string{
+		"dataset": t.Cfg.Dataset, "objective": t.Cfg.Objective, "train_config": t.Cfg.JSON(),
+	}}
+}
+
+// TrainStep runs one step: gradient, optimizer update, EMA.
+func (t *Trainer) TrainStep() (objective.Terms, error) {
+	terms, err := t.W.Gradient(t.Step, 0, 1, t.grad)
+	if err != nil {
+		return terms, err
+	}
+	if err := t.Opt.Step(t.params, t.grad, t.Sched.LR(t.Step), t.Step); err != nil {
+		if errors.Is(err, optim.ErrNonFinite) {
+			return terms, &NonFiniteError{Step: t.Step, Terms: terms}
+		}
+		return terms, err
+	}
+	nn.Scatter(t.W.be, t.W.Model.Trainable(), t.params)
+	if t.EMA != nil {
+		if err := t.EMA.Update(t.params, t.Step); err != nil {
+			return terms, err
+		}
+	}
+	t.Step++
+	return terms, nil
+}
+
+// Params returns the flat trainable parameters (live).
+func (t *Trainer) Params() []float32 { return t.params }
+
+// Run trains until cfg.Steps or ctx is done, checkpointing every
+// CheckpointEvery steps and at the end (or on cancellation). A non-finite
+// loss stops training with an error naming the last good checkpoint, which is
+// left as it was.
+func (t *Trainer) Run(ctx context.Context) error {
+	start, startStep := time.Now(), t.Step
+	var sum objective.Terms
+	var count int
+	for t.Step < t.Cfg.Steps {
+		if err := ctx.Err(); err != nil {
+			_, serr := t.Save()
+			return errors.Join(err, serr)
+		}
+		terms, err := t.TrainStep()
+		if err != nil {
+			var nf *NonFiniteError
+			if errors.As(err, &nf) {
+				last := t.lastGood
+				if last == "" {
+					last = "none (no checkpoint was written yet)"
+				}
+				return fmt.Errorf("%w; training stopped, last good checkpoint: %s", err, last)
+			}
+			return err
+		}
+		if t.OnStep != nil {
+			t.OnStep(t.Step-1, terms)
+		}
+		accumulate(&sum, terms)
+		count++
+		logLine := t.Cfg.LogEvery > 0 && (t.Step%t.Cfg.LogEvery == 0 || t.Step == t.Cfg.Steps)
+		if t.Progress != nil && (logLine || t.Terminal) {
+			el := time.Since(start).Seconds()
+			rate := float64(t.Step-startStep) / el
+			line := fmt.Sprintf("step %d/%d  %.2f steps/s  %.0f samples/s%s  lr %.3g",
+				t.Step, t.Cfg.Steps, rate, rate*float64(t.Cfg.Batch), termsLine(sum, count), t.Sched.LR(t.Step-1))
+			if t.Terminal {
+				// A progress line redrawn in place; kept at each log interval.
+				fmt.Fprintf(t.Progress, "\r\033[K%s", line)
+				if logLine {
+					fmt.Fprintln(t.Progress)
+				}
+			} else {
+				fmt.Fprintln(t.Progress, line)
+			}
+			if logLine {
+				sum, count = objective.Terms{}, 0
+			}
+		}
+		if t.Cfg.CheckpointEvery > 0 && t.Step%t.Cfg.CheckpointEvery == 0 && t.Step < t.Cfg.Steps {
+			if _, err := t.Save(); err != nil {
+				return err
+			}
+		}
+		if t.Cfg.ValidateEvery > 0 && t.val != nil && (t.Step%t.Cfg.ValidateEvery == 0 || t.Step == t.Cfg.Steps) {
+			if err := t.Validate(); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := t.Save()
+	return err
+}
+
+// termsLine formats the mean of the accumulated terms, leaving out those the
+// objective does not have.
+func termsLine(s objective.Terms, n int) string {
+	if n == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for _, f := range []struct {
+		name string
+		v    float64
+		prec string
+	}{{"loss", s.Loss, "%.4f"}, {"clean CE", s.CleanCE, "%.4f"}, {"adv CE", s.AdvCE, "%.4f"}, {"pair", s.Pair, "%.4f"},
+		{"clean acc", s.CleanAcc, "%.3f"}, {"adv acc", s.AdvAcc, "%.3f"}} {
+		if !math.IsNaN(f.v) {
+			fmt.Fprintf(&b, "  %s "+f.prec, f.name, f.v/float64(n))
+		}
+	}
+	return b.String()
+}
+
+func accumulate(s *objective.Terms, t objective.Terms) {
+	add := func(a *float64, b float64) {
+		if !math.IsNaN(b) {
+			*a += b
+		} else {
+			*a = math.NaN()
+		}
+	}
+	add(&s.Loss, t.Loss)
+	add(&s.CleanCE, t.CleanCE)
+	add(&s.AdvCE, t.AdvCE)
+	add(&s.Pair, t.Pair)
+	add(&s.CleanAcc, t.CleanAcc)
+	add(&s.AdvAcc, t.AdvAcc)
+	add(&s.LogitNorm, t.LogitNorm)
+}
+
+// Save writes a checkpoint of the current step and prunes old ones.
+func (t *Trainer) Save() (Pointer, error) {
+	c := t.checkpoint()
+	p, err := Save(t.Cfg.Out, *c, t.Cfg.Seed)
+	if err != nil {
+		return p, fmt.Errorf("checkpoint at step %d: %w", t.Step, err)
+	}
+	t.lastGood = filepath.Join(t.Cfg.Out, p.Model)
+	return p, Prune(t.Cfg.Out, t.Cfg.Keep)
+}
+
+// Validate measures robust accuracy (the training attack, or PGD at the
+// configured ε if the objective has none) on the first ValidateExamples
+// held-out examples and keeps the best model as best.safetensors. A robust
+// accuracy that collapses while clean accuracy stays high is FGSM training's
+// "catastrophic overfitting"; best.safetensors keeps the model from before.
+func (t *Trainer) Validate() error {
+	ac, err := t.Cfg.AttackConfig()
+	if err != nil {
+		ac = attack.PGD(float32(t.Cfg.Eps), float32(t.Cfg.StepSize), max(t.Cfg.AttackSteps, 1))
+	}
+	ac.Restarts, ac.RandomStart = 1, true
+	rep, err := eval.Run(t.W.Model, t.val, eval.Options{Examples: t.Cfg.ValidateExamples, Batch: 100, Seed: t.Cfg.Seed, Attacks: []attack.Config{ac}})
+	if err != nil {
+		return fmt.Errorf("validation at step %d: %w", t.Step, err)
+	}
+	acc := *rep.WhiteboxAccuracy
+	if t.Progress != nil {
+		fmt.Fprintf(t.Progress, "validation at step %d: clean %.4f, robust %.4f (%s, %d examples)\n", t.Step, rep.CleanAccuracy, acc, ac, rep.Examples)
+	}
+	if acc > t.bestAcc {
+		t.bestAcc = acc
+		f := ModelFile(t.W.Model, t.Step, t.checkpoint().Meta)
+		f.Metadata["robust_accuracy"] = strconv.FormatFloat(acc, 'f', 6, 64)
+		f.Metadata["clean_accuracy"] = strconv.FormatFloat(rep.CleanAccuracy, 'f', 6, 64)
+		if err := os.MkdirAll(t.Cfg.Out, 0o755); err != nil {
+			return err
+		}
+		if err := f.WriteFileAtomic(filepath.Join(t.Cfg.Out, "best.safetensors")); err != nil {
+			return err
+		}
+		b, _ := json.Marshal(map[string]any{"step": t.Step, "robust_accuracy": acc, "clean_accuracy": rep.CleanAccuracy, "attack": ac.String()})
+		return atomicfile.Write(filepath.Join(t.Cfg.Out, "best.json"), append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+func readBest(dir string) float64 {
+	b, err := os.ReadFile(filepath.Join(dir, "best.json"))
+	if err != nil {
+		return -1
+	}
+	var v struct {
+		Acc float64 `json:"robust_accuracy"`
+	}
+	if json.Unmarshal(b, &v) != nil {
+		return -1
+	}
+	return v.Acc
+}

@@ -1,0 +1,149 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/nn"
+	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/tensor"
+)
+
+// Batcher supplies training batches: the examples (and augmentation) of
+// worker slot `worker` of `workers` at `step`, a pure function of those and
+// the data seed. data.Loader implements it.
+type Batcher interface {
+	Batch(step int64, worker, workers, batch int, x []float32, y []int32) ([]int, error)
+}
+
+// Purposes of the per-step random streams (StepRNG).
+const (
+	rngAttack    = 1
+	rngObjective = 2
+)
+
+// StepRNG returns the random stream for one purpose of one worker slot at
+// one step of a run with the given seed: independent of every other
+// (step, slot, purpose), so any step can be recomputed on its own.
+func StepRNG(seed, step int64, slot, purpose int) *rand.Rand {
+	a := splitmix(uint64(seed) ^ splitmix(uint64(step)))
+	b := splitmix(uint64(slot)<<8 | uint64(purpose))
+	return rand.New(rand.NewPCG(a, b))
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// Worker computes one training step's gradient: batch → attack (model in
+// evaluation mode) → objective (model in training mode) → backward → flat
+// gradient plus weight decay. Local training and every cluster worker run
+// this same code.
+type Worker struct {
+	Cfg    Config
+	Model  *models.Model
+	be     tensor.Backend
+	attack *attack.Attack
+	obj    *objective.Objective
+	data   Batcher
+	layout nn.Layout
+	decay  []optim.Range
+	x      *tensor.Tensor
+	hostX  []float32
+	labels []int32
+	params []float32
+}
+
+// NewWorker wires a worker for cfg around a model (whose parameters it
+// reads at each step) and a batch source.
+func NewWorker(cfg Config, m *models.Model, data Batcher) (*Worker, error) {
+	be := m.Backend
+	obj, err := objective.New(be, cfg.ObjectiveConfig())
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{Cfg: cfg, Model: m, be: be, obj: obj, data: data, layout: m.FlatLayout()}
+	if obj.NeedsAdversarial() {
+		ac, err := cfg.AttackConfig()
+		if err != nil {
+			return nil, err
+		}
+		if w.attack, err = attack.New(be, ac); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range w.layout.Ranges {
+		if r.Role.Decayed() {
+			w.decay = append(w.decay, optim.Range{Lo: r.Offset, Hi: r.Offset + r.Size})
+		}
+	}
+	c, h, wd := m.Input[0], m.Input[1], m.Input[2]
+	w.x = be.New(cfg.Batch, c, h, wd)
+	w.hostX = make([]float32, cfg.Batch*c*h*wd)
+	w.labels = make([]int32, cfg.Batch)
+	w.params = make([]float32, w.layout.Total)
+	return w, nil
+}
+
+// Layout is the flat layout of the trainable parameters.
+func (w *Worker) Layout() nn.Layout { return w.layout }
+
+// Gradient computes step's gradient for worker slot `slot` of `slots` at the
+// model's current parameters into grad (laid out as Layout), weight decay
+// included (TF-slim's wd·½·Σ‖W‖² over conv and dense kernels ⇒ +wd·W). A
+// non-finite loss is an error naming the step and the terms.
+func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objective.Terms, error) {
+	if len(grad) != w.layout.Total {
+		return objective.Terms{}, fmt.Errorf("gradient buffer of %d for %d parameters", len(grad), w.layout.Total)
+	}
+	if _, err := w.data.Batch(step, slot, slots, w.Cfg.Batch, w.hostX, w.labels); err != nil {
+		return objective.Terms{}, fmt.Errorf("step %d: %w", step, err)
+	}
+	w.be.Upload(w.x, w.hostX)
+	var xadv *tensor.Tensor
+	if w.attack != nil {
+		rng := StepRNG(w.Cfg.Seed, step, slot, rngAttack)
+		view := models.EvalView{M: w.Model}
+		if w.obj.Name == "trades" {
+			kl := objective.NewKLAttackLoss(w.be, view.Logits(w.x))
+			xadv = w.attack.RunLoss(view, w.x, kl, rng)
+		} else {
+			xadv, _ = w.attack.Run(view, w.x, w.labels, rng)
+		}
+	}
+	in := w.obj.Inputs(w.x, xadv, StepRNG(w.Cfg.Seed, step, slot, rngObjective))
+	z := w.Model.Forward(in, true)
+	dz, terms := w.obj.Loss(z, w.labels)
+	if math.IsNaN(terms.Loss) || math.IsInf(terms.Loss, 0) {
+		return terms, &NonFiniteError{Step: step, Terms: terms}
+	}
+	w.Model.Backward(dz, nn.Grad{Params: true})
+	tr := w.Model.Trainable()
+	nn.Gather(w.be, tr, grad, true)
+	if w.Cfg.WeightDecay > 0 {
+		nn.Gather(w.be, tr, w.params, false)
+		if err := optim.AddWeightDecay(grad, w.params, w.Cfg.WeightDecay, w.decay); err != nil {
+			return terms, err
+		}
+	}
+	return terms, nil
+}
+
+// NonFiniteError reports a NaN or infinite loss.
+type NonFiniteError struct {
+	Step  int64
+	Terms objective.Terms
+}
+
+func (e *NonFiniteError) Error() string {
+	t := e.Terms
+	return fmt.Sprintf("loss is %v at step %d (clean CE %v, adversarial CE %v, pair term %v, mean logit norm %v)",
+		t.Loss, e.Step, t.CleanCE, t.AdvCE, t.Pair, t.LogitNorm)
+}
