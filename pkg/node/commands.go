@@ -89,6 +89,7 @@ func ParamServerCommand() *cobra.Command {
 	bindCommon(fs, &o.Common)
 	fs.StringVar(&o.Coordinator, "coordinator", "", "coordinator gRPC address")
 	fs.StringVar(&o.Listen, "listen", "0.0.0.0:7071", "gRPC listen address")
+	fs.StringVar(&o.Advertise, "advertise", "", "host:port the coordinator and workers reach this shard at (default: the listen address, this host's name when listening on all interfaces)")
 	fs.StringVar(&o.Dir, "dir", "", "directory for this shard's checkpoints (default ps-INDEX)")
 	fs.IntVar(&o.Index, "index", 0, "shard index")
 	cmd.PreRun = func(*cobra.Command, []string) {

@@ -405,8 +405,35 @@ type ParamServerOptions struct {
 	Common
 	Coordinator string
 	Listen      string
-	Dir         string
-	Index       int
+	// Advertise is the address the coordinator and workers reach this
+	// shard at (a pod's DNS name, a compose service name). Empty: the
+	// listen address, with this host's name when it listens on all
+	// interfaces.
+	Advertise string
+	Dir       string
+	Index     int
+}
+
+// advertiseAddr is the address a server listening on ln tells its peers.
+func advertiseAddr(advertise string, ln net.Addr) (string, error) {
+	if advertise != "" {
+		if _, _, err := net.SplitHostPort(advertise); err != nil {
+			return "", fmt.Errorf("--advertise %q: %w", advertise, err)
+		}
+		return advertise, nil
+	}
+	host, port, err := net.SplitHostPort(ln.String())
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("listening on all interfaces and no --advertise: %w", err)
+		}
+		return net.JoinHostPort(h, port), nil
+	}
+	return ln.String(), nil
 }
 
 // RunParamServer runs shard Index until ctx ends.
@@ -417,7 +444,11 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	}
 	defer ln.Close()
 	name := fmt.Sprintf("ps-%d-%d", o.Index, os.Getpid())
-	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleParamServer, o.Index, ln.Addr().String(), name, log)
+	addr, err := advertiseAddr(o.Advertise, ln.Addr())
+	if err != nil {
+		return err
+	}
+	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleParamServer, o.Index, addr, name, log)
 	if err != nil {
 		return err
 	}
@@ -446,7 +477,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	}
 	srv := grpc.NewServer(o.serverOptions()...)
 	rpc.NewPSServer(shard).Register(srv)
-	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleParamServer, Slot: o.Index, Addr: ln.Addr().String()}, nil)
+	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleParamServer, Slot: o.Index, Addr: addr}, nil)
 	if err != nil {
 		return err
 	}
@@ -456,16 +487,16 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 			return err
 		}
 	}
-	log.Info("parameter server listening", zap.Int("shard", o.Index), zap.Int("lo", sc.Lo), zap.Int("hi", sc.Hi), zap.String("grpc", ln.Addr().String()))
+	log.Info("parameter server listening", zap.Int("shard", o.Index), zap.Int("lo", sc.Lo), zap.Int("hi", sc.Hi), zap.String("grpc", ln.Addr().String()), zap.String("advertise", addr))
 	go heartbeat(ctx, 2*time.Second, func(ctx context.Context) {
 		// A restarted coordinator has forgotten us: join it again. The
 		// registry counts a shard's second join as a restart only within one
 		// coordinator's lifetime, and here this shard kept its state.
 		a, err := cc.GetAssignment(ctx, rpc.RoleParamServer, o.Index)
-		if err == nil && a.GetShards()[o.Index].GetAddress() == ln.Addr().String() {
+		if err == nil && a.GetShards()[o.Index].GetAddress() == addr {
 			return
 		}
-		if _, err := cc.Join(ctx, rpc.RoleParamServer, o.Index, ln.Addr().String(), name); err == nil {
+		if _, err := cc.Join(ctx, rpc.RoleParamServer, o.Index, addr, name); err == nil {
 			log.Info("joined the coordinator again (it restarted)")
 		}
 	})
