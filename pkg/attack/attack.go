@@ -128,8 +128,8 @@ func (c Config) String() string {
 
 // Parse reads the released ALP code's attack strings,
 // `pgd|pgdll|pgdrnd_EPS_STEP_NITER`, with EPS and STEP in 1/255 units
-// (decimals allowed: MNIST's ε = 0.3 is pgd_76.5_2.55_40), plus `fgsm_EPS` and
-// `fgsmrs_EPS` (random start, α = 1.25ε). The released code's "pgd" attacks
+// (decimals allowed: MNIST's ε = 0.3 is pgd_76.5_2.55_40), plus `fgsm_EPS`,
+// `fgsmrs_EPS` (random start, α = 1.25ε) and `stepll_EPS` (StepLL). The released code's "pgd" attacks
 // the predicted label; every PGD string has a random start.
 func Parse(s string) (Config, error) {
 	parts := strings.Split(s, "_")
@@ -142,7 +142,7 @@ func Parse(s string) (Config, error) {
 	}
 	var c Config
 	switch parts[0] {
-	case "fgsm", "fgsmrs":
+	case "fgsm", "fgsmrs", "stepll":
 		if len(parts) != 2 {
 			return c, fmt.Errorf("attack %q: want %s_EPS (EPS in 1/255)", s, parts[0])
 		}
@@ -150,9 +150,12 @@ func Parse(s string) (Config, error) {
 		if err != nil {
 			return c, err
 		}
-		if parts[0] == "fgsm" {
+		switch parts[0] {
+		case "fgsm":
 			c = FGSM(float32(eps / 255))
-		} else {
+		case "stepll":
+			c = StepLL(float32(eps / 255))
+		default:
 			c = FGSMRandomStart(float32(eps / 255))
 		}
 	case "pgd", "pgdll", "pgdrnd":
@@ -174,7 +177,7 @@ func Parse(s string) (Config, error) {
 		c = PGD(float32(eps/255), float32(step/255), n)
 		c.Target = map[string]Target{"pgd": Predicted, "pgdll": LeastLikely, "pgdrnd": RandomClass}[parts[0]]
 	default:
-		return c, fmt.Errorf("unknown attack %q (want pgd|pgdll|pgdrnd_EPS_STEP_NITER, fgsm_EPS or fgsmrs_EPS)", s)
+		return c, fmt.Errorf("unknown attack %q (want pgd|pgdll|pgdrnd_EPS_STEP_NITER, fgsm_EPS, fgsmrs_EPS or stepll_EPS)", s)
 	}
 	return c, c.Validate()
 }
@@ -198,6 +201,8 @@ type Attack struct {
 	best    []float32
 	success []bool
 	hostZ   []float32
+	hostG   []float32 // RunEps: the input gradient, then x'
+	hostX0  []float32 // RunEps: the clean batch
 }
 
 type buffers struct {
