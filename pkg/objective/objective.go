@@ -20,6 +20,10 @@
 //	vat-kl         mpgd + λ · (1/m) Σ KL(softmax f(x_i) ‖ softmax f(x̃_i))
 //	trades         (1/m) Σ CE(f(x_i), y_i) + β · (1/m) Σ KL(softmax f(x_i) ‖ softmax f(x'_i)),
 //	               x' found by PGD ascending that KL (Zhang et al. 2019)
+//	single-step    mpgd with x̃ from one step of ε (fgsm or step-LL, optionally a
+//	               random ε per example) on the model (Kurakin et al. 2017a)
+//	ensemble-adv   single-step with x̃ crafted, per batch, on the model or on one
+//	               of fixed static models (Tramèr et al. 2018; singlestep.go)
 //
 // where x'_i = clip(x_i + N(0, σ²), 0, 1) is the Gaussian-noise-augmented input.
 //
@@ -53,6 +57,14 @@ type Config struct {
 	NoiseStd float64
 	// MixupAlpha is mixup's Beta(α, α) parameter.
 	MixupAlpha float64
+	// SingleStep is the single-step attack of single-step and ensemble-adv:
+	// SingleStepFGSM or SingleStepLL ("" means SingleStepLL).
+	SingleStep string
+	// StaticModels is the number of ensemble-adv's static source models.
+	StaticModels int
+	// SourceSchedule is ensemble-adv's choice of source per batch ("" means
+	// RoundRobin).
+	SourceSchedule Schedule
 }
 
 type spec struct {
@@ -72,6 +84,8 @@ var specs = map[string]spec{
 	"clp":             {pairWeight: true},
 	"logit-squeeze":   {pairWeight: true},
 	"mixup":           {},
+	"single-step":     {adversarial: true, paired: true},
+	"ensemble-adv":    {adversarial: true, paired: true},
 }
 
 // Names lists the objectives.
@@ -101,7 +115,7 @@ func (c Config) Validate() error {
 	case c.Name == "mixup" && !(c.MixupAlpha > 0):
 		return fmt.Errorf("objective mixup needs α > 0, got %v", c.MixupAlpha)
 	}
-	return nil
+	return c.validateSingleStep()
 }
 
 // Terms is one batch's loss and its parts, for logs and metrics.
@@ -113,6 +127,10 @@ type Terms struct {
 	CleanAcc  float64 // accuracy on the clean half of the forward batch
 	AdvAcc    float64 // accuracy on the adversarial half, NaN if none
 	LogitNorm float64 // mean L2 norm of the logits
+	// Source is the model the adversarial batch was crafted on (ensemble-adv):
+	// 0 the model being trained (or no adversarial batch), s ≥ 1 the s-th
+	// static model.
+	Source int
 }
 
 // Objective computes one training batch's loss.
@@ -136,6 +154,12 @@ type Objective struct {
 func New(be tensor.Backend, c Config) (*Objective, error) {
 	if c.Name == "label-smoothing" && c.Smoothing == 0 {
 		c.Smoothing = 0.1
+	}
+	if c.SingleStep == "" {
+		c.SingleStep = SingleStepLL
+	}
+	if c.SourceSchedule == "" {
+		c.SourceSchedule = RoundRobin
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -256,7 +280,7 @@ func (o *Objective) Loss(z *tensor.Tensor, labels []int32) (*tensor.Tensor, Term
 		o.be.Axpy(dz, 1, pd)
 		t.Loss, t.CleanCE = l1+l2, l1+l2
 		t.CleanAcc = accuracy(o.host, labels, k)
-	default: // paired: mpgd, alp, vat-kl, trades on concat(x, x̃)
+	default: // paired: mpgd, single-step, ensemble-adv, alp, vat-kl, trades on concat(x, x̃)
 		o.labels2 = growI(o.labels2, 2*m)
 		copy(o.labels2, labels)
 		copy(o.labels2[m:], labels)

@@ -81,7 +81,7 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 	labels := []int32{0, 3, 4, 1}
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
-			o, err := New(be, Config{Name: name, PairWeight: 0.7, Smoothing: 0.05, NoiseStd: 0.1, MixupAlpha: 0.4})
+			o, err := New(be, Config{Name: name, PairWeight: 0.7, Smoothing: 0.05, NoiseStd: 0.1, MixupAlpha: 0.4, StaticModels: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
