@@ -23,6 +23,10 @@ func bindCommon(fs *pflag.FlagSet, c *Common) {
 	fs.BoolVar(&c.GossipFast, "gossip-fast", false, "short gossip timers (loopback clusters and tests)")
 	fs.StringVar(&c.AddrFile, "addr-file", "", "write the listen addresses here as JSON once listening")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json (production) or console (development)")
+	fs.StringVar(&c.TLSCA, "tls-ca", os.Getenv("LOGITPAIR_TLS_CA"), "PEM CA bundle for mutual TLS on every gRPC connection; with --tls-cert and --tls-key (env LOGITPAIR_TLS_CA)")
+	fs.StringVar(&c.TLSCert, "tls-cert", os.Getenv("LOGITPAIR_TLS_CERT"), "PEM certificate this process presents as server and client, signed by --tls-ca (env LOGITPAIR_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", os.Getenv("LOGITPAIR_TLS_KEY"), "PEM private key of --tls-cert (env LOGITPAIR_TLS_KEY)")
+	fs.StringVar(&c.TLSServerName, "tls-server-name", os.Getenv("LOGITPAIR_TLS_SERVER_NAME"), "name servers' certificates must carry (default: the dialed host; env LOGITPAIR_TLS_SERVER_NAME)")
 }
 
 // signalContext ends on SIGINT or SIGTERM.
@@ -177,6 +181,7 @@ func ClusterCommand() *cobra.Command {
 	fs.IntVar(&l.Backups, "backups", 1, "backup replicas")
 	fs.IntVar(&l.PS, "ps", 2, "parameter-server processes")
 	fs.BoolVar(&l.Elastic, "elastic", false, "elastic N")
+	fs.BoolVar(&l.NoTLS, "no-tls", false, "run without mutual TLS (default: a development CA and certificate are minted into DIR/tls)")
 	fs.StringVar(&l.Dir, "dir", "", "run directory (default: --out)")
 	finalize = train.BindFlags(fs, &l.Train)
 	cmd.AddCommand(local)

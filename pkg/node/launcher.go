@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -32,6 +33,9 @@ type LocalCluster struct {
 	PS               int
 	Elastic          bool
 	Train            train.Config
+	// NoTLS runs the processes without mutual TLS (by default the
+	// launcher mints a development CA and certificate into DIR/tls).
+	NoTLS bool
 	// StartTimeout bounds waiting for a process to announce its address.
 	StartTimeout time.Duration
 	Out          io.Writer
@@ -92,6 +96,8 @@ func NewSecrets() (Secrets, error) {
 type Cluster struct {
 	L       LocalCluster
 	Secrets Secrets
+	// TLS are the certificate files every process uses (empty with NoTLS).
+	TLS     tlsutil.Files
 	Coord   *Proc
 	PS      []*Proc
 	Workers []*Proc
@@ -131,7 +137,12 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{L: l, Secrets: sec}
-	common := []string{"--join-token", sec.JoinToken, "--gossip-key", sec.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}
+	if !l.NoTLS {
+		if c.TLS, err = mintLocalCerts(filepath.Join(l.Dir, "tls")); err != nil {
+			return nil, err
+		}
+	}
+	common := append([]string{"--join-token", sec.JoinToken, "--gossip-key", sec.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}, c.tlsArgs()...)
 	coordArgs := append([]string{"coordinator", "--listen", "127.0.0.1:0", "--dir", filepath.Join(l.Dir, "coordinator"),
 		"--workers", strconv.Itoa(l.Workers), "--backups", strconv.Itoa(l.Backups), "--ps", strconv.Itoa(l.PS),
 		"--config", cfgPath, "--elastic=" + strconv.FormatBool(l.Elastic)}, common...)
@@ -160,11 +171,34 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 	return c, nil
 }
 
+// mintLocalCerts mints a development CA and one certificate for
+// localhost and 127.0.0.1 into dir (replacing an earlier run's; the CA key
+// is not kept) and returns the files.
+func mintLocalCerts(dir string) (tlsutil.Files, error) {
+	files, err := tlsutil.Mint(tlsutil.MintOptions{Hosts: "localhost,127.0.0.1,::1"})
+	if err != nil {
+		return tlsutil.Files{}, err
+	}
+	if _, err := tlsutil.WriteDir(dir, files, true); err != nil {
+		return tlsutil.Files{}, err
+	}
+	return tlsutil.DirFiles(dir), nil
+}
+
+// tlsArgs are the --tls-* flags of every process (none with NoTLS).
+func (c *Cluster) tlsArgs() []string {
+	if c.TLS == (tlsutil.Files{}) {
+		return nil
+	}
+	return []string{"--tls-ca", c.TLS.CA, "--tls-cert", c.TLS.Cert, "--tls-key", c.TLS.Key}
+}
+
 // StartWorker launches worker w (asking for slot w), e.g. to replace a
 // killed one.
 func (l LocalCluster) StartWorker(ctx context.Context, c *Cluster, w int) (*Proc, error) {
 	args := []string{"worker", "--slot", strconv.Itoa(w), "--threads", "1", "--coordinator", c.Coord.Addr.GRPC, "--gossip-join", c.Coord.Addr.Gossip,
 		"--join-token", c.Secrets.JoinToken, "--gossip-key", c.Secrets.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}
+	args = append(args, c.tlsArgs()...)
 	return l.launch(ctx, fmt.Sprintf("worker-%d", w), args)
 }
 
@@ -173,6 +207,7 @@ func (l LocalCluster) StartPS(ctx context.Context, c *Cluster, k int) (*Proc, er
 	args := []string{"paramserver", "--index", strconv.Itoa(k), "--listen", "127.0.0.1:0", "--dir", filepath.Join(l.Dir, fmt.Sprintf("ps-%d", k)),
 		"--coordinator", c.Coord.Addr.GRPC, "--gossip-join", c.Coord.Addr.Gossip,
 		"--join-token", c.Secrets.JoinToken, "--gossip-key", c.Secrets.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}
+	args = append(args, c.tlsArgs()...)
 	return l.launch(ctx, fmt.Sprintf("ps-%d", k), args)
 }
 

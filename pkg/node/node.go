@@ -12,6 +12,7 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -35,12 +37,14 @@ import (
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/membership"
+	"github.com/logitpair/logitpair/pkg/metrics"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/rpc"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/train"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
@@ -54,6 +58,19 @@ type Common struct {
 	GossipFast bool   // short gossip timers (loopback clusters, tests)
 	AddrFile   string // where to announce the listen addresses (launchers)
 	LogFormat  string // "json" (production) or "console" (development)
+	// HTTPListen is the address of the process's HTTP endpoint (/metrics,
+	// /healthz, /readyz); empty disables it.
+	HTTPListen string
+	// TLSCA, TLSCert and TLSKey are the PEM files of mutual TLS on every
+	// gRPC connection (all three or none): the CA bundle, this process's
+	// certificate and its key. TLSServerName overrides the name a server's
+	// certificate must carry (default: the dialed host).
+	TLSCA, TLSCert, TLSKey string
+	TLSServerName          string
+	// tls is the loaded identity (initTransport); nil without TLS.
+	tls *tlsutil.Identity
+	// transportReady is set by initTransport.
+	transportReady bool
 }
 
 // NewLogger builds the process's zap logger.
@@ -70,19 +87,78 @@ func NewLogger(format string) (*zap.Logger, error) {
 	return nil, fmt.Errorf("--log-format must be json or console, got %q", format)
 }
 
+// tlsFiles are the --tls-* flags.
+func (c Common) tlsFiles() tlsutil.Files {
+	return tlsutil.Files{CA: c.TLSCA, Cert: c.TLSCert, Key: c.TLSKey}
+}
+
+// initTransport checks the TLS flags (all three or none), loads the
+// certificates, and without TLS warns loudly (serving: this process
+// listens for gRPC). Every Run function calls it before dialOptions and
+// serverOptions.
+func (c *Common) initTransport(log *zap.Logger, serving bool) error {
+	f := c.tlsFiles()
+	if err := f.Check(); err != nil {
+		return err
+	}
+	c.transportReady = true
+	if !f.Enabled() {
+		if c.TLSServerName != "" {
+			return fmt.Errorf("--tls-server-name needs --tls-ca, --tls-cert and --tls-key")
+		}
+		if serving {
+			log.Warn("no TLS: anyone who can reach this port can read the model's parameters, and the join token travels in the clear, so whoever sees it can join the cluster and push gradients; set --tls-ca, --tls-cert and --tls-key (logitpair certs)")
+		} else {
+			log.Warn("no TLS: the join token, parameters and gradients travel in the clear and the servers are not authenticated; set --tls-ca, --tls-cert and --tls-key (logitpair certs)")
+		}
+		return nil
+	}
+	id, err := tlsutil.Load(f, func(leaf *x509.Certificate, err error) {
+		if err != nil {
+			log.Error("TLS certificate changed on disk but does not load; keeping the previous one", zap.Error(err))
+			return
+		}
+		log.Info("TLS certificate reloaded", zap.String("subject", leaf.Subject.CommonName), zap.Time("not_after", leaf.NotAfter))
+	})
+	if err != nil {
+		return err
+	}
+	c.tls = id
+	leaf := id.Leaf()
+	log.Info("mutual TLS on", zap.String("ca", f.CA), zap.String("cert", f.Cert), zap.String("subject", leaf.Subject.CommonName),
+		zap.Strings("dns", leaf.DNSNames), zap.Time("not_after", leaf.NotAfter))
+	return nil
+}
+
+func (c Common) checkTransport() {
+	if !c.transportReady && c.tlsFiles().Enabled() {
+		panic("node: initTransport was not called before dialing or serving") // a wiring bug, never input
+	}
+}
+
 func (c Common) dialOptions() []grpc.DialOption {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	c.checkTransport()
+	if c.tls == nil {
+		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		if c.JoinToken != "" {
+			opts = append(opts, rpc.WithToken(c.JoinToken)) // accepted on plaintext too
+		}
+		return opts
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(c.tls.ClientCredentials(c.TLSServerName))}
 	if c.JoinToken != "" {
-		opts = append(opts, rpc.WithToken(c.JoinToken))
+		opts = append(opts, grpc.WithPerRPCCredentials(rpc.TokenCredentials(c.JoinToken, true)))
 	}
 	return opts
 }
 
 func (c Common) serverOptions() []grpc.ServerOption {
-	if c.JoinToken == "" {
-		return nil
+	c.checkTransport()
+	var opts []grpc.ServerOption
+	if c.tls != nil {
+		opts = append(opts, grpc.Creds(c.tls.ServerCredentials()))
 	}
-	return rpc.TokenAuth(c.JoinToken)
+	return append(opts, rpc.TokenAuth(c.JoinToken)...)
 }
 
 func (c Common) startGossip(name string, meta membership.Meta, onEvent func(membership.Event)) (*membership.Node, error) {
@@ -147,6 +223,9 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if o.PS < 1 {
 		return fmt.Errorf("--ps must be at least 1, got %d", o.PS)
 	}
+	if err := o.initTransport(log, true); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err
 	}
@@ -160,6 +239,31 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	var coord *coordinator.Coordinator
 	var coordMu sync.Mutex
 	getCoord := func() *coordinator.Coordinator { coordMu.Lock(); defer coordMu.Unlock(); return coord }
+	promReg := metrics.NewRegistry()
+	cm, err := metrics.NewCoordinator(promReg)
+	if err != nil {
+		return err
+	}
+	cm.SetRunSteps(o.Train.Steps)
+	if fi, err := os.Stat(filepath.Join(o.Dir, "cluster-checkpoint.json")); err == nil {
+		cm.SetCheckpointTime(fi.ModTime()) // the age of a previous incarnation's checkpoint
+	}
+	hs, err := startHTTP(ctx, o.HTTPListen, promReg, func() bool {
+		c := getCoord()
+		if c == nil {
+			return false
+		}
+		select {
+		case <-c.Ready():
+			return true
+		default:
+			return false
+		}
+	}, nil, log)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
 	reg, err := rpc.NewRegistry(rpc.RegistryConfig{Train: o.Train, Layout: layout, Workers: o.Workers, Backups: o.Backups,
 		OnShardRestart: func(k int) {
 			go func() {
@@ -179,7 +283,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	srv := grpc.NewServer(o.serverOptions()...)
-	cs := rpc.NewCoordServer(nil, reg)
+	cs := rpc.NewCoordServer(nil, reg, rpc.WithOnReport(cm.Report))
 	cs.Register(srv)
 	gossip, err := o.startGossip("coordinator", membership.Meta{Role: "coordinator", Slot: -1, Addr: ln.Addr().String()}, func(e membership.Event) {
 		if e.Meta.Role != rpc.RoleWorker {
@@ -200,7 +304,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	}
 	defer gossip.Leave(2 * time.Second)
 	if o.AddrFile != "" {
-		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr()}); err != nil {
+		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr(), HTTP: hs.Addr()}); err != nil {
 			return err
 		}
 	}
@@ -230,9 +334,10 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	cc.InitialGeneration = inc << 32
-	c, err := coordinator.New(ctx, cc, clog, cluster.FileCheckpoints{Dir: o.Dir}, shards, coordinator.Hooks{
+	c, err := coordinator.New(ctx, cc, clog, cm.CheckpointStore(cluster.FileCheckpoints{Dir: o.Dir}), shards, coordinator.Hooks{
 		Checkpointed: mw.Write,
 		Committed: func(step int64, set []int) {
+			cm.Committed(step)
 			if step%max(o.Train.LogEvery, 1) == 0 {
 				log.Info("step committed", zap.Int64("step", step), zap.Ints("workers", set))
 			}
@@ -245,6 +350,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	coord = c
 	coordMu.Unlock()
 	cs.SetCoordinator(c)
+	cm.Attach(c)
 	log.Info("coordinator listening", zap.String("grpc", ln.Addr().String()), zap.String("gossip", gossip.Addr()),
 		zap.Int("workers", o.Workers), zap.Int("backups", o.Backups), zap.Int("ps", o.PS), zap.Int64("steps", o.Train.Steps))
 	runErr := c.Run(ctx)
@@ -438,11 +544,25 @@ func advertiseAddr(advertise string, ln net.Addr) (string, error) {
 
 // RunParamServer runs shard Index until ctx ends.
 func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) error {
+	if err := o.initTransport(log, true); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	promReg := metrics.NewRegistry()
+	sm, err := metrics.NewShard(promReg, o.Index)
+	if err != nil {
+		return err
+	}
+	var ready atomic.Bool // joined, serving
+	hs, err := startHTTP(ctx, o.HTTPListen, promReg, ready.Load, nil, log)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
 	name := fmt.Sprintf("ps-%d-%d", o.Index, os.Getpid())
 	addr, err := advertiseAddr(o.Advertise, ln.Addr())
 	if err != nil {
@@ -475,15 +595,17 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(o.serverOptions()...)
-	rpc.NewPSServer(shard).Register(srv)
+	srv := grpc.NewServer(append(o.serverOptions(), sm.ServerOptions()...)...)
+	pss := rpc.NewPSServer(shard)
+	pss.Register(srv)
+	sm.SetStatsSource(shard.S.Stats, func() int64 { return pss.Stats().MalformedPushes })
 	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleParamServer, Slot: o.Index, Addr: addr}, nil)
 	if err != nil {
 		return err
 	}
 	defer gossip.Leave(2 * time.Second)
 	if o.AddrFile != "" {
-		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr()}); err != nil {
+		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr(), HTTP: hs.Addr()}); err != nil {
 			return err
 		}
 	}
@@ -501,6 +623,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 		}
 	})
 	go rejoinGossip(ctx, gossip, o.GossipJoin)
+	ready.Store(true)
 	err = serve(ctx, srv, ln, 10*time.Second)
 	shard.S.Close()
 	return err
@@ -519,6 +642,28 @@ type WorkerOptions struct {
 
 // RunWorker joins the cluster and works until the run is done or ctx ends.
 func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
+	if err := o.initTransport(log, false); err != nil {
+		return err
+	}
+	promReg := metrics.NewRegistry()
+	var ready atomic.Bool // joined, working
+	hs, err := startHTTP(ctx, o.HTTPListen, promReg, ready.Load, nil, log)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
+	var nanLoss bool
+	defer func() {
+		// Runs after the worker left the cluster: keep /metrics up long
+		// enough for Prometheus to scrape the NaN-loss counter.
+		if nanLoss && hs != nil {
+			log.Info("non-finite loss: serving metrics a little longer before exiting", zap.Duration("linger", nanLinger))
+			select {
+			case <-time.After(nanLinger):
+			case <-ctx.Done():
+			}
+		}
+	}()
 	name := fmt.Sprintf("worker-%d-%d", o.Slot, os.Getpid())
 	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleWorker, o.Slot, "", name, log)
 	if err != nil {
@@ -527,6 +672,10 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	defer conn.Close()
 	a := resp.GetAssignment()
 	slot := int(resp.GetSlot())
+	wm, err := metrics.NewWorker(promReg, slot)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = cc.Leave(lctx, rpc.RoleWorker, slot)
@@ -565,7 +714,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	shards := make([]worker.Shard, len(a.GetShards()))
 	ranges := make([]worker.Range, len(a.GetShards()))
 	for k, si := range a.GetShards() {
-		shards[k] = &workerShard{k: k, slot: slot, book: book, conns: conns}
+		shards[k] = wm.Shard(k, &workerShard{k: k, slot: slot, book: book, conns: conns})
 		ranges[k] = worker.Range{Lo: int(si.GetLo()), Hi: int(si.GetHi()), BufLo: int(si.GetBufferLo()), BufHi: int(si.GetBufferHi())}
 	}
 	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleWorker, Slot: slot}, nil)
@@ -574,21 +723,23 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	}
 	defer gossip.Leave(2 * time.Second)
 	if o.AddrFile != "" {
-		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: "worker", Gossip: gossip.Addr()}); err != nil {
+		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: "worker", Gossip: gossip.Addr(), HTTP: hs.Addr()}); err != nil {
 			return err
 		}
 	}
 	go rejoinGossip(ctx, gossip, o.GossipJoin)
 	rc := &rejoiningCoord{CoordClient: cc, slot: slot, node: name, log: log, book: book}
-	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, tw, shards, ranges, rc, log)
+	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, tw, shards, ranges, wm.Coordinator(rc), log)
 	if err != nil {
 		return err
 	}
 	log.Info("worker running", zap.Int("slot", slot), zap.Int("workers", int(a.GetDataShards())), zap.Int64("from_step", a.GetStartStep()))
+	ready.Store(true)
 	err = wk.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
+	nanLoss = wm.RunError(err)
 	return err
 }
 
