@@ -39,6 +39,16 @@ type Config struct {
 	NoiseStd   float64 `json:"noise-std"`
 	MixupAlpha float64 `json:"mixup-alpha"`
 
+	// SingleStep (fgsm or stepll) and RandomEps (ε per example from Kurakin
+	// et al.'s truncated normal on [0, Eps]) make the single-step and
+	// ensemble-adv objectives' adversarial batch; StaticModels are
+	// ensemble-adv's fixed source model files, loaded by every worker, and
+	// SourceSchedule (round-robin or random) picks each step's source.
+	SingleStep     string   `json:"single-step"`
+	RandomEps      bool     `json:"random-eps"`
+	StaticModels   []string `json:"static-models,omitempty"`
+	SourceSchedule string   `json:"source-schedule"`
+
 	// Attack is a released-code attack string (pgd_76.5_2.55_40); when empty
 	// the attack is Eps/StepSize/AttackSteps/Restarts/AttackTarget.
 	Attack       string  `json:"attack"`
@@ -76,6 +86,7 @@ func DefaultConfig() Config {
 	return Config{
 		Dataset: "mnist", DataDir: "data/mnist", Augment: true, Model: "madry-mnist",
 		Objective: "alp", PairWeight: 0.5, NoiseStd: 0.5, MixupAlpha: 1,
+		SingleStep: objective.SingleStepLL, SourceSchedule: string(objective.RoundRobin),
 		Eps: 0.3, StepSize: 0.01, AttackSteps: 40, Restarts: 1, AttackTarget: "true",
 		Batch: 50, Steps: 100000, Optimizer: "adam", LR: 1e-4, LRSchedule: "constant",
 		Seed: 1, LogEvery: 100, RMSPropEpsilon: 1.0,
@@ -123,10 +134,42 @@ func (c Config) AttackConfig() (attack.Config, error) {
 	return a, a.Validate()
 }
 
+// TrainAttackConfig returns the attack that makes the training batch's
+// adversarial examples. For single-step and ensemble-adv it is one step of
+// --eps without random start: --single-step fgsm on the --attack-target label
+// (attack.FGSM; "predicted" avoids Kurakin et al.'s label leaking) or stepll
+// toward the least-likely class (attack.StepLL); their --attack, --step-size,
+// --attack-steps and --restarts only set the validation attack
+// (AttackConfig). Every other objective trains with AttackConfig.
+func (c Config) TrainAttackConfig() (attack.Config, error) {
+	if c.Objective != "single-step" && c.Objective != "ensemble-adv" {
+		return c.AttackConfig()
+	}
+	var a attack.Config
+	switch c.SingleStep {
+	case objective.SingleStepFGSM:
+		target, err := attack.ParseTarget(c.AttackTarget)
+		if err != nil {
+			return a, err
+		}
+		a = attack.FGSM(float32(c.Eps))
+		a.Target = target
+	case objective.SingleStepLL, "":
+		a = attack.StepLL(float32(c.Eps))
+	default:
+		return a, fmt.Errorf("--single-step %q: want fgsm or stepll", c.SingleStep)
+	}
+	if err := a.Validate(); err != nil {
+		return a, fmt.Errorf("--objective %s: %w", c.Objective, err)
+	}
+	return a, nil
+}
+
 // ObjectiveConfig returns the objective's settings.
 func (c Config) ObjectiveConfig() objective.Config {
 	return objective.Config{Name: c.Objective, PairWeight: c.PairWeight, Smoothing: c.Smoothing,
-		NoiseStd: c.NoiseStd, MixupAlpha: c.MixupAlpha}
+		NoiseStd: c.NoiseStd, MixupAlpha: c.MixupAlpha, SingleStep: c.SingleStep,
+		StaticModels: len(c.StaticModels), SourceSchedule: objective.Schedule(c.SourceSchedule)}
 }
 
 // OptimConfig returns the optimizer's settings: TensorFlow 1's RMSProp with
@@ -153,8 +196,20 @@ func (c Config) Validate() error {
 		return err
 	}
 	if o := c.ObjectiveConfig(); specsNeedAttack(o) {
-		if _, err := c.AttackConfig(); err != nil {
+		if _, err := c.TrainAttackConfig(); err != nil {
 			return err
+		}
+	}
+	singleStep := c.Objective == "single-step" || c.Objective == "ensemble-adv"
+	switch {
+	case len(c.StaticModels) > 0 && c.Objective != "ensemble-adv":
+		return fmt.Errorf("--static-models applies to --objective ensemble-adv only, not %s", c.Objective)
+	case c.RandomEps && !singleStep:
+		return fmt.Errorf("--random-eps applies to --objective single-step or ensemble-adv only, not %s", c.Objective)
+	}
+	for i, p := range c.StaticModels {
+		if strings.TrimSpace(p) == "" {
+			return fmt.Errorf("--static-models: entry %d is empty", i+1)
 		}
 	}
 	if _, err := c.OptimConfig(); err != nil {

@@ -24,6 +24,8 @@ type Batcher interface {
 const (
 	rngAttack    = 1
 	rngObjective = 2
+	rngSource    = 3 // ensemble-adv's random schedule, drawn with slot 0 so every worker agrees
+	rngEps       = 4 // the single-step objectives' random ε
 )
 
 // StepRNG returns the random stream for one purpose of one worker slot at
@@ -59,10 +61,15 @@ type Worker struct {
 	hostX  []float32
 	labels []int32
 	params []float32
+	static []*models.Model // ensemble-adv's static source models (evaluation mode, never updated)
+	eps    []float32       // per-example ε (--random-eps)
 }
 
 // NewWorker wires a worker for cfg around a model (whose parameters it
-// reads at each step) and a batch source.
+// reads at each step) and a batch source. For ensemble-adv it loads the
+// static models (cfg.StaticModels) onto the model's backend; an unreadable
+// file, or one whose input shape or classes differ from the model's, is an
+// error naming the file.
 func NewWorker(cfg Config, m *models.Model, data Batcher) (*Worker, error) {
 	be := m.Backend
 	obj, err := objective.New(be, cfg.ObjectiveConfig())
@@ -71,11 +78,16 @@ func NewWorker(cfg Config, m *models.Model, data Batcher) (*Worker, error) {
 	}
 	w := &Worker{Cfg: cfg, Model: m, be: be, obj: obj, data: data, layout: m.FlatLayout()}
 	if obj.NeedsAdversarial() {
-		ac, err := cfg.AttackConfig()
+		ac, err := cfg.TrainAttackConfig()
 		if err != nil {
 			return nil, err
 		}
 		if w.attack, err = attack.New(be, ac); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Objective == "ensemble-adv" {
+		if w.static, err = LoadStaticModels(be, cfg.StaticModels, m); err != nil {
 			return nil, err
 		}
 	}
@@ -108,19 +120,35 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 	}
 	w.be.Upload(w.x, w.hostX)
 	var xadv *tensor.Tensor
+	source := 0
 	if w.attack != nil {
 		rng := StepRNG(w.Cfg.Seed, step, slot, rngAttack)
-		view := models.EvalView{M: w.Model}
-		if w.obj.Name == "trades" {
+		var view attack.Model = models.EvalView{M: w.Model}
+		if len(w.static) > 0 {
+			// ensemble-adv: this step's source, the same for every slot.
+			source = w.obj.Source(step, StepRNG(w.Cfg.Seed, step, 0, rngSource))
+			if source > 0 {
+				view = models.EvalView{M: w.static[source-1]}
+			}
+		}
+		switch {
+		case w.obj.Name == "trades":
 			kl := objective.NewKLAttackLoss(w.be, view.Logits(w.x))
 			xadv = w.attack.RunLoss(view, w.x, kl, rng)
-		} else {
+		case w.Cfg.RandomEps:
+			if len(w.eps) != len(w.labels) {
+				w.eps = make([]float32, len(w.labels))
+			}
+			attack.RandomEps(StepRNG(w.Cfg.Seed, step, slot, rngEps), w.attack.Eps, w.eps)
+			xadv, _ = w.attack.RunEps(view, w.x, w.labels, w.eps, rng)
+		default:
 			xadv, _ = w.attack.Run(view, w.x, w.labels, rng)
 		}
 	}
 	in := w.obj.Inputs(w.x, xadv, StepRNG(w.Cfg.Seed, step, slot, rngObjective))
 	z := w.Model.Forward(in, true)
 	dz, terms := w.obj.Loss(z, w.labels)
+	terms.Source = source
 	if math.IsNaN(terms.Loss) || math.IsInf(terms.Loss, 0) {
 		return terms, &NonFiniteError{Step: step, Terms: terms}
 	}
