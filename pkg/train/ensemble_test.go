@@ -175,7 +175,7 @@ func TestEnsembleAdvRandomSchedule(t *testing.T) {
 	obj, _ := objective.New(nil, c.ObjectiveConfig())
 	seen := map[int]bool{}
 	for step, s := range a {
-		if want := obj.Source(int64(step), StepRNG(c.Seed, int64(step), 0, rngSource)); s != want {
+		if want := obj.Source(int64(step), SourceRNG(c.Seed, int64(step))); s != want {
 			t.Fatalf("step %d: source %d, schedule says %d", step, s, want)
 		}
 		seen[s] = true

@@ -37,6 +37,11 @@ func StepRNG(seed, step int64, slot, purpose int) *rand.Rand {
 	return rand.New(rand.NewPCG(a, b))
 }
 
+// SourceRNG returns the stream ensemble-adv's random schedule draws step's
+// source from: the same for every worker slot, so a synchronous step crafts
+// all its adversarial examples on one source.
+func SourceRNG(seed, step int64) *rand.Rand { return StepRNG(seed, step, 0, rngSource) }
+
 func splitmix(x uint64) uint64 {
 	x += 0x9e3779b97f4a7c15
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
@@ -126,7 +131,7 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 		var view attack.Model = models.EvalView{M: w.Model}
 		if len(w.static) > 0 {
 			// ensemble-adv: this step's source, the same for every slot.
-			source = w.obj.Source(step, StepRNG(w.Cfg.Seed, step, 0, rngSource))
+			source = w.obj.Source(step, SourceRNG(w.Cfg.Seed, step))
 			if source > 0 {
 				view = models.EvalView{M: w.static[source-1]}
 			}
