@@ -704,9 +704,15 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	}
 	wcfg := cfg
 	wcfg.WeightDecay = 0 // the shards add it after averaging
+	// NewWorker builds the objective from the coordinator's config and, for
+	// ensemble-adv, loads the static models from its --static-models paths
+	// (which must exist on this worker's machine too).
 	tw, err := train.NewWorker(wcfg, m, data.NewLoader(ds, data.LoaderOptions{Seed: uint64(cfg.Seed), NoAugment: !cfg.Augment}))
 	if err != nil {
 		return err
+	}
+	if len(cfg.StaticModels) > 0 {
+		log.Info("static models loaded", zap.Strings("static_models", cfg.StaticModels), zap.String("source_schedule", cfg.SourceSchedule))
 	}
 	conns := &connCache{opts: o.dialOptions(), conns: map[string]*grpc.ClientConn{}}
 	defer conns.close()
