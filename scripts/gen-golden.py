@@ -3,12 +3,14 @@
 
 Writes testdata/golden/layers/<case>.safetensors and
 testdata/golden/models/<case>.safetensors (see python/logitpair_torch).
-Usage: scripts/gen-golden.py [--out DIR]
+Usage: scripts/gen-golden.py [--out DIR] [--only REGEX]
+(--only: write only the cases whose name matches, e.g. --only 'inception|concat').
 """
 import argparse
 import copy
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -286,14 +288,103 @@ def model_case(w, name, config, xshape, seed):
     w.write("models", name, t, md)
 
 
+# Inception-v3 (torchvision's Inception3) at a width of 1/32 and its minimum
+# input size, 75x75: the last blocks run at 1x1, so train-mode batch norm
+# there normalizes over the batch's 2 values per channel.
+MODEL_CASES.append(("inception-v3", {"classes": 5, "width_div": 32, "image_size": 75}, (2, 3, 75, 75), 104))
+
+
+class FilteredWriter(Writer):
+    """A Writer that writes only the cases whose name matches a regex."""
+
+    def __init__(self, out, pattern):
+        super().__init__(out)
+        self.pattern = re.compile(pattern)
+
+    def wants(self, case):
+        return self.pattern.search(case) is not None
+
+    def write(self, kind, case, tensors, metadata):
+        if self.wants(case):
+            super().write(kind, case, tensors, metadata)
+
+
+def concat_cases(w):
+    """testdata/golden/concat: nn.Concat of branches on one input, as in
+    Inception's mixed blocks (a 1x3 conv with bias; a 3x1 conv + ReLU; a 3x3
+    average pool (padding counted) + 1x1 conv; a 1x1 conv followed by a nested
+    concat of a 1x3 and a 3x1 conv), concatenated along channels."""
+    torch.manual_seed(60)
+    x = torch.randn(2, 3, 5, 6)
+    p = {
+        "b0.weight": torch.randn(4, 3, 1, 3) * 0.3, "b0.bias": torch.randn(4),
+        "b1.weight": torch.randn(2, 3, 3, 1) * 0.3,
+        "b2.weight": torch.randn(3, 3, 1, 1) * 0.3,
+        "b3.weight": torch.randn(2, 3, 1, 1) * 0.3,
+        "b3a.weight": torch.randn(2, 2, 1, 3) * 0.3,
+        "b3b.weight": torch.randn(3, 2, 3, 1) * 0.3, "b3b.bias": torch.randn(3),
+    }
+    keys = list(p)
+
+    def fn(x, **q):
+        b0 = F.conv2d(x, q["b0.weight"], q["b0.bias"], padding=(0, 1))
+        b1 = F.relu(F.conv2d(x, q["b1.weight"], padding=(1, 0)))
+        b2 = F.conv2d(F.avg_pool2d(x, 3, 1, 1, count_include_pad=True), q["b2.weight"])
+        b3 = F.conv2d(x, q["b3.weight"])
+        b3 = torch.cat([F.conv2d(b3, q["b3a.weight"], padding=(0, 1)),
+                        F.conv2d(b3, q["b3b.weight"], q["b3b.bias"], padding=(1, 0))], 1)
+        return torch.cat([b0, b1, b2, b3], 1)
+
+    t = run_layer(fn, x, p)
+    w.write("concat", "concat_branches", t, {"layer": "concat", "params": json.dumps(keys)})
+
+
+def inception_torchvision_parity(w, out):
+    """Checks that python/logitpair_torch's InceptionV3 at width_div=1 has
+    torchvision.models.inception_v3(aux_logits=False, init_weights=False)'s
+    state_dict names, order and shapes, and writes that list (from
+    torchvision) as models/inception-v3.torchvision-state-dict.txt for the Go
+    test of the same. Skipped with a message when torchvision is absent."""
+    if hasattr(w, "wants") and not w.wants("inception-v3"):
+        return
+    try:
+        import torchvision
+    except ImportError:
+        print("           inception-v3: torchvision not installed; state_dict parity NOT checked")
+        return
+    tv = torchvision.models.inception_v3(aux_logits=False, init_weights=False).state_dict()
+    ours = models.build("inception-v3", {}).state_dict()
+    want = [(k, tuple(v.shape)) for k, v in tv.items()]
+    got = [(k, tuple(v.shape)) for k, v in ours.items()]
+    if want != got:
+        diff = [f"{a} vs {b}" for a, b in zip(want, got) if a != b][:5]
+        raise SystemExit(f"inception-v3: state_dict differs from torchvision {torchvision.__version__}: "
+                         f"{len(want)} vs {len(got)} tensors; {diff}")
+    path = os.path.join(out, "models", "inception-v3.torchvision-state-dict.txt")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(f"# torchvision {torchvision.__version__} inception_v3(aux_logits=False) state_dict: name shape\n")
+        for k, shape in want:
+            f.write(f"{k} {','.join(str(d) for d in shape)}\n")
+    print(f"           inception-v3: state_dict equals torchvision {torchvision.__version__}'s "
+          f"({len(want)} tensors, {sum(v.numel() for k, v in tv.items() if 'running' not in k and 'num_batches' not in k)} "
+          f"parameters); wrote {os.path.relpath(path, ROOT)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=os.path.join(ROOT, "testdata", "golden"))
+    ap.add_argument("--only", default=None, metavar="REGEX",
+                    help="write only the cases whose name matches REGEX (others are not regenerated)")
     args = ap.parse_args()
-    w = Writer(args.out)
+    w = Writer(args.out) if args.only is None else FilteredWriter(args.out, args.only)
+    wants = getattr(w, "wants", lambda case: True)
     layer_cases(w)
+    concat_cases(w)
     for name, cfg, xs, seed in MODEL_CASES:
-        model_case(w, name, cfg, xs, seed)
+        if wants(name):
+            model_case(w, name, cfg, xs, seed)
+    inception_torchvision_parity(w, args.out)
     print(f"{w.total:9d}  total")
 
 

@@ -5,7 +5,8 @@
 //
 // Models: madry-mnist (the paper's MNIST model), resnet9 (its SVHN model),
 // resnet-v2-50 and resnet-v2-101 (pre-activation ResNets for 64×64 ImageNet /
-// Tiny ImageNet and the paper's ImageNet ResNet-101).
+// Tiny ImageNet and the paper's ImageNet ResNet-101), inception-v3
+// (torchvision's Inception3, the paper's 299×299 ImageNet model).
 package models
 
 import (

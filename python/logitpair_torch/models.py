@@ -33,8 +33,24 @@ ResNetV2(depth=50|101, width=64, classes=1000, in_channels=3)
     All convs bias=False. Head: bn (BatchNorm2d over width*32) + ReLU, global
     average pool, flatten, fc Linear(width*32 -> classes) with bias.
 
+InceptionV3(classes=1000, width_div=1)
+    torchvision's Inception3 (aux_logits=False, transform_input=False) with the
+    same module names, at a width multiplier of 1/width_div: every conv's
+    output channels c become ceil(c / width_div) and a block's input channels
+    are the sum of the previous block's branch outputs. BasicConv2d is `conv`
+    (no bias) + `bn` (BatchNorm2d eps 0.001) + ReLU. Stem Conv2d_1a_3x3
+    (stride 2), Conv2d_2a_3x3, Conv2d_2b_3x3 (padding 1), max pool 3/2,
+    Conv2d_3b_1x1, Conv2d_4a_3x3, max pool 3/2; Mixed_5b-5d (InceptionA),
+    Mixed_6a (B), Mixed_6b-6e (C), Mixed_7a (D), Mixed_7b-7c (E); adaptive
+    average pool to 1x1, flatten, fc. No dropout (torchvision's Dropout(0.5)
+    before fc acts in training mode only; logitpair has none) and no AuxLogits
+    head. At width_div=1 its state_dict names and shapes equal
+    torchvision.models.inception_v3(aux_logits=False, init_weights=False)'s
+    (scripts/gen-golden.py checks this when torchvision is installed).
+
 build(name, config) maps "madry-mnist", "resnet9", "resnet-v2-50",
-"resnet-v2-101" to these classes with config as keyword arguments.
+"resnet-v2-101", "inception-v3" to these classes with config as keyword
+arguments.
 """
 import torch
 import torch.nn as nn
@@ -151,6 +167,169 @@ class ResNetV2(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class BasicConv2d(nn.Module):
+    def __init__(self, cin, cout, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+        self.out_channels = cout
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class _InceptionBlock(nn.Module):
+    """Builds convs at width 1/div; self.conv(name, cin, cout, **kw) registers
+    BasicConv2d `name` with ceil(cout / div) output channels and returns them."""
+
+    def __init__(self, div):
+        super().__init__()
+        self._div = div
+
+    def conv(self, name, cin, cout, **kwargs):
+        m = BasicConv2d(cin, -(-cout // self._div), **kwargs)
+        setattr(self, name, m)
+        return m.out_channels
+
+
+class InceptionA(_InceptionBlock):
+    def __init__(self, cin, pool_features, div):
+        super().__init__(div)
+        c1 = self.conv("branch1x1", cin, 64, kernel_size=1)
+        c = self.conv("branch5x5_1", cin, 48, kernel_size=1)
+        c5 = self.conv("branch5x5_2", c, 64, kernel_size=5, padding=2)
+        c = self.conv("branch3x3dbl_1", cin, 64, kernel_size=1)
+        c = self.conv("branch3x3dbl_2", c, 96, kernel_size=3, padding=1)
+        c3 = self.conv("branch3x3dbl_3", c, 96, kernel_size=3, padding=1)
+        cp = self.conv("branch_pool", cin, pool_features, kernel_size=1)
+        self.out_channels = c1 + c5 + c3 + cp
+
+    def forward(self, x):
+        b1 = self.branch1x1(x)
+        b5 = self.branch5x5_2(self.branch5x5_1(x))
+        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        bp = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        return torch.cat([b1, b5, b3, bp], 1)
+
+
+class InceptionB(_InceptionBlock):
+    def __init__(self, cin, div):
+        super().__init__(div)
+        c3 = self.conv("branch3x3", cin, 384, kernel_size=3, stride=2)
+        c = self.conv("branch3x3dbl_1", cin, 64, kernel_size=1)
+        c = self.conv("branch3x3dbl_2", c, 96, kernel_size=3, padding=1)
+        cd = self.conv("branch3x3dbl_3", c, 96, kernel_size=3, stride=2)
+        self.out_channels = c3 + cd + cin
+
+    def forward(self, x):
+        b3 = self.branch3x3(x)
+        bd = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        return torch.cat([b3, bd, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
+
+
+class InceptionC(_InceptionBlock):
+    def __init__(self, cin, channels_7x7, div):
+        super().__init__(div)
+        c7 = channels_7x7
+        c1 = self.conv("branch1x1", cin, 192, kernel_size=1)
+        c = self.conv("branch7x7_1", cin, c7, kernel_size=1)
+        c = self.conv("branch7x7_2", c, c7, kernel_size=(1, 7), padding=(0, 3))
+        cs = self.conv("branch7x7_3", c, 192, kernel_size=(7, 1), padding=(3, 0))
+        c = self.conv("branch7x7dbl_1", cin, c7, kernel_size=1)
+        c = self.conv("branch7x7dbl_2", c, c7, kernel_size=(7, 1), padding=(3, 0))
+        c = self.conv("branch7x7dbl_3", c, c7, kernel_size=(1, 7), padding=(0, 3))
+        c = self.conv("branch7x7dbl_4", c, c7, kernel_size=(7, 1), padding=(3, 0))
+        cd = self.conv("branch7x7dbl_5", c, 192, kernel_size=(1, 7), padding=(0, 3))
+        cp = self.conv("branch_pool", cin, 192, kernel_size=1)
+        self.out_channels = c1 + cs + cd + cp
+
+    def forward(self, x):
+        b1 = self.branch1x1(x)
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        bd = self.branch7x7dbl_1(x)
+        for i in range(2, 6):
+            bd = getattr(self, f"branch7x7dbl_{i}")(bd)
+        bp = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        return torch.cat([b1, b7, bd, bp], 1)
+
+
+class InceptionD(_InceptionBlock):
+    def __init__(self, cin, div):
+        super().__init__(div)
+        c = self.conv("branch3x3_1", cin, 192, kernel_size=1)
+        c3 = self.conv("branch3x3_2", c, 320, kernel_size=3, stride=2)
+        c = self.conv("branch7x7x3_1", cin, 192, kernel_size=1)
+        c = self.conv("branch7x7x3_2", c, 192, kernel_size=(1, 7), padding=(0, 3))
+        c = self.conv("branch7x7x3_3", c, 192, kernel_size=(7, 1), padding=(3, 0))
+        c7 = self.conv("branch7x7x3_4", c, 192, kernel_size=3, stride=2)
+        self.out_channels = c3 + c7 + cin
+
+    def forward(self, x):
+        b3 = self.branch3x3_2(self.branch3x3_1(x))
+        b7 = self.branch7x7x3_1(x)
+        for i in range(2, 5):
+            b7 = getattr(self, f"branch7x7x3_{i}")(b7)
+        return torch.cat([b3, b7, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
+
+
+class InceptionE(_InceptionBlock):
+    def __init__(self, cin, div):
+        super().__init__(div)
+        c1 = self.conv("branch1x1", cin, 320, kernel_size=1)
+        c = self.conv("branch3x3_1", cin, 384, kernel_size=1)
+        c3 = self.conv("branch3x3_2a", c, 384, kernel_size=(1, 3), padding=(0, 1))
+        c3 += self.conv("branch3x3_2b", c, 384, kernel_size=(3, 1), padding=(1, 0))
+        c = self.conv("branch3x3dbl_1", cin, 448, kernel_size=1)
+        c = self.conv("branch3x3dbl_2", c, 384, kernel_size=3, padding=1)
+        cd = self.conv("branch3x3dbl_3a", c, 384, kernel_size=(1, 3), padding=(0, 1))
+        cd += self.conv("branch3x3dbl_3b", c, 384, kernel_size=(3, 1), padding=(1, 0))
+        cp = self.conv("branch_pool", cin, 192, kernel_size=1)
+        self.out_channels = c1 + c3 + cd + cp
+
+    def forward(self, x):
+        b1 = self.branch1x1(x)
+        b3 = self.branch3x3_1(x)
+        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
+        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
+        bp = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        return torch.cat([b1, b3, bd, bp], 1)
+
+
+class InceptionV3(_InceptionBlock):
+    def __init__(self, classes=1000, width_div=1):
+        super().__init__(width_div)
+        d = width_div
+        c = self.conv("Conv2d_1a_3x3", 3, 32, kernel_size=3, stride=2)
+        c = self.conv("Conv2d_2a_3x3", c, 32, kernel_size=3)
+        c = self.conv("Conv2d_2b_3x3", c, 64, kernel_size=3, padding=1)
+        self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2)
+        c = self.conv("Conv2d_3b_1x1", c, 80, kernel_size=1)
+        c = self.conv("Conv2d_4a_3x3", c, 192, kernel_size=3)
+        self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.Mixed_5b = InceptionA(c, 32, d)
+        self.Mixed_5c = InceptionA(self.Mixed_5b.out_channels, 64, d)
+        self.Mixed_5d = InceptionA(self.Mixed_5c.out_channels, 64, d)
+        self.Mixed_6a = InceptionB(self.Mixed_5d.out_channels, d)
+        self.Mixed_6b = InceptionC(self.Mixed_6a.out_channels, 128, d)
+        self.Mixed_6c = InceptionC(self.Mixed_6b.out_channels, 160, d)
+        self.Mixed_6d = InceptionC(self.Mixed_6c.out_channels, 160, d)
+        self.Mixed_6e = InceptionC(self.Mixed_6d.out_channels, 192, d)
+        self.Mixed_7a = InceptionD(self.Mixed_6e.out_channels, d)
+        self.Mixed_7b = InceptionE(self.Mixed_7a.out_channels, d)
+        self.Mixed_7c = InceptionE(self.Mixed_7b.out_channels, d)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(self.Mixed_7c.out_channels, classes)
+
+    def forward(self, x):
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = self.maxpool1(x)
+        x = self.maxpool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
+        for b in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
+            x = getattr(self, "Mixed_" + b)(x)
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
 def build(name, config):
     config = dict(config or {})
     if name == "madry-mnist":
@@ -161,4 +340,7 @@ def build(name, config):
         config.pop("depth", None)
         config.pop("image_size", None)  # logitpair's input-size check; any size works here
         return ResNetV2(depth=int(name.rsplit("-", 1)[1]), **config)
+    if name == "inception-v3":
+        config.pop("image_size", None)  # logitpair's input-size check; any size >= 75 works here
+        return InceptionV3(**config)
     raise ValueError(f"unknown model {name!r}")
