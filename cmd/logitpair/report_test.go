@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -130,4 +132,66 @@ func writeReportFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestReportTransferTable: two tiny models evaluated with logitpair eval
+// --source on each other; report --source shows, per run, the accuracy under
+// the attacks crafted on each source (the lowest over the attacks from it), —
+// where the run has none (its own model), the worst column, and reads a
+// strong-suite run's stand-alone transfer accuracy too.
+func TestReportTransferTable(t *testing.T) {
+	dir := t.TempDir()
+	dataDir, a := writeStrongFixtures(t, dir)
+	m, err := models.New(cpu.New(cpu.Options{Threads: 1}), "madry-mnist", models.Config{"conv1": 2, "conv2": 2, "hidden": 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(2)
+	b := filepath.Join(dir, "other.safetensors")
+	if err := m.StateDict().WriteFileAtomic(b); err != nil {
+		t.Fatal(err)
+	}
+	evalJSON := func(ckpt, source, name string) string {
+		p := filepath.Join(dir, name)
+		if _, err := run(t, "eval", "--checkpoint", ckpt, "--source", source, "--dataset", "mnist", "--data-dir", dataDir,
+			"--examples", "12", "--batch", "6", "--attack", "fgsm_76.5,pgd_76.5_25.5_3", "--threads", "1", "--json", p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ja, jb := evalJSON(a, b, "a.json"), evalJSON(b, a, "b.json")
+	rb, _ := readEvalSummary(jb)
+	wantBA := math.Min(rb.TransferResults[0].Accuracy, rb.TransferResults[1].Accuracy)
+	strongJSON := writeReportFile(t, dir, "s.json", `{"suite":"strong","clean_accuracy":0.9,"whitebox_accuracy":0.1,"eps":0.3,"examples":12,
+		"stages":[{"name":"apgd-ce","accuracy":0.1},{"name":"transfer:`+a+`","accuracy":0.1,"standalone_accuracy":0.625}]}`)
+	// The source given through another spelling of the same path matches.
+	aAlt := filepath.Join(dir, ".", "sub", "..", filepath.Base(a))
+	out, err := run(t, "report", "--source", "A="+aAlt, "--source", "B="+b, "ma="+ja, "mb="+jb, "strong="+strongJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(out, "\n")
+	if lines[0] != "| Defended model | Clean | White box | from A | from B | Worst black box |" {
+		t.Fatalf("header %q\n%s", lines[0], out)
+	}
+	cells := func(line string) []string { return strings.Split(strings.Trim(line, "| "), " | ") }
+	ma, mb, st := cells(lines[2]), cells(lines[3]), cells(lines[4])
+	if ma[0] != "ma" || ma[3] != "—" || ma[4] == "—" || ma[5] != ma[4] {
+		t.Errorf("row ma: %q", ma)
+	}
+	if want := fmt.Sprintf("%.1f%%", 100*wantBA); mb[3] != want || mb[4] != "—" || mb[5] != want {
+		t.Errorf("row mb: %q, want %s from A", mb, want)
+	}
+	if st[1] != "90.0%" || st[2] != "10.0%" || st[3] != "62.5%" || st[4] != "—" || st[5] != "62.5%" {
+		t.Errorf("row strong: %q", st)
+	}
+	for want, args := range map[string][]string{
+		"want LABEL=MODEL":            {"report", "--source", "nolabel", ja},
+		"given twice":                 {"report", "--source", "A=" + a, "--source", "A=" + b, ja},
+		"no run has transfer results": {"report", "--source", "C=" + filepath.Join(dir, "nope.safetensors"), ja, jb},
+	} {
+		if _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: got %v, want %q", args, err, want)
+		}
+	}
 }
