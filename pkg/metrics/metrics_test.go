@@ -225,7 +225,10 @@ func TestReportsSkipNaNTermsAndCountNaNLoss(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, v, want)
 		}
 	}
-	for _, name := range []string{"logitpair_adversarial_cross_entropy", "logitpair_pairing_loss", "logitpair_adversarial_accuracy_ratio", "logitpair_loss_nan_total"} {
+	if v := value(t, reg, "logitpair_loss_nan_total", s1); v != 0 {
+		t.Errorf("loss_nan_total after a finite loss = %v, want 0", v)
+	}
+	for _, name := range []string{"logitpair_adversarial_cross_entropy", "logitpair_pairing_loss", "logitpair_adversarial_accuracy_ratio"} {
 		if v := value(t, reg, name, s1); !math.IsNaN(v) {
 			t.Errorf("%s exported as %v for a term that was not computed", name, v)
 		}
@@ -427,6 +430,9 @@ func TestWorkerWrappers(t *testing.T) {
 	}
 	if v := value(t, reg, "logitpair_loss", map[string]string{"slot": "2"}); v != 1 {
 		t.Errorf("loss = %v", v)
+	}
+	if v := value(t, reg, "logitpair_loss_nan_total", map[string]string{"slot": "2"}); v != 0 {
+		t.Errorf("loss_nan_total before any NaN = %v, want 0", v)
 	}
 	if m.RunError(errors.New("other")) {
 		t.Error("an unrelated error counted as a NaN loss")

@@ -56,8 +56,9 @@ func newReportSeries(reg prometheus.Registerer) (*reportSeries, error) {
 func (r *reportSeries) observe(step int64, slot int, t objective.Terms, tm worker.Timing) {
 	s := strconv.Itoa(slot)
 	r.step.WithLabelValues(s).Set(float64(step))
+	nan := r.nan.WithLabelValues(s) // the series exists from the slot's first report, at 0
 	if math.IsNaN(t.Loss) || math.IsInf(t.Loss, 0) {
-		r.nan.WithLabelValues(s).Inc()
+		nan.Inc()
 	} else {
 		r.loss.WithLabelValues(s).Set(t.Loss)
 	}

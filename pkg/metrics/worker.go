@@ -63,6 +63,7 @@ func NewWorker(reg prometheus.Registerer, slot int) (*Worker, error) {
 	if err := register(reg, m.results, m.pullDur, m.pushDur, m.pullBytes, m.pushBytes, m.errs); err != nil {
 		return nil, err
 	}
+	m.reports.nan.WithLabelValues(m.slotLabel) // at 0 from the start: a NaN is an increase
 	return m, nil
 }
 

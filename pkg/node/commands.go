@@ -23,6 +23,7 @@ func bindCommon(fs *pflag.FlagSet, c *Common) {
 	fs.BoolVar(&c.GossipFast, "gossip-fast", false, "short gossip timers (loopback clusters and tests)")
 	fs.StringVar(&c.AddrFile, "addr-file", "", "write the listen addresses here as JSON once listening")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json (production) or console (development)")
+	fs.StringVar(&c.HTTPListen, "http-listen", "0.0.0.0:9400", "HTTP endpoint for /metrics (Prometheus), /healthz and /readyz (\"\": disabled)")
 	fs.StringVar(&c.TLSCA, "tls-ca", os.Getenv("LOGITPAIR_TLS_CA"), "PEM CA bundle for mutual TLS on every gRPC connection; with --tls-cert and --tls-key (env LOGITPAIR_TLS_CA)")
 	fs.StringVar(&c.TLSCert, "tls-cert", os.Getenv("LOGITPAIR_TLS_CERT"), "PEM certificate this process presents as server and client, signed by --tls-ca (env LOGITPAIR_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", os.Getenv("LOGITPAIR_TLS_KEY"), "PEM private key of --tls-cert (env LOGITPAIR_TLS_KEY)")

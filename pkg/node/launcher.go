@@ -55,6 +55,9 @@ type Proc struct {
 type Addrs struct {
 	GRPC   string `json:"grpc"`
 	Gossip string `json:"gossip"`
+	// HTTP is the /metrics, /healthz and /readyz endpoint (empty when
+	// disabled).
+	HTTP string `json:"http,omitempty"`
 }
 
 // ReadAddrs reads an address file.
@@ -229,7 +232,7 @@ func (l LocalCluster) StartCoordinator(ctx context.Context, c *Cluster) (*Proc, 
 func (l LocalCluster) launch(ctx context.Context, name string, args []string) (*Proc, error) {
 	addrFile := filepath.Join(l.Dir, "addr", name+".json")
 	os.Remove(addrFile)
-	args = append(args, "--addr-file", addrFile)
+	args = append(args, "--addr-file", addrFile, "--http-listen", "127.0.0.1:0")
 	logf, err := os.OpenFile(filepath.Join(l.Dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
