@@ -24,18 +24,19 @@ type Concat struct {
 
 type concatState struct {
 	y, dx  *tensor.Tensor
-	chans  []int // each branch's dimension 1, from the last Forward
-	inner  int   // product of the dimensions after 1
-	outs   []*tensor.Tensor
+	chans  []int            // each branch's dimension 1
+	inner  int              // product of the dimensions after 1
+	outs   []*tensor.Tensor // the branches' outputs in the last Forward
 	dys    []*tensor.Tensor // per branch (N, C_i, ...): dy split, contiguous
-	yViews [][]*tensor.Tensor
-	// Views of each branch output (forward) and of dy (backward), rebuilt
-	// only when the tensor they view changes.
+	// yViews[i][e] and dyBranch[i][e] are example e's channels of branch i
+	// in y and in dys[i]. The views of each branch output (forward) and of
+	// dy (backward) are rebuilt only when the tensor they view changes.
+	yViews   [][]*tensor.Tensor
+	dyBranch [][]*tensor.Tensor
 	outSrc   []*tensor.Tensor
 	outViews [][]*tensor.Tensor
 	dySrc    *tensor.Tensor
 	dyViews  [][]*tensor.Tensor
-	dyBranch [][]*tensor.Tensor
 }
 
 // NewConcat returns the channel concatenation of branches, in order.
@@ -63,7 +64,8 @@ func (c *Concat) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 		tensor.Panicf("Concat", "want input of rank ≥ 2 (N, C, ...), got %v", x.Shape())
 	}
 	n := x.Dim(0)
-	outs := make([]*tensor.Tensor, len(c.Branches))
+	st := c.states.get(n, func() *concatState { return &concatState{outs: make([]*tensor.Tensor, len(c.Branches))} })
+	outs := st.outs
 	for i, b := range c.Branches {
 		outs[i] = b.Forward(x, train)
 	}
@@ -72,7 +74,6 @@ func (c *Concat) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 		tensor.Panicf("Concat", "branch 0 output %v has no channel dimension", first)
 	}
 	total := 0
-	chans := make([]int, len(outs))
 	for i, o := range outs {
 		s := o.Shape()
 		same := len(s) == len(first) && s[0] == first[0]
@@ -82,34 +83,14 @@ func (c *Concat) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 		if !same {
 			tensor.Panicf("Concat", "branch %d output %v does not fit branch 0's %v (only dimension 1 may differ)", i, s, first)
 		}
-		chans[i] = s[1]
 		total += s[1]
 	}
-	yshape := first.Clone()
-	yshape[1] = total
-	inner := 1
-	for _, d := range yshape[2:] {
-		inner *= d
+	if !st.fits(outs) {
+		c.setUp(st, outs, total)
 	}
-	st := c.states.get(n, func() *concatState { return &concatState{} })
-	if st.y == nil || !st.y.Shape().Equal(yshape) || !equalInts(st.chans, chans) {
-		*st = concatState{y: c.be.New(yshape...), chans: chans, inner: inner,
-			outSrc: make([]*tensor.Tensor, len(outs)), outViews: make([][]*tensor.Tensor, len(outs))}
-		st.yViews = make([][]*tensor.Tensor, len(outs))
-		off := 0
-		yflat := st.y.Reshape(n*total, inner)
-		for i, ci := range chans {
-			st.yViews[i] = make([]*tensor.Tensor, n)
-			for e := 0; e < n; e++ {
-				st.yViews[i][e] = yflat.Rows(e*total+off, e*total+off+ci)
-			}
-			off += ci
-		}
-	}
-	st.outs = outs
 	for i, o := range outs {
 		if st.outSrc[i] != o {
-			st.outSrc[i], st.outViews[i] = o, rowViews(o, n, chans[i], inner)
+			st.outSrc[i], st.outViews[i] = o, rowViews(o, n, st.chans[i], st.inner)
 		}
 		for e := 0; e < n; e++ {
 			c.be.Copy(st.yViews[i][e], st.outViews[i][e])
@@ -118,16 +99,51 @@ func (c *Concat) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 	return st.y
 }
 
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
+// fits reports whether st's buffers were set up for branch outputs of
+// these shapes.
+func (st *concatState) fits(outs []*tensor.Tensor) bool {
+	if st.y == nil || st.y.Rank() != outs[0].Rank() {
 		return false
 	}
-	for i := range a {
-		if a[i] != b[i] {
+	for d := 2; d < st.y.Rank(); d++ {
+		if st.y.Dim(d) != outs[0].Dim(d) {
+			return false
+		}
+	}
+	for i, o := range outs {
+		if st.chans[i] != o.Dim(1) {
 			return false
 		}
 	}
 	return true
+}
+
+// setUp (re)allocates st's output and views for branch outputs outs whose
+// dimension 1 sums to total.
+func (c *Concat) setUp(st *concatState, outs []*tensor.Tensor, total int) {
+	n := outs[0].Dim(0)
+	yshape := outs[0].Shape().Clone()
+	yshape[1] = total
+	inner := 1
+	for _, d := range yshape[2:] {
+		inner *= d
+	}
+	chans := make([]int, len(outs))
+	for i, o := range outs {
+		chans[i] = o.Dim(1)
+	}
+	*st = concatState{y: c.be.New(yshape...), chans: chans, inner: inner, outs: outs,
+		outSrc: make([]*tensor.Tensor, len(outs)), outViews: make([][]*tensor.Tensor, len(outs)),
+		yViews: make([][]*tensor.Tensor, len(outs))}
+	yflat := st.y.Reshape(n*total, inner)
+	off := 0
+	for i, ci := range chans {
+		st.yViews[i] = make([]*tensor.Tensor, n)
+		for e := 0; e < n; e++ {
+			st.yViews[i][e] = yflat.Rows(e*total+off, e*total+off+ci)
+		}
+		off += ci
+	}
 }
 
 // Backward implements Layer.
