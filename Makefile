@@ -21,8 +21,9 @@ GO ?= $(or $(shell command -v go 2>/dev/null),/usr/local/go/bin/go)
 GOFMT ?= $(or $(shell command -v gofmt 2>/dev/null),/usr/local/go/bin/gofmt)
 PYTHON ?= /usr/bin/python3
 
-# Debian packages needed to build (cgo + OpenBLAS) and to generate protobufs.
-APT_PACKAGES := libopenblas-dev protobuf-compiler gcc libc6-dev
+# Debian packages needed to build (cgo + OpenBLAS) and to generate protobufs;
+# prometheus (with promtool) for the metrics tests (pkg/metrics, pkg/node).
+APT_PACKAGES := libopenblas-dev protobuf-compiler gcc libc6-dev prometheus
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 TEST_TIMEOUT ?= 35m
@@ -75,7 +76,15 @@ deps:
 	elif ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 		echo "deps: installing $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update; \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES); \
+		rcd=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			echo "deps: a temporary /usr/sbin/policy-rc.d keeps the packages' services (prometheus) from starting"; \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; \
+			$(SUDO) chmod 755 /usr/sbin/policy-rc.d; rcd=1; \
+		fi; \
+		status=0; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(APT_PACKAGES) || status=$$?; \
+		if [ -n "$$rcd" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$status; \
 	fi
 	$(GO) mod download
 
