@@ -388,3 +388,22 @@ func TestPromtoolAcceptsDashboardQueries(t *testing.T) {
 		t.Errorf("dashboard queries do not parse: %v\n%s\n%s", err, out, b.String())
 	}
 }
+
+// TestOperationsDocListsEverySeries: docs/OPERATIONS.md ("Metrics")
+// describes every series the code registers.
+func TestOperationsDocListsEverySeries(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(), "docs", "OPERATIONS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	for n := range registeredNames(t) {
+		if strings.HasSuffix(n, "_bucket") || strings.HasSuffix(n, "_sum") {
+			continue
+		}
+		n = strings.TrimSuffix(n, "_count") // a histogram's name
+		if !regexp.MustCompile("`" + n + "[`{]").MatchString(doc) {
+			t.Errorf("docs/OPERATIONS.md does not describe %s", n)
+		}
+	}
+}
