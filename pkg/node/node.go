@@ -239,6 +239,10 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	var coord *coordinator.Coordinator
 	var coordMu sync.Mutex
 	getCoord := func() *coordinator.Coordinator { coordMu.Lock(); defer coordMu.Unlock(); return coord }
+	pageFeed, err := newStatusFeed(getCoord) // the status page's history (status.go)
+	if err != nil {
+		return err
+	}
 	promReg := metrics.NewRegistry()
 	cm, err := metrics.NewCoordinator(promReg)
 	if err != nil {
@@ -283,7 +287,10 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	srv := grpc.NewServer(o.serverOptions()...)
-	cs := rpc.NewCoordServer(nil, reg, rpc.WithOnReport(cm.Report))
+	cs := rpc.NewCoordServer(nil, reg, rpc.WithOnReport(func(step int64, slot int, terms objective.Terms, t worker.Timing) {
+		cm.Report(step, slot, terms, t)
+		pageFeed.report(step, slot, terms, t)
+	}))
 	cs.Register(srv)
 	gossip, err := o.startGossip("coordinator", membership.Meta{Role: "coordinator", Slot: -1, Addr: ln.Addr().String()}, func(e membership.Event) {
 		if e.Meta.Role != rpc.RoleWorker {
@@ -338,6 +345,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		Checkpointed: mw.Write,
 		Committed: func(step int64, set []int) {
 			cm.Committed(step)
+			pageFeed.committed(step, set)
 			if step%max(o.Train.LogEvery, 1) == 0 {
 				log.Info("step committed", zap.Int64("step", step), zap.Ints("workers", set))
 			}
