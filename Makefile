@@ -22,8 +22,9 @@ GOFMT ?= $(or $(shell command -v gofmt 2>/dev/null),/usr/local/go/bin/gofmt)
 PYTHON ?= /usr/bin/python3
 
 # Debian packages needed to build (cgo + OpenBLAS) and to generate protobufs;
-# prometheus (with promtool) for the metrics tests (pkg/metrics, pkg/node).
-APT_PACKAGES := libopenblas-dev protobuf-compiler gcc libc6-dev prometheus
+# prometheus (with promtool) for the metrics tests (pkg/metrics, pkg/node);
+# chromium (and a font) for the status page's browser tests (pkg/statuspage).
+APT_PACKAGES := libopenblas-dev protobuf-compiler gcc libc6-dev prometheus chromium fonts-dejavu-core
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 TEST_TIMEOUT ?= 35m
