@@ -6,6 +6,7 @@
 #   make lint        go vet + staticcheck (pinned, fetched via the module proxy)
 #   make build       binaries into bin/
 #   make static      fully static binaries (OpenBLAS linked in) into bin/static/
+#   make images      FROM-scratch container images (make compose-test: the fault-injection test)
 #   make bench       engine benchmark against PyTorch (needs python3-torch)
 #   make golden      regenerate PyTorch fixtures (developer-time; needs python3-torch)
 
@@ -174,6 +175,26 @@ static: deps
 	@for b in bin/static/*; do \
 		if ldd "$$b" >/dev/null 2>&1; then echo "static: $$b is dynamically linked" >&2; exit 1; fi; \
 	done; echo "static: $$(ls bin/static | tr '\n' ' ')are statically linked"
+
+## images: FROM-scratch images logitpair/{coordinator,paramserver,worker,logitpair}:dev
+## from the static binaries (deploy/docker/Dockerfile; nothing is pulled).
+## image-prometheus: logitpair/prometheus:dev from Debian's static prometheus
+## binary (the compose profile monitoring). image-gpu: the worker on a
+## debootstrapped Debian base (minutes; not in CI).
+## compose-test: the compose cluster with a worker and a shard crashed mid-run.
+.PHONY: images image-prometheus image-gpu compose-test
+images: static
+	bash deploy/docker/build.sh
+
+image-prometheus:
+	bash deploy/docker/build-prometheus.sh
+
+image-gpu: deps
+	bash scripts/gpu-base-image.sh
+	bash deploy/docker/build-gpu.sh
+
+compose-test:
+	bash scripts/compose-test.sh
 
 ## golden: regenerate the PyTorch fixtures (developer-time only).
 golden:

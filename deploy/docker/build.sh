@@ -24,6 +24,10 @@ while [ $# -gt 0 ]; do
 done
 [ ${#names[@]} -gt 0 ] || names=(coordinator paramserver worker logitpair)
 uid="${LOGITPAIR_IMAGE_UID:-65532}"
+if ! [[ "$uid" =~ ^[1-9][0-9]*$ ]]; then
+	echo "build.sh: LOGITPAIR_IMAGE_UID must be a non-zero numeric user id (scratch has no /etc/passwd), got '$uid'" >&2
+	exit 2
+fi
 
 for name in "${names[@]}"; do
 	bin="bin/static/$name"
@@ -40,7 +44,13 @@ for name in "${names[@]}"; do
 	mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/data"
 	# A hard link when bin/ and the context share a file system, else a copy.
 	ln "$bin" "$ctx/rootfs/usr/local/bin/$name" 2>/dev/null || cp "$bin" "$ctx/rootfs/usr/local/bin/$name"
-	docker build --quiet -f deploy/docker/Dockerfile --target "$name" --build-arg "UID=$uid" \
-		-t "logitpair/$name:$tag" "$ctx" >/dev/null
+	# The classic builder's deprecation notice is noise here (BuildKit needs
+	# the buildx plugin); its output is shown only when the build fails.
+	if ! out="$(docker build --quiet -f deploy/docker/Dockerfile --target "$name" --build-arg "UID=$uid" \
+		-t "logitpair/$name:$tag" "$ctx" 2>&1)"; then
+		echo "$out" >&2
+		echo "build.sh: building logitpair/$name:$tag failed" >&2
+		exit 1
+	fi
 	echo "built logitpair/$name:$tag ($(docker image inspect -f '{{.Size}}' "logitpair/$name:$tag") bytes)"
 done
