@@ -31,7 +31,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.BoolVar(&c.RandomEps, "random-eps", c.RandomEps, "single-step and ensemble-adv: draw each example's ε from N(0, (eps/2)²) truncated to [0, eps] (Kurakin et al. 2017a)")
 	fs.StringSliceVar(&c.StaticModels, "static-models", c.StaticModels, "ensemble-adv: comma-separated model files of the fixed source models (loaded by every worker; never updated)")
 	fs.StringVar(&c.SourceSchedule, "source-schedule", c.SourceSchedule, "ensemble-adv: each step's source of adversarial examples, round-robin (step mod (1+static models); 0 = the model being trained) or random (seeded, per step)")
-	fs.StringVar(&c.Attack, "attack", c.Attack, "training attack as pgd|pgdll|pgdrnd_EPS_STEP_NITER (EPS, STEP in 1/255), fgsm_EPS or fgsmrs_EPS; overrides --eps etc.")
+	fs.StringVar(&c.Attack, "attack", c.Attack, "training attack as pgd|pgdll|pgdrnd_EPS_STEP_NITER (EPS, STEP in 1/255), fgsm_EPS, fgsmrs_EPS or stepll_EPS; overrides --eps etc. (single-step, ensemble-adv: the validation attack only)")
 	fs.Float64Var(&c.Eps, "eps", c.Eps, "attack ε in [0,1] pixel units")
 	fs.Float64Var(&c.StepSize, "step-size", c.StepSize, "attack step size α")
 	fs.IntVar(&c.AttackSteps, "attack-steps", c.AttackSteps, "attack iterations")
