@@ -37,9 +37,6 @@ const chromiumTimeout = 90 * time.Second
 // explicitly.
 func chromium(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("runs headless Chromium (skipped with -short)")
-	}
 	names := []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless_shell"}
 	if env := os.Getenv("LOGITPAIR_CHROMIUM"); env != "" {
 		names = []string{env}
@@ -49,11 +46,11 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	msg := "no Chromium found (" + strings.Join(names, ", ") + "): install it with `apt-get install -y --no-install-recommends chromium fonts-dejavu-core` (make deps does)"
+	msg := "no Chromium on PATH (" + strings.Join(names, ", ") + "; Debian: apt-get install -y --no-install-recommends chromium fonts-dejavu-core, which make deps does)"
 	if os.Getenv("LOGITPAIR_REQUIRE_E2E") == "1" {
-		t.Fatal(msg)
+		t.Fatal(msg + " and LOGITPAIR_REQUIRE_E2E=1")
 	}
-	t.Skip(msg)
+	t.Skip(msg + "; set LOGITPAIR_REQUIRE_E2E=1 to make this a failure")
 	return ""
 }
 
@@ -220,7 +217,9 @@ func TestChromiumNoJavaScript(t *testing.T) {
 // a PNG of that size, not blank, and that the curves' colours are on it.
 func TestChromiumScreenshot(t *testing.T) {
 	bin := chromium(t)
-	url := serve(t, newFakeSource(t, 300), 5*time.Second)
+	src := newFakeSource(t, 300)
+	src.benign = true
+	url := serve(t, src, 5*time.Second)
 	b, img := screenshot(t, bin, url)
 	checkScreenshot(t, img)
 	if *updateScreenshot {

@@ -58,6 +58,8 @@ type fakeSource struct {
 	clock *fakeClock
 	calls atomic.Int64
 	base  int64
+	// benign replaces the hostile member name (the docs' screenshot).
+	benign bool
 }
 
 func newFakeSource(t *testing.T, points int) *fakeSource {
@@ -68,17 +70,21 @@ func newFakeSource(t *testing.T, points int) *fakeSource {
 func (f *fakeSource) Snapshot() Snapshot {
 	call := f.calls.Add(1) - 1
 	now := f.clock.Now()
+	name1 := hostileName
+	if f.benign {
+		name1 = "worker-1-4246"
+	}
 	return Snapshot{
 		Time: now,
 		Run: Run{Phase: PhaseRunning, Step: f.base + call, Steps: 1000, Generation: 4294967297, LastCheckpoint: 200,
 			Required: 3, LiveWorkers: 3, Workers: 4, Backups: 1, DroppedBackup: f.base, DroppedStale: 2},
 		Members: []Member{
 			{Role: RoleWorker, Slot: 0, Name: "worker-0-4242", Alive: true, LastStep: f.base - 1, LastSeen: now.Add(-300 * time.Millisecond)},
-			{Role: RoleWorker, Slot: 1, Name: hostileName, Alive: true, LastStep: f.base - 1, LastSeen: now.Add(-2 * time.Second)},
+			{Role: RoleWorker, Slot: 1, Name: name1, Alive: true, LastStep: f.base - 1, LastSeen: now.Add(-2 * time.Second)},
 			{Role: RoleWorker, Slot: 2, Name: "worker-2-4250", Alive: true, LastStep: f.base - 2, LastSeen: now.Add(-1 * time.Second)},
 			{Role: RoleWorker, Slot: 3, LastStep: -1},
-			{Role: RoleShard, Slot: 0, Name: "ps-0-4100", Address: "127.0.0.1:40001", Alive: true, LastStep: -1, LastSeen: now.Add(-5 * time.Second)},
-			{Role: RoleShard, Slot: 1, Name: "ps-1-4101", Address: "127.0.0.1:40002", Alive: true, LastStep: -1, LastSeen: now.Add(-5 * time.Second)},
+			{Role: RoleShard, Slot: 0, Name: "ps-0-4100", Address: "127.0.0.1:40001", Alive: true, LastStep: -1},
+			{Role: RoleShard, Slot: 1, Name: "ps-1-4101", Address: "127.0.0.1:40002", Alive: true, LastStep: -1},
 		},
 		StepRate:   f.hist.StepRate(30 * time.Second),
 		RateWindow: Duration(30 * time.Second),
