@@ -112,8 +112,6 @@ func conv3x3(name string, cout int) incConv   { return incConv{name, cout, 3, 3,
 func conv3x3s2(name string, cout int) incConv { return incConv{name, cout, 3, 3, 2, 0, 0} } // stride 2, no padding
 func conv1x7(name string, cout int) incConv   { return incConv{name, cout, 1, 7, 1, 0, 3} }
 func conv7x1(name string, cout int) incConv   { return incConv{name, cout, 7, 1, 1, 3, 0} }
-func conv1x3(name string, cout int) incConv   { return incConv{name, cout, 1, 3, 1, 0, 1} }
-func conv3x1(name string, cout int) incConv   { return incConv{name, cout, 3, 1, 1, 1, 0} }
 
 // poolBranch is avg_pool2d(3, stride 1, padding 1, count_include_pad) then
 // a 1×1 BasicConv2d prefix.branch_pool.
