@@ -571,7 +571,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 		return err
 	}
 	defer hs.Close()
-	name := fmt.Sprintf("ps-%d-%d", o.Index, os.Getpid())
+	name := memberName(fmt.Sprintf("ps-%d", o.Index))
 	addr, err := advertiseAddr(o.Advertise, ln.Addr())
 	if err != nil {
 		return err
@@ -672,7 +672,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 			}
 		}
 	}()
-	name := fmt.Sprintf("worker-%d-%d", o.Slot, os.Getpid())
+	name := memberName(fmt.Sprintf("worker-%d", o.Slot))
 	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleWorker, o.Slot, "", name, log)
 	if err != nil {
 		return err

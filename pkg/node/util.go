@@ -1,6 +1,11 @@
 package node
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+
 	"go.uber.org/zap"
 
 	"github.com/logitpair/logitpair/pkg/cluster"
@@ -12,4 +17,17 @@ type zapLogger = zap.Logger
 // in a coordinator directory.
 func FileCheckpointsOf(dir string) (int64, bool, error) {
 	return cluster.FileCheckpoints{Dir: dir}.LastCheckpoint()
+}
+
+// memberName makes a process's gossip and registry name unique per
+// incarnation: prefix-PID-RANDOM. In a container the PID is always 1, and
+// memberlist refuses a name it still remembers at another address until the
+// dead node is reaped, so a replacement pod must not reuse its predecessor's
+// name.
+func memberName(prefix string) string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return fmt.Sprintf("%s-%d-%s", prefix, os.Getpid(), hex.EncodeToString(b[:]))
 }

@@ -1,8 +1,10 @@
 package node
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -22,5 +24,15 @@ func TestAdvertiseAddr(t *testing.T) {
 	}
 	if _, err := advertiseAddr("no-port", &net.TCPAddr{}); err == nil {
 		t.Error("an --advertise without a port was accepted")
+	}
+}
+
+func TestMemberNamesAreUniquePerIncarnation(t *testing.T) {
+	a, b := memberName("worker-1"), memberName("worker-1")
+	if a == b {
+		t.Fatalf("two incarnations of worker-1 in one process got the same name %q", a)
+	}
+	if want := fmt.Sprintf("worker-1-%d-", os.Getpid()); !strings.HasPrefix(a, want) || len(a) != len(want)+8 {
+		t.Fatalf("name %q, want %s + 8 hex digits", a, want)
 	}
 }
