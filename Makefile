@@ -191,7 +191,7 @@ image-prometheus:
 
 image-gpu: deps
 	bash scripts/gpu-base-image.sh
-	bash deploy/docker/build-gpu.sh
+	OPENBLAS_LIBDIR="$(OPENBLAS_LIBDIR)" bash deploy/docker/build-gpu.sh
 
 compose-test:
 	bash scripts/compose-test.sh
