@@ -1,0 +1,132 @@
+package device
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/logitpair/logitpair/pkg/tensor"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/tensor/cuda"
+)
+
+func TestParse(t *testing.T) {
+	for in, want := range map[string]Choice{
+		"auto": {Kind: Auto}, "cpu": {Kind: CPU}, "CUDA": {Kind: CUDA}, " cuda ": {Kind: CUDA},
+		"cuda:0": {Kind: CUDA}, "cuda:3": {Kind: CUDA, Ordinal: 3},
+	} {
+		got, err := Parse(in)
+		if err != nil || got != want {
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "gpu", "cuda:", "cuda:-1", "cuda:x", "cpu:1", "tpu"} {
+		if _, err := Parse(bad); err == nil || !strings.Contains(err.Error(), "want auto, cpu, cuda or cuda:N") {
+			t.Errorf("Parse(%q): %v", bad, err)
+		}
+	}
+}
+
+func TestFlag(t *testing.T) {
+	var d string
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	Flag(fs, &d)
+	if d != "auto" {
+		t.Errorf("default %q", d)
+	}
+	if err := fs.Parse([]string{"--device", "cuda:1"}); err != nil || d != "cuda:1" {
+		t.Errorf("parsed %q, %v", d, err)
+	}
+}
+
+// stubCUDA makes openCUDA return be or err for the test's duration.
+func stubCUDA(t *testing.T, be tensor.Backend, err error) *[]cuda.Options {
+	var calls []cuda.Options
+	prev := openCUDA
+	openCUDA = func(o cuda.Options) (tensor.Backend, error) {
+		calls = append(calls, o)
+		return be, err
+	}
+	t.Cleanup(func() { openCUDA = prev })
+	return &calls
+}
+
+func TestCPU(t *testing.T) {
+	calls := stubCUDA(t, nil, errors.New("must not be called"))
+	be, desc, err := Open("cpu", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := be.(*cpu.Backend); !ok || be.Threads() != 3 {
+		t.Errorf("got %T with %d threads", be, be.Threads())
+	}
+	if !strings.Contains(desc, "computing on the CPU") || len(*calls) != 0 {
+		t.Errorf("desc %q, %d CUDA attempts", desc, len(*calls))
+	}
+}
+
+func TestAutoFallsBackToTheCPUSayingWhy(t *testing.T) {
+	stubCUDA(t, nil, errors.New("no CUDA driver: libcuda.so.1: cannot open shared object file"))
+	be, desc, err := Open("auto", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := be.(*cpu.Backend); !ok {
+		t.Errorf("auto without a GPU gave %T", be)
+	}
+	for _, w := range []string{"no usable CUDA GPU", "libcuda.so.1: cannot open shared object file", "computing on the CPU"} {
+		if !strings.Contains(desc, w) {
+			t.Errorf("description %q lacks %q", desc, w)
+		}
+	}
+}
+
+func TestAutoAndCUDAUseTheGPU(t *testing.T) {
+	gpu := cpu.New(cpu.Options{Threads: 1}) // stands in for a CUDA backend
+	calls := stubCUDA(t, gpu, nil)
+	for _, d := range []string{"auto", "cuda", "cuda:2"} {
+		be, _, err := Open(d, 4)
+		if err != nil || be != tensor.Backend(gpu) {
+			t.Errorf("Open(%q) = %v, %v", d, be, err)
+		}
+	}
+	if got := *calls; len(got) != 3 || got[2].Device != 2 {
+		t.Errorf("CUDA opened with %+v", got)
+	}
+}
+
+func TestCUDAAbsentIsAnError(t *testing.T) {
+	stubCUDA(t, nil, errors.New("no CUDA device: cuDeviceGetCount returned 0"))
+	_, _, err := Open("cuda", 1)
+	if err == nil || !strings.Contains(err.Error(), "--device cuda: no CUDA device: cuDeviceGetCount returned 0") {
+		t.Errorf("err = %v", err)
+	}
+	if _, _, err := Open("gpu", 1); err == nil {
+		t.Error("--device gpu accepted")
+	}
+}
+
+// Without stubs, on this machine: cuda either works or says why not, and
+// auto always gives a backend.
+func TestRealDevice(t *testing.T) {
+	why := cuda.Available()
+	be, _, err := Open("cuda", 1)
+	switch {
+	case why != nil && err == nil:
+		t.Errorf("--device cuda succeeded although %v", why)
+	case why != nil && !strings.Contains(err.Error(), why.Error()):
+		t.Errorf("--device cuda: %v; want the reason %v", err, why)
+	case why == nil && err != nil:
+		t.Logf("a GPU is visible but the backend does not open: %v", err)
+	}
+	if be != nil {
+		t.Logf("CUDA: %s", be.Name())
+	}
+	if be, desc, err := Open("auto", 1); err != nil || be == nil {
+		t.Errorf("--device auto: %v", err)
+	} else {
+		t.Log(desc)
+	}
+}
