@@ -6,7 +6,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/logitpair/logitpair/pkg/bench"
+	"github.com/logitpair/logitpair/pkg/device"
 )
+
+// benchDeviceUsage is --device's help on the benchmarks, whose default is the
+// CPU (scripts/bench-vs-torch.sh compares with PyTorch on the CPU).
+const benchDeviceUsage = "compute device: cpu, cuda, cuda:N (GPU N) or auto (a CUDA GPU when one is found, else the CPU)"
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks of the numeric engine"}
@@ -43,6 +48,7 @@ func newBenchCmd() *cobra.Command {
 	f.BoolVar(&c.InputGradOnly, "input-grad-only", false, "eval-mode forward and input gradient only (what one PGD step needs)")
 	f.IntVar(&c.Threads, "threads", 0, "compute threads (0: all cores)")
 	f.StringVar(&c.Gemm, "gemm", "", "GEMM implementation: openblas or gonum (default: openblas when compiled in)")
+	f.StringVar(&c.Device, "device", device.CPU, benchDeviceUsage)
 	f.IntVar(&c.Warmup, "warmup", c.Warmup, "untimed warm-up steps")
 	f.IntVar(&c.Steps, "steps", c.Steps, "timed steps")
 	f.Int64Var(&c.Seed, "seed", c.Seed, "seed for weights and data")
@@ -83,6 +89,7 @@ func newBenchTrainStepCmd() *cobra.Command {
 	f.Float64Var(&c.Eps, "eps", c.Eps, "attack ε")
 	f.Float64Var(&c.StepSize, "step-size", c.StepSize, "attack step size")
 	f.IntVar(&c.Threads, "threads", 0, "compute threads (0: all cores)")
+	f.StringVar(&c.Device, "device", device.CPU, benchDeviceUsage)
 	f.IntVar(&c.Warmup, "warmup", c.Warmup, "untimed warm-up steps")
 	f.IntVar(&c.Steps, "steps", c.Steps, "timed steps")
 	f.StringVar(&jsonOut, "json", "", "write the result as JSON to this file ('-' for standard output)")

@@ -11,12 +11,12 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/attack"
 	"github.com/logitpair/logitpair/pkg/data"
+	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/eval"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/strong"
 	"github.com/logitpair/logitpair/pkg/tensor"
-	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 )
 
 // loadModel reads a model file: logitpair's metadata names the model and its
@@ -61,6 +61,7 @@ func newEvalCmd() *cobra.Command {
 		noChecks, noTargeted                                                       bool
 		eps, step                                                                  float64
 		seed                                                                       int64
+		dev                                                                        string
 	)
 	cmd := &cobra.Command{
 		Use:   "eval",
@@ -94,7 +95,11 @@ its plots.`,
 				threads = runtime.NumCPU()
 			}
 			runtime.GOMAXPROCS(threads)
-			be := cpu.New(cpu.Options{Threads: threads})
+			be, desc, err := device.Open(dev, threads)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "INFO "+desc)
 			m, err := loadModel(be, ckpt, modelName, modelConfig)
 			if err != nil {
 				return err
@@ -183,6 +188,7 @@ its plots.`,
 	f.StringArrayVar(&sources, "source", nil, "transfer attack: craft on this model file (repeatable)")
 	f.IntVar(&batch, "batch", 100, "evaluation batch size")
 	f.IntVar(&threads, "threads", 0, "compute threads (0: all cores)")
+	device.Flag(f, &dev)
 	f.Int64Var(&seed, "seed", 1, "seed of the attacks' random starts and targets")
 	f.StringVar(&jsonOut, "json", "", "write the report as JSON to this file ('-' for standard output)")
 	f.StringVar(&suite, "suite", "standard", "evaluation suite: standard or strong (docs/EVALUATION.md)")

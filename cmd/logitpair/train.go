@@ -10,13 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/logitpair/logitpair/pkg/data"
-	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
 func newTrainCmd() *cobra.Command {
 	c := train.DefaultConfig()
 	var finalize func() error
+	var dev string // per machine, not part of the training config
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Adversarial training in one process (ALP, M-PGD, CLP, logit squeezing, ...)",
@@ -26,6 +27,9 @@ func newTrainCmd() *cobra.Command {
 				return err
 			}
 			if err := c.Validate(); err != nil {
+				return err
+			}
+			if _, err := device.Parse(dev); err != nil {
 				return err
 			}
 			trainSet, err := data.Load(c.Dataset, c.DataDir, "train")
@@ -43,7 +47,11 @@ func newTrainCmd() *cobra.Command {
 				threads = runtime.NumCPU()
 			}
 			runtime.GOMAXPROCS(threads)
-			be := cpu.New(cpu.Options{Threads: threads})
+			be, desc, err := device.Open(dev, threads)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "INFO "+desc)
 			loader := data.NewLoader(trainSet, data.LoaderOptions{Seed: uint64(c.Seed), NoAugment: !c.Augment})
 			tr, err := train.NewTrainer(be, c, loader, val)
 			if err != nil {
@@ -66,5 +74,6 @@ func newTrainCmd() *cobra.Command {
 		},
 	}
 	finalize = train.BindFlags(cmd.Flags(), &c)
+	device.Flag(cmd.Flags(), &dev)
 	return cmd
 }

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/gemm"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
+	"github.com/logitpair/logitpair/pkg/tensor"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 )
 
@@ -35,6 +37,9 @@ type StepConfig struct {
 	// and the input gradient, without weight gradients.
 	InputGradOnly bool
 	Seed          int64
+	// Device is a --device value (pkg/device): "" or "cpu" is the CPU
+	// backend with Gemm; auto and cuda may pick a CUDA GPU.
+	Device string
 }
 
 // DefaultStepConfig is madry-mnist at batch 50, 5 warm-up and 30 timed steps.
@@ -66,18 +71,39 @@ func (c StepConfig) Validate() error {
 	return nil
 }
 
-// backend makes the CPU backend of c (Threads, all cores when 0; Gemm) and
-// sets GOMAXPROCS to the thread count until restore is called.
-func (c *StepConfig) backend() (be *cpu.Backend, restore func()) {
+// backend makes the backend of c: the CPU backend (Threads, all cores when
+// 0; Gemm) unless Device picks a GPU; it sets GOMAXPROCS to the thread count
+// until restore is called.
+func (c *StepConfig) backend() (be tensor.Backend, restore func(), err error) {
 	if c.Threads == 0 {
 		c.Threads = runtime.NumCPU()
+	}
+	if c.Device != "" && c.Device != device.CPU {
+		if c.Gemm != "" {
+			return nil, nil, fmt.Errorf("--gemm chooses the CPU's GEMM: use it with --device cpu")
+		}
+		prev := runtime.GOMAXPROCS(c.Threads)
+		be, _, err := device.Open(c.Device, c.Threads)
+		if err != nil {
+			runtime.GOMAXPROCS(prev)
+			return nil, nil, err
+		}
+		return be, func() { runtime.GOMAXPROCS(prev) }, nil
 	}
 	prev := runtime.GOMAXPROCS(c.Threads)
 	opts := cpu.Options{Threads: c.Threads}
 	if c.Gemm != "" {
 		opts.Gemm, _ = gemm.ByName(c.Gemm)
 	}
-	return cpu.New(opts), func() { runtime.GOMAXPROCS(prev) }
+	return cpu.New(opts), func() { runtime.GOMAXPROCS(prev) }, nil
+}
+
+// syncDevice waits for a device backend's queued work (timings of an
+// asynchronous GPU must include it); a no-op on the CPU.
+func syncDevice(be tensor.Backend) {
+	if s, ok := be.(interface{ Synchronize() }); ok {
+		s.Synchronize()
+	}
 }
 
 // StepResult is one benchmark's outcome; JSON field names are the CLI's.
@@ -107,7 +133,10 @@ func Step(c StepConfig) (StepResult, error) {
 	if err := c.Validate(); err != nil {
 		return StepResult{}, err
 	}
-	be, restore := c.backend()
+	be, restore, err := c.backend()
+	if err != nil {
+		return StepResult{}, err
+	}
 	defer restore()
 	m, err := models.New(be, c.Model, c.Config)
 	if err != nil {
@@ -135,6 +164,7 @@ func Step(c StepConfig) (StepResult, error) {
 		logits := m.Forward(x, train)
 		nn.SoftmaxCrossEntropy(be, dz, logits, labels, 0)
 		m.Backward(dz, g)
+		syncDevice(be)
 	}
 	for i := 0; i < c.Warmup; i++ {
 		step()

@@ -35,7 +35,10 @@ func TrainStep(c TrainStepConfig) (StepResult, error) {
 	if err := c.Validate(); err != nil {
 		return StepResult{}, err
 	}
-	be, restore := c.backend()
+	be, restore, err := c.backend()
+	if err != nil {
+		return StepResult{}, err
+	}
 	defer restore()
 	mc, err := models.Defaults(c.Model)
 	if err != nil {
@@ -82,6 +85,7 @@ func TrainStep(c TrainStepConfig) (StepResult, error) {
 		if _, err := tr.TrainStep(); err != nil {
 			return StepResult{}, err
 		}
+		syncDevice(be)
 		times[i] = float64(time.Since(t0).Microseconds()) / 1000
 	}
 	runtime.ReadMemStats(&after)

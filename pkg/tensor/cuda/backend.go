@@ -172,6 +172,14 @@ func (b *Backend) leave() {
 	b.mu.Unlock()
 }
 
+// Synchronize waits until the device has finished all work queued so far
+// (for timings; ops that hand data to the host wait by themselves).
+func (b *Backend) Synchronize() {
+	b.enter()
+	defer b.leave()
+	b.sync()
+}
+
 func (b *Backend) sync() {
 	if err := streamSync(b.stream); err != nil {
 		panic(err)
