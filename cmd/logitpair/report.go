@@ -29,6 +29,10 @@ type evalSummary struct {
 		Name   string `json:"name"`
 		Status string `json:"status"`
 	} `json:"checks"`
+	// WhiteboxResults are pkg/eval's white-box attacks.
+	WhiteboxResults []struct {
+		Accuracy float64 `json:"accuracy"`
+	} `json:"whitebox"`
 	// TransferResults are pkg/eval's per-source transfer attacks.
 	TransferResults []struct {
 		Source   string  `json:"source"`
@@ -60,7 +64,8 @@ one column per source, LABEL, holding each run's accuracy under the transfer
 attacks crafted on MODEL, read from the transfer results already in the run's
 eval JSON (logitpair eval --source MODEL; the lowest accuracy over the attacks
 from that source; with --suite strong, the transfer stage's stand-alone
-accuracy), then the worst of those columns. A source path matches the one the
+accuracy), then the worst of those columns; White box is the lowest accuracy
+over the run's white-box attacks. A source path matches the one the
 eval was given when both name the same file. "—" marks a run evaluated without
 that source (e.g. the source is the run's own model).`,
 		Args: cobra.MinimumNArgs(1),
@@ -270,7 +275,13 @@ func writeTransferTable(w io.Writer, labels []string, runs []evalSummary, source
 	fmt.Fprintf(w, "| %s |\n", strings.Join(head, " | "))
 	fmt.Fprintf(w, "|%s\n", strings.Repeat("---|", len(head)))
 	for i, r := range runs {
-		row := []string{labels[i], pct(r.Clean), pct(r.Whitebox)}
+		white := r.Whitebox // the strong suite's, or the lowest over pkg/eval's attacks
+		for _, wb := range r.WhiteboxResults {
+			if white == nil || wb.Accuracy < *white {
+				white = &wb.Accuracy
+			}
+		}
+		row := []string{labels[i], pct(r.Clean), pct(white)}
 		var worst *float64
 		for _, c := range cells[i] {
 			row = append(row, pct(c))
@@ -282,7 +293,7 @@ func writeTransferTable(w io.Writer, labels []string, runs []evalSummary, source
 		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Columns \"from LABEL\": accuracy under the transfer (black-box) attacks crafted on that source model, the lowest over its attacks; — : not evaluated from that source.")
+	fmt.Fprintln(w, "White box: the lowest accuracy over the run's white-box attacks. \"from LABEL\": accuracy under the transfer (black-box) attacks crafted on that source model, the lowest over its attacks; — : not evaluated from that source.")
 	for _, s := range sources {
 		fmt.Fprintf(w, "- %s: %s\n", s.label, s.path)
 	}

@@ -162,6 +162,8 @@ func TestReportTransferTable(t *testing.T) {
 	ja, jb := evalJSON(a, b, "a.json"), evalJSON(b, a, "b.json")
 	rb, _ := readEvalSummary(jb)
 	wantBA := math.Min(rb.TransferResults[0].Accuracy, rb.TransferResults[1].Accuracy)
+	ra, _ := readEvalSummary(ja)
+	wantWhiteA := math.Min(ra.WhiteboxResults[0].Accuracy, ra.WhiteboxResults[1].Accuracy)
 	strongJSON := writeReportFile(t, dir, "s.json", `{"suite":"strong","clean_accuracy":0.9,"whitebox_accuracy":0.1,"eps":0.3,"examples":12,
 		"stages":[{"name":"apgd-ce","accuracy":0.1},{"name":"transfer:`+a+`","accuracy":0.1,"standalone_accuracy":0.625}]}`)
 	// The source given through another spelling of the same path matches.
@@ -176,7 +178,7 @@ func TestReportTransferTable(t *testing.T) {
 	}
 	cells := func(line string) []string { return strings.Split(strings.Trim(line, "| "), " | ") }
 	ma, mb, st := cells(lines[2]), cells(lines[3]), cells(lines[4])
-	if ma[0] != "ma" || ma[3] != "—" || ma[4] == "—" || ma[5] != ma[4] {
+	if ma[0] != "ma" || ma[2] != fmt.Sprintf("%.1f%%", 100*wantWhiteA) || ma[3] != "—" || ma[4] == "—" || ma[5] != ma[4] {
 		t.Errorf("row ma: %q", ma)
 	}
 	if want := fmt.Sprintf("%.1f%%", 100*wantBA); mb[3] != want || mb[4] != "—" || mb[5] != want {
