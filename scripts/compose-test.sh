@@ -136,11 +136,15 @@ wait_for() {
 	done
 }
 
+# coordinator_alive_or_done fails the test when the coordinator is neither
+# running nor (once the faults are injected: run_may_end=1) done.
+run_may_end=0
 coordinator_alive_or_done() {
 	local st
 	st="$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$coord")"
 	case "$st" in
-	running* | "exited 0") ;;
+	running*) ;;
+	"exited 0") [ "$run_may_end" = 1 ] || fail "the run finished before the faults were injected (at step $(last_step))" ;;
 	*) fail "the coordinator is $st" ;;
 	esac
 }
@@ -171,7 +175,7 @@ kill_ps_at=$((3 * ckpt_every + ckpt_every / 2))  # e.g. 35: rolls back to 30
 
 wait_for "step $kill_worker_at" step_at_least "$kill_worker_at"
 w="$(cid worker-1)"
-running='"msg":"worker running"'
+running='"msg":"worker running","slot":1,'
 before="$(log_count "$w" "$running")"
 log "step $(last_step): crashing worker-1"
 docker kill --signal SIGQUIT "$w" >/dev/null
@@ -189,6 +193,7 @@ wait_for "ps-1 to be restarted" restarted_and_running "$p"
 wait_for "the coordinator to roll back" log_count_at_least "$coord" "$rollback" $((before + 1))
 log "ps-1 restarted; $(docker logs "$coord" 2>&1 | grep -o -- "$rollback.*" | tail -n1 | tr -d '{}"')"
 
+run_may_end=1
 wait_for "the run to finish" coordinator_exited
 code="$(docker inspect -f '{{.State.ExitCode}}' "$coord")"
 [ "$code" = 0 ] || fail "the coordinator exited with status $code"
