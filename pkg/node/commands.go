@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -116,6 +117,9 @@ func WorkerCommand() *cobra.Command {
 			if o.Coordinator == "" {
 				return fmt.Errorf("--coordinator is required")
 			}
+			if _, err := device.Parse(o.Device); err != nil {
+				return err
+			}
 			return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunWorker(ctx, o, log) })
 		},
 	}
@@ -125,6 +129,7 @@ func WorkerCommand() *cobra.Command {
 	fs.IntVar(&o.Slot, "slot", -1, "preferred worker slot (a restarted worker takes its slot back; −1: any free slot)")
 	fs.IntVar(&o.Threads, "threads", 0, "compute threads (0: all cores)")
 	fs.StringVar(&o.DataDir, "data-dir", "", "dataset directory on this machine (default: the coordinator's --data-dir)")
+	device.Flag(fs, &o.Device)
 	return cmd
 }
 

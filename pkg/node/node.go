@@ -36,6 +36,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/data"
+	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/membership"
 	"github.com/logitpair/logitpair/pkg/metrics"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -646,6 +647,9 @@ type WorkerOptions struct {
 	// DataDir overrides the training config's data directory (workers may
 	// keep the data elsewhere).
 	DataDir string
+	// Device is this machine's compute device (pkg/device: auto, cpu, cuda,
+	// cuda:N; empty means auto), not part of the training config.
+	Device string
 }
 
 // RunWorker joins the cluster and works until the run is done or ctx ends.
@@ -701,7 +705,15 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 		threads = runtime.NumCPU()
 	}
 	runtime.GOMAXPROCS(threads)
-	be := cpu.New(cpu.Options{Threads: threads})
+	dev := o.Device
+	if dev == "" {
+		dev = device.Default
+	}
+	be, desc, err := device.Open(dev, threads)
+	if err != nil {
+		return err
+	}
+	log.Info(desc, zap.String("device", dev), zap.String("backend", be.Name()))
 	ds, err := data.Load(cfg.Dataset, cfg.DataDir, "train")
 	if err != nil {
 		return err

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/logitpair/logitpair/pkg/gemm"
@@ -17,17 +19,47 @@ import (
 	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/tensor"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/tensor/cuda"
 )
 
 // Backends returns one CPU backend per GEMM implementation compiled in, each
 // at 1 and 2 threads (the parallel split must not change results beyond
-// rounding), so the same suite runs on OpenBLAS and pure Go.
+// rounding), so the same suite runs on OpenBLAS and pure Go; then, when a
+// CUDA GPU is usable, the CUDA backend (the suites' first backend stays the
+// CPU's). LOGITPAIR_TEST_CUDA=0 leaves CUDA out.
 func Backends() []tensor.Backend {
 	var out []tensor.Backend
 	for _, g := range gemm.All() {
 		out = append(out, cpu.New(cpu.Options{Threads: 1, Gemm: g}), cpu.New(cpu.Options{Threads: 2, Gemm: g}))
 	}
+	if be := cudaBackend(); be != nil {
+		out = append(out, be)
+	}
 	return out
+}
+
+var (
+	cudaOnce sync.Once
+	cudaBE   tensor.Backend
+)
+
+// cudaBackend is the process's CUDA test backend, or nil where there is no
+// usable GPU (the driver does not load or finds no device: see
+// cuda.Available). A GPU whose backend does not open is reported on
+// standard error and left out.
+func cudaBackend() tensor.Backend {
+	cudaOnce.Do(func() {
+		if os.Getenv("LOGITPAIR_TEST_CUDA") == "0" || cuda.Available() != nil {
+			return
+		}
+		be, err := cuda.Open(cuda.Options{})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "nntest: a CUDA GPU is visible but its backend does not open, testing without it: %v\n", err)
+			return
+		}
+		cudaBE = be
+	})
+	return cudaBE
 }
 
 // Name labels a backend in subtest names.
