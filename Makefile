@@ -24,8 +24,10 @@ PYTHON ?= /usr/bin/python3
 
 # Debian packages needed to build (cgo + OpenBLAS) and to generate protobufs;
 # prometheus (with promtool) for the metrics tests (pkg/metrics, pkg/node);
-# chromium (and a font) for the status page's browser tests (pkg/statuspage).
-APT_PACKAGES := libopenblas-dev protobuf-compiler gcc libc6-dev prometheus chromium fonts-dejavu-core
+# chromium (and a font) for the status page's browser tests (pkg/statuspage);
+# g++ builds the CUDA backend's host emulator where there is no GPU
+# (pkg/tensor/cuda/testdata/fakecuda).
+APT_PACKAGES := libopenblas-dev protobuf-compiler gcc g++ libc6-dev prometheus chromium fonts-dejavu-core
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
 TEST_TIMEOUT ?= 35m
@@ -63,7 +65,9 @@ OPENBLAS_LIBDIR ?= $(patsubst %/libopenblas.a,%,$(firstword $(wildcard \
 	/usr/lib/*/libopenblas.a \
 	/usr/lib/libopenblas.a)))
 STATIC_CGO_LDFLAGS = -L$(OPENBLAS_LIBDIR) -l:libopenblas.a -lm -lpthread
-STATIC_TAGS := netgo,osusergo
+# static also leaves out the CUDA backend (pkg/tensor/cuda), which dlopens
+# the driver: dlopen does not work in a static glibc binary.
+STATIC_TAGS := netgo,osusergo,static
 STATIC_LDFLAGS := -linkmode external -extldflags "-static"
 
 .PHONY: all deps build test test-short fmt-check vet go-test go-test-short \
