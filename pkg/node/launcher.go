@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -104,7 +103,6 @@ type Cluster struct {
 	Coord   *Proc
 	PS      []*Proc
 	Workers []*Proc
-	mu      sync.Mutex
 }
 
 func (l LocalCluster) logf(format string, a ...any) {

@@ -253,22 +253,6 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if fi, err := os.Stat(filepath.Join(o.Dir, "cluster-checkpoint.json")); err == nil {
 		cm.SetCheckpointTime(fi.ModTime()) // the age of a previous incarnation's checkpoint
 	}
-	hs, err := startHTTP(ctx, o.HTTPListen, promReg, func() bool {
-		c := getCoord()
-		if c == nil {
-			return false
-		}
-		select {
-		case <-c.Ready():
-			return true
-		default:
-			return false
-		}
-	}, nil, log)
-	if err != nil {
-		return err
-	}
-	defer hs.Close()
 	reg, err := rpc.NewRegistry(rpc.RegistryConfig{Train: o.Train, Layout: layout, Workers: o.Workers, Backups: o.Backups,
 		OnShardRestart: func(k int) {
 			go func() {
@@ -283,6 +267,26 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
+	statusPage, err := statusHandlers(pageFeed, reg, o.Train.Steps) // "/" and /status.json
+	if err != nil {
+		return err
+	}
+	hs, err := startHTTP(ctx, o.HTTPListen, promReg, func() bool {
+		c := getCoord()
+		if c == nil {
+			return false
+		}
+		select {
+		case <-c.Ready():
+			return true
+		default:
+			return false
+		}
+	}, statusPage, log)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return err

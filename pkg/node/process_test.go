@@ -2,12 +2,16 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,8 +143,44 @@ func TestKillAWorkerTrainingGoesOnThroughTheBackup(t *testing.T) {
 	}
 	defer c.Stop(10 * time.Second)
 	waitStep(t, c, 4)
+	checkStatusPage(t, c)
 	c.Workers[1].Kill()
 	waitDone(t, c, 20)
+}
+
+// checkStatusPage reads the coordinator's status page and its JSON from the
+// process's HTTP port, as an operator's browser would.
+func checkStatusPage(t *testing.T, c *Cluster) {
+	t.Helper()
+	base := "http://" + c.Coord.Addr.HTTP
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(base + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Run struct {
+			Step, Steps int64
+		}
+		Members []struct{ Role string }
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/status.json: %d %v", resp.StatusCode, err)
+	}
+	if st.Run.Step < 4 || st.Run.Steps != 20 || len(st.Members) < 3+2 {
+		t.Fatalf("/status.json: %+v, want step ≥ 4 of 20 and 3 workers + 2 shards", st)
+	}
+	resp, err = client.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "<svg") {
+		t.Fatalf("status page: %d, %d bytes without a chart", resp.StatusCode, len(page))
+	}
 }
 
 func TestKillAParameterServerRollsBackAndGoesOn(t *testing.T) {
