@@ -105,6 +105,10 @@ func TestEveryObjectiveTrainsAStep(t *testing.T) {
 		if !changed {
 			t.Fatalf("%s: a step changed no parameter", o)
 		}
+		// The worker times the attack separately (the metrics' attack phase).
+		if adv := tr.W.attack != nil; adv != (tr.W.AttackTime > 0) {
+			t.Fatalf("%s: attack time %v with an attack: %v", o, tr.W.AttackTime, adv)
+		}
 	}
 }
 

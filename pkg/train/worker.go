@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"time"
 
 	"github.com/logitpair/logitpair/pkg/attack"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -68,6 +69,10 @@ type Worker struct {
 	params []float32
 	static []*models.Model // ensemble-adv's static source models (evaluation mode, never updated)
 	eps    []float32       // per-example ε (--random-eps)
+	// AttackTime is how long the last Gradient spent crafting the
+	// adversarial batch (zero for objectives without one): the worker
+	// reports it as the step's attack phase.
+	AttackTime time.Duration
 }
 
 // NewWorker wires a worker for cfg around a model (whose parameters it
@@ -126,7 +131,9 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 	w.be.Upload(w.x, w.hostX)
 	var xadv *tensor.Tensor
 	source := 0
+	w.AttackTime = 0
 	if w.attack != nil {
+		t0 := time.Now()
 		rng := StepRNG(w.Cfg.Seed, step, slot, rngAttack)
 		var view attack.Model = models.EvalView{M: w.Model}
 		if len(w.static) > 0 {
@@ -149,6 +156,7 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 		default:
 			xadv, _ = w.attack.Run(view, w.x, w.labels, rng)
 		}
+		w.AttackTime = time.Since(t0)
 	}
 	in := w.obj.Inputs(w.x, xadv, StepRNG(w.Cfg.Seed, step, slot, rngObjective))
 	z := w.Model.Forward(in, true)

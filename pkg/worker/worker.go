@@ -55,7 +55,9 @@ type Coordinator interface {
 // Range is a shard's part of the flat parameter and buffer vectors.
 type Range struct{ Lo, Hi, BufLo, BufHi int }
 
-// Timing splits a step's wall time, for metrics.
+// Timing splits a step's wall time, for metrics: Attack crafts the
+// adversarial batch (PGD), Compute is the rest of the gradient (objective,
+// forward, backward), Comm pushes the gradient and reports.
 type Timing struct {
 	Attack, Compute, Comm time.Duration
 }
@@ -140,7 +142,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
 		}
-		compute := time.Since(t0)
+		attackTime := w.tw.AttackTime
+		compute := time.Since(t0) - attackTime
 		nn.Gather(w.tw.Model.Backend, nn.Buffers(w.tw.Model.Params()), w.bufs, false)
 		t1 := time.Now()
 		if err := w.push(ctx, t); err != nil {
@@ -158,7 +161,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		accepted, rst, err := w.coord.Report(ctx, t, w.cfg.Slot, terms, Timing{Compute: compute, Comm: time.Since(t1)})
+		accepted, rst, err := w.coord.Report(ctx, t, w.cfg.Slot, terms, Timing{Attack: attackTime, Compute: compute, Comm: time.Since(t1)})
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
