@@ -13,10 +13,10 @@ import (
 	"github.com/logitpair/logitpair/pkg/paramserver"
 )
 
-// clusterCommand is `cluster` (from pkg/node) with the hidden `log`
-// subcommand added.
+// clusterCommand is `cluster` (from pkg/node) with the hidden `log` and
+// `status` subcommands added.
 func clusterCommand(base *cobra.Command) *cobra.Command {
-	base.AddCommand(newClusterLogCmd())
+	base.AddCommand(newClusterLogCmd(), newClusterStatusCmd())
 	return base
 }
 
