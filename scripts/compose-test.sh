@@ -3,10 +3,20 @@
 #
 #  1. builds the static binaries and the scratch images (make images) and
 #     fetches MNIST into data/mnist when it is not there;
-#  2. starts deploy/compose/docker-compose.yml (coordinator, ps-0, ps-1,
-#     worker-0..3; --workers 4 --backups 1 --ps 2) under a unique project
-#     name with deploy/compose/train-test.yaml (60 steps, PGD-3, a checkpoint
-#     every 10 steps) and short gossip timers;
+#  2. starts deploy/compose/docker-compose.yml (certs, then coordinator,
+#     ps-0, ps-1, worker-0..3; --workers 4 --backups 1 --ps 2) under a unique
+#     project name with fresh secrets, deploy/compose/train-test.yaml (60
+#     steps, PGD-3, a checkpoint every 10 steps) and short gossip timers;
+#     checks that the one-shot `certs` minted the TLS set (without the CA's
+#     key);
+#  2b. before the workers are started (so that training does not run ahead
+#     of the fault schedule meanwhile), checks that the cluster really runs
+#     with mutual TLS and the join token, from one-off containers on the
+#     cluster's network (`logitpair cluster status`; the compose service
+#     `status`): with the certificate and the token the coordinator answers
+#     and a shard's gRPC is reached; a plaintext client is refused at the
+#     transport by both (Unavailable, where a plaintext server would
+#     answer); a wrong token is refused over TLS; then starts the workers;
 #  3. once training has progressed, crashes worker-1, checks that its restart
 #     policy brought it back and that it rejoined, then (later, mid-run)
 #     crashes ps-1 and checks that the coordinator rolled the cluster back to
@@ -14,7 +24,9 @@
 #  4. waits for the coordinator to finish and checks, from its volume, that
 #     the commit log holds steps 0..N-1 each exactly once and that the final
 #     checkpoint ckpt-N exists and is recorded as consistent
-#     (`logitpair cluster log --expect-steps N`).
+#     (`logitpair cluster log --expect-steps N`); checks that every process
+#     logged "mutual TLS on" and none the "no TLS" warning, in every run of
+#     its container, and that running `certs` again keeps the set.
 #
 # A crash is `docker kill --signal SIGQUIT` (the Go runtime dumps its
 # goroutines and exits with status 2, no cleanup): `docker kill` with SIGKILL
@@ -92,7 +104,7 @@ cleanup() {
 	if [ "$rc" != 0 ]; then
 		echo "--- compose ps" >&2
 		compose ps >&2 || true
-		for s in coordinator ps-0 ps-1 worker-0 worker-1 worker-2 worker-3; do
+		for s in certs coordinator ps-0 ps-1 worker-0 worker-1 worker-2 worker-3; do
 			echo "--- last lines of $s" >&2
 			compose logs --no-color --tail 15 "$s" >&2 2>&1 || true
 		done
@@ -150,6 +162,40 @@ coordinator_alive_or_done() {
 }
 
 step_at_least() { [ "$(last_step)" -ge "$1" ]; }
+
+# oneoff SERVICE [ARGS...]: a one-off container of SERVICE (its image,
+# volumes, network, env file; ARGS replace its command), removed after;
+# prints its output and returns its status. Bounded by 90 seconds.
+oneoff() {
+	timeout 90 "${COMPOSE[@]}" -p "$project" -f "$root/deploy/compose/docker-compose.yml" run --rm -T --no-deps "$@" 2>&1
+}
+# cli [DOCKER-RUN-OPTIONS...] -- ARGS...: the logitpair CLI in a container on
+# the cluster's network with the volume tls at /etc/logitpair/tls and the
+# secrets in its environment (plain `docker run`: several times faster to
+# start than `compose run`, so training does not run ahead of the fault
+# schedule meanwhile). Bounded by 60 seconds.
+cli() {
+	local opts=()
+	while [ "$1" != -- ]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	timeout 60 docker run --rm --network "$net" -v "$tls_volume:/etc/logitpair/tls:ro" --env-file "$LOGITPAIR_SECRETS" \
+		"${opts[@]}" "logitpair/logitpair:$LOGITPAIR_TAG" "$@" 2>&1
+}
+tls_flags=(--tls-ca=/etc/logitpair/tls/ca.crt --tls-cert=/etc/logitpair/tls/tls.crt --tls-key=/etc/logitpair/tls/tls.key)
+# refused WHAT WANT [DOCKER-RUN-OPTIONS...] -- ARGS...: `cli` must fail with
+# WANT in its output.
+refused() {
+	local what="$1" want="$2" out
+	shift 2
+	if out="$(cli "$@")"; then
+		fail "$what was accepted: $out"
+	fi
+	grep -qF -- "$want" <<<"$out" || fail "$what: refused, but without \"$want\": $out"
+	log "refused as it must be: $what"
+}
 restarted_and_running() { # CONTAINER
 	local n r
 	read -r n r < <(docker inspect -f '{{.RestartCount}} {{.State.Running}}' "$1")
@@ -162,12 +208,62 @@ log_count_at_least() { [ "$(log_count "$1" "$2")" -ge "$3" ]; } # CONTAINER PATT
 coordinator_exited() { [ "$(docker inspect -f '{{.State.Status}}' "$coord")" = exited ]; }
 
 # --- run --------------------------------------------------------------------
-log "starting project $project ($steps steps, checkpoint every $ckpt_every)"
-compose up -d --no-build >/dev/null 2>&1 || {
-	compose up -d --no-build || true
+# The coordinator and the shards first (after certs): the TLS checks below
+# run before any worker exists, so training does not run ahead of the fault
+# schedule meanwhile.
+log "starting project $project ($steps steps, checkpoint every $ckpt_every): certs, coordinator, shards"
+compose up -d --no-build coordinator ps-0 ps-1 >/dev/null 2>&1 || {
+	compose up -d --no-build coordinator ps-0 ps-1 || true
 	fail "docker compose up failed"
 }
 coord="$(cid coordinator)"
+
+certs_log="$(docker logs "$(cid certs)" 2>&1)"
+[ "$(docker inspect -f '{{.State.ExitCode}}' "$(cid certs)")" = 0 ] || fail "certs failed: $certs_log"
+for f in ca.crt tls.crt tls.key; do
+	grep -qx "wrote /data/$f" <<<"$certs_log" || fail "certs did not write $f: $certs_log"
+done
+! grep -q 'ca\.key' <<<"$certs_log" || fail "certs wrote the CA's key into the volume: $certs_log"
+log "certs minted the TLS set into the volume tls"
+
+# --- TLS and the join token -------------------------------------------------
+net="$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$coord")"
+tls_volume="$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/etc/logitpair/tls"}}{{.Name}}{{end}}{{end}}' "$coord")"
+[ -n "$net" ] && [ -n "$tls_volume" ] || fail "the coordinator's network or TLS volume not found"
+# The compose service status: `cluster status` with the certificate and
+# the token (retried until the coordinator serves).
+status_out=""
+status_ok() { status_out="$(oneoff status)" && grep -qF '(mutual TLS): step' <<<"$status_out"; }
+if ! status_ok; then
+	log "the coordinator does not answer yet: $(tail -n1 <<<"$status_out")"
+	wait_for "cluster status over mutual TLS with the join token to succeed (last: $(tail -n1 <<<"$status_out"))" status_ok
+fi
+log "$(grep -F '(mutual TLS): step' <<<"$status_out")"
+# A shard: over TLS with the token the call gets through to gRPC, which
+# answers Unimplemented (shards do not serve Status; retried until ps-0
+# serves).
+shard_out=""
+shard_ok() {
+	! shard_out="$(cli -- cluster status --coordinator=ps-0:7071 "${tls_flags[@]}" --timeout=20s)" &&
+		grep -qF "code = Unimplemented" <<<"$shard_out"
+}
+shard_ok || wait_for "a TLS client with the token to get through to shard ps-0 (last: $(tail -n1 <<<"$shard_out"))" shard_ok
+log "a TLS client with the token gets through to shard ps-0 (Unimplemented: shards do not serve Status)"
+# Both listening: a plaintext server would answer (the coordinator with the
+# status, a shard with Unimplemented); a TLS server closes the connection
+# before gRPC starts.
+refused "a plaintext client of the coordinator" "code = Unavailable" -- \
+	cluster status --coordinator=coordinator:7070 --timeout=20s
+refused "a plaintext client of shard ps-0" "code = Unavailable" -- \
+	cluster status --coordinator=ps-0:7071 --timeout=20s
+refused "a wrong join token over TLS" "missing or wrong join token" -e LOGITPAIR_JOIN_TOKEN=0000 -- \
+	cluster status --coordinator=coordinator:7070 "${tls_flags[@]}" --timeout=20s
+
+log "starting the workers"
+compose up -d --no-build >/dev/null 2>&1 || {
+	compose up -d --no-build || true
+	fail "docker compose up failed (workers)"
+}
 
 kill_worker_at=$((ckpt_every + ckpt_every / 2))  # mid-interval, e.g. 15
 kill_ps_at=$((3 * ckpt_every + ckpt_every / 2))  # e.g. 35: rolls back to 30
@@ -203,4 +299,15 @@ log "coordinator done (last committed step $(last_step))"
 docker cp "$coord:/data/coordinator" "$work/coordinator"
 bin/static/logitpair cluster log --expect-steps "$steps" "$work/coordinator" >"$work/commit-log.txt" ||
 	fail "commit log check failed (entries in $work/commit-log.txt; COMPOSE_TEST_KEEP=1 keeps it)"
+for s in coordinator ps-0 ps-1 worker-0 worker-1 worker-2 worker-3; do
+	c="$(cid "$s")"
+	runs=$(($(docker inspect -f '{{.RestartCount}}' "$c") + 1))
+	on="$(log_count "$c" '"msg":"mutual TLS on"')"
+	[ "$on" -ge "$runs" ] || fail "$s: \"mutual TLS on\" logged $on times in $runs runs"
+	[ "$(log_count "$c" '"msg":"no TLS')" = 0 ] || fail "$s logged the \"no TLS\" warning"
+done
+log "every process ran with mutual TLS (no \"no TLS\" warning)"
+out="$(oneoff certs)" || fail "certs failed on the second run: $out"
+grep -qF 'kept the existing certificate set in /data' <<<"$out" || fail "certs on the second run: $out"
+log "certs keeps the set on the next start"
 log "PASS in $((SECONDS - start))s"
