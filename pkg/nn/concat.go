@@ -23,11 +23,11 @@ type Concat struct {
 }
 
 type concatState struct {
-	y, dx  *tensor.Tensor
-	chans  []int            // each branch's dimension 1
-	inner  int              // product of the dimensions after 1
-	outs   []*tensor.Tensor // the branches' outputs in the last Forward
-	dys    []*tensor.Tensor // per branch (N, C_i, ...): dy split, contiguous
+	y, dx *tensor.Tensor
+	chans []int            // each branch's dimension 1
+	inner int              // product of the dimensions after 1
+	outs  []*tensor.Tensor // the branches' outputs in the last Forward
+	dys   []*tensor.Tensor // per branch (N, C_i, ...): dy split, contiguous
 	// yViews[i][e] and dyBranch[i][e] are example e's channels of branch i
 	// in y and in dys[i]. The views of each branch output (forward) and of
 	// dy (backward) are rebuilt only when the tensor they view changes.
