@@ -740,7 +740,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	}
 	conns := &connCache{opts: o.dialOptions(), conns: map[string]*grpc.ClientConn{}}
 	defer conns.close()
-	book := &addressBook{cc: cc, slot: slot, a: a}
+	book := &addressBook{cc: cc, slot: slot, a: a, rejoin: func(ctx context.Context) error { return rejoinSlot(ctx, cc, slot, name, log) }}
 	shards := make([]worker.Shard, len(a.GetShards()))
 	ranges := make([]worker.Range, len(a.GetShards()))
 	for k, si := range a.GetShards() {
@@ -775,13 +775,16 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 
 // addressBook keeps a worker's assignment and refreshes it from the
 // coordinator when a shard cannot be reached (a restarted shard may listen
-// elsewhere).
+// elsewhere). When the coordinator no longer holds this worker's slot (it
+// restarted, or gossip declared this worker dead while it was only slow), the
+// worker joins again for the same slot instead of asking forever.
 type addressBook struct {
-	mu    sync.Mutex
-	cc    *rpc.CoordClient
-	slot  int
-	a     *coordinatorv1.Assignment
-	stale bool
+	mu     sync.Mutex
+	cc     *rpc.CoordClient
+	slot   int
+	a      *coordinatorv1.Assignment
+	stale  bool
+	rejoin func(ctx context.Context) error
 }
 
 func (b *addressBook) address(ctx context.Context, k int) (string, error) {
@@ -789,6 +792,12 @@ func (b *addressBook) address(ctx context.Context, k int) (string, error) {
 	defer b.mu.Unlock()
 	if b.stale {
 		a, err := b.cc.GetAssignment(ctx, rpc.RoleWorker, b.slot)
+		if status.Code(err) == codes.NotFound && b.rejoin != nil {
+			if jerr := b.rejoin(ctx); jerr != nil {
+				return "", jerr
+			}
+			a, err = b.cc.GetAssignment(ctx, rpc.RoleWorker, b.slot)
+		}
 		if err != nil {
 			return "", fmt.Errorf("refreshing the assignment: %w", err)
 		}
@@ -885,8 +894,8 @@ func rejoinGossip(ctx context.Context, n *membership.Node, addr string) {
 }
 
 // rejoiningCoord is the coordinator as a worker reaches it: when the
-// coordinator does not know this worker's slot (it restarted and forgot),
-// the worker joins again asking for the same slot, then retries.
+// coordinator does not hold this worker's slot any more, the worker joins
+// again asking for the same slot, then retries.
 type rejoiningCoord struct {
 	*rpc.CoordClient
 	slot int
@@ -900,17 +909,28 @@ func (r *rejoiningCoord) Report(ctx context.Context, step int64, slot int, terms
 	if status.Code(err) != codes.NotFound {
 		return ok, st, err
 	}
-	resp, jerr := r.CoordClient.Join(ctx, rpc.RoleWorker, r.slot, "", r.node)
-	if jerr != nil {
-		return false, st, fmt.Errorf("joining the coordinator again: %w", jerr)
+	if err := rejoinSlot(ctx, r.CoordClient, r.slot, r.node, r.log); err != nil {
+		return false, st, err
 	}
-	if int(resp.GetSlot()) != r.slot {
-		_ = r.CoordClient.Leave(ctx, rpc.RoleWorker, int(resp.GetSlot()))
-		return false, st, fmt.Errorf("the restarted coordinator gave slot %d away; this worker (slot %d) stops", r.slot, r.slot)
-	}
-	r.log.Info("joined the coordinator again (it restarted)", zap.Int("slot", r.slot))
 	r.book.invalidate()
 	return r.CoordClient.Report(ctx, step, slot, terms, t)
+}
+
+// rejoinSlot joins the coordinator again for slot after it released it (a
+// restarted coordinator forgot it; or gossip declared this worker dead while
+// it was only slow — a loaded machine misses probe deadlines). Another
+// worker holding the slot by now stops this one.
+func rejoinSlot(ctx context.Context, cc *rpc.CoordClient, slot int, node string, log *zap.Logger) error {
+	resp, err := cc.Join(ctx, rpc.RoleWorker, slot, "", node)
+	if err != nil {
+		return fmt.Errorf("joining the coordinator again: %w", err)
+	}
+	if int(resp.GetSlot()) != slot {
+		_ = cc.Leave(ctx, rpc.RoleWorker, int(resp.GetSlot()))
+		return fmt.Errorf("%w: the coordinator gave slot %d to another worker", worker.ErrFatal, slot)
+	}
+	log.Info("joined the coordinator again (it had released this worker's slot)", zap.Int("slot", slot))
+	return nil
 }
 
 // nextIncarnation reads, increments and durably rewrites a process start

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/paramserver"
@@ -43,7 +45,13 @@ func TestPaperLayoutOverGRPC(t *testing.T) {
 	tc.Steps, tc.CheckpointEvery, tc.LogEvery, tc.Out = steps, 10, 5, filepath.Join(dir, "coordinator")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	log := zap.NewNop()
+	logBuf := &syncBuffer{}
+	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(logBuf), zapcore.InfoLevel))
+	defer func() {
+		if t.Failed() {
+			t.Logf("last log lines:\n%s", logBuf.tail(60))
+		}
+	}()
 	co := CoordinatorOptions{Common: common, Listen: "127.0.0.1:0", Dir: filepath.Join(dir, "coordinator"),
 		Workers: workers, Backups: backups, PS: ps, Train: tc}
 	co.AddrFile = filepath.Join(dir, "coordinator.json")
@@ -114,4 +122,25 @@ func TestPaperLayoutOverGRPC(t *testing.T) {
 	if s, ok, _ := FileCheckpointsOf(co.Dir); !ok || s != steps {
 		t.Fatalf("final checkpoint %d %v", s, ok)
 	}
+}
+
+// syncBuffer collects log lines from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// tail returns the last n lines.
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(string(b.buf), "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }

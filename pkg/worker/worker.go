@@ -55,6 +55,11 @@ type Coordinator interface {
 // Range is a shard's part of the flat parameter and buffer vectors.
 type Range struct{ Lo, Hi, BufLo, BufHi int }
 
+// ErrFatal marks an error from a Shard or the Coordinator after which this
+// worker must stop instead of retrying (e.g. its slot now belongs to another
+// worker).
+var ErrFatal = errors.New("worker must stop")
+
 // Timing splits a step's wall time, for metrics: Attack crafts the
 // adversarial batch (PGD), Compute is the rest of the gradient (objective,
 // forward, backward), Comm pushes the gradient and reports.
@@ -131,6 +136,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if errors.Is(err, ErrFatal) {
+				return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
+			}
 			w.logger.Info("pull failed; asking the coordinator again", zap.Int64("step", t), zap.Error(err))
 			if st, err = w.resync(ctx); err != nil {
 				return err
@@ -149,6 +157,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err := w.push(ctx, t); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if errors.Is(err, ErrFatal) {
+				return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
 			}
 			if errors.Is(err, paramserver.ErrStale) {
 				// A backup: the step was decided without this gradient.
