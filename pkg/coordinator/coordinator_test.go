@@ -24,7 +24,6 @@ type rig struct {
 	cfg    coordinator.Config
 	run    context.CancelFunc
 	done   chan error
-	init   []paramserver.ShardState
 }
 
 func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *cluster.MemCheckpoints, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {

@@ -336,7 +336,6 @@ type counting struct {
 	netModel
 	stage string
 	seen  map[string]map[int]bool
-	ids   int
 }
 
 func (c *counting) Logits(x *tensor.Tensor) *tensor.Tensor {
