@@ -80,7 +80,7 @@ if [ ! -s data/mnist/train-images-idx3-ubyte.gz ]; then
 	bin/static/logitpair data fetch mnist --dir data/mnist
 fi
 
-budget="${COMPOSE_TEST_TIMEOUT:-600}"
+budget="${COMPOSE_TEST_TIMEOUT:-1200}"
 deadline=$((SECONDS + budget))
 config="$root/deploy/compose/train-test.yaml"
 steps="$(awk '$1 == "steps:" { print $2 }' "$config")"
