@@ -37,7 +37,7 @@
 # LOGITPAIR_REQUIRE_E2E=1, in which case it fails.
 #
 # Environment: COMPOSE_TEST_TIMEOUT (seconds for the whole run after the
-# images are built, default 600), COMPOSE_TEST_KEEP=1 (keep the work
+# images are built, default 1200), COMPOSE_TEST_KEEP=1 (keep the work
 # directory with the coordinator's files and the logs).
 set -euo pipefail
 
