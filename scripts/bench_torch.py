@@ -36,13 +36,30 @@ def main():
                     help="a whole ALP training step: PGD-40 (eps 0.3, step 0.01, random start, eval mode) "
                          "+ clean/adversarial forward/backward in train mode + Adam")
     ap.add_argument("--attack-steps", type=int, default=40)
+    ap.add_argument("--eps", type=float, default=0.3)
+    ap.add_argument("--step-size", type=float, default=0.01)
+    ap.add_argument("--model-config", default="{}",
+                    help="the model's keyword arguments as JSON, as `logitpair bench --model-config` "
+                         "(image_size sets the input size)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    ap.add_argument("--no-tf32", action="store_true",
+                    help="on CUDA, strict float32: no TF32 tensor-core math in cuDNN convolutions or matmuls")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    m = models.build(a.model, {})
-    shape = {"madry-mnist": (1, 28, 28)}.get(a.model, (3, 32, 32))
-    x = torch.rand(a.batch, *shape)
-    y = torch.randint(0, 10, (a.batch,))
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.allow_tf32 = not a.no_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False if a.no_tf32 else torch.backends.cuda.matmul.allow_tf32
+    mc = json.loads(a.model_config)
+    m = models.build(a.model, mc).to(dev)
+    size = mc.get("image_size", {"resnet9": 32, "inception-v3": 299}.get(a.model, 224))
+    shape = (1, 28, 28) if a.model == "madry-mnist" else (mc.get("in_channels", 3), size, size)
+    classes = mc.get("classes", 10 if a.model in ("madry-mnist", "resnet9") else 1000)
+    x = torch.rand(a.batch, *shape, device=dev)
+    y = torch.randint(0, classes, (a.batch,), device=dev)
+    eps, alpha = a.eps, a.step_size
     if a.input_grad_only:
         m.eval()
         for p in m.parameters():
@@ -54,12 +71,12 @@ def main():
 
     def alp_step():
         m.eval()
-        xa = (x + torch.empty_like(x).uniform_(-0.3, 0.3)).clamp(0, 1)
+        xa = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
         for _ in range(a.attack_steps):
             xa.requires_grad_(True)
             loss = F.cross_entropy(m(xa), y)
             g, = torch.autograd.grad(loss, xa)
-            xa = torch.min(torch.max(xa.detach() + 0.01 * g.sign(), x - 0.3), x + 0.3).clamp(0, 1)
+            xa = torch.min(torch.max(xa.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
         m.train()
         z = m(torch.cat([x, xa]))
         loss = F.cross_entropy(z, torch.cat([y, y])) + 0.5 * F.mse_loss(z[:a.batch], z[a.batch:])
@@ -78,20 +95,31 @@ def main():
             m.zero_grad(set_to_none=False)
             loss.backward()
 
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
+
     for _ in range(a.warmup):
         step()
+    sync()
     times = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
         step()
+        sync()
         times.append((time.perf_counter() - t0) * 1000)
+    ms = statistics.median(times)
+    backend = "torch " + torch.__version__
+    if cuda:
+        backend += " cuda " + torch.cuda.get_device_name(dev) + (" fp32" if a.no_tf32 else " default (cuDNN TF32)")
     print(json.dumps({
-        "model": a.model, "batch": a.batch, "threads": a.threads,
-        "ms_per_step": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
+        "model": a.model, "model_config": mc, "batch": a.batch, "threads": a.threads,
+        "ms_per_step": ms, "samples_per_s": a.batch * 1000 / ms, "min_ms": min(times), "max_ms": max(times),
         "steps": a.steps, "input_grad_only": a.input_grad_only,
         "objective": "alp" if a.alp else "", "attack_steps": a.attack_steps if a.alp else 0,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "backend": "torch " + torch.__version__,
+        "gpu_peak_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else 0,
+        "backend": backend,
     }))
 
 

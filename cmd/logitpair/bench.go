@@ -7,11 +7,15 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/bench"
 	"github.com/logitpair/logitpair/pkg/device"
+	"github.com/logitpair/logitpair/pkg/models"
 )
 
 // benchDeviceUsage is --device's help on the benchmarks, whose default is the
 // CPU (scripts/bench-vs-torch.sh compares with PyTorch on the CPU).
 const benchDeviceUsage = "compute device: cpu, cuda, cuda:N (GPU N) or auto (a CUDA GPU when one is found, else the CPU)"
+
+// modelConfigUsage is --model-config's help on the benchmarks.
+const modelConfigUsage = `model hyper-parameters over the defaults, as JSON, e.g. '{"classes": 1000, "image_size": 64}'`
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks of the numeric engine"}
@@ -44,6 +48,7 @@ func newBenchCmd() *cobra.Command {
 	}
 	f := step.Flags()
 	f.StringVar(&c.Model, "model", c.Model, "model to benchmark")
+	f.Var(models.ConfigFlag{P: &c.Config}, "model-config", modelConfigUsage)
 	f.IntVar(&c.Batch, "batch", c.Batch, "batch size")
 	f.BoolVar(&c.InputGradOnly, "input-grad-only", false, "eval-mode forward and input gradient only (what one PGD step needs)")
 	f.IntVar(&c.Threads, "threads", 0, "compute threads (0: all cores)")
@@ -83,6 +88,7 @@ func newBenchTrainStepCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.Model, "model", c.Model, "model")
+	f.Var(models.ConfigFlag{P: &c.Config}, "model-config", modelConfigUsage)
 	f.IntVar(&c.Batch, "batch", c.Batch, "clean examples per step")
 	f.StringVar(&c.Objective, "objective", c.Objective, "objective")
 	f.IntVar(&c.AttackSteps, "attack-steps", c.AttackSteps, "PGD steps")

@@ -108,10 +108,14 @@ func syncDevice(be tensor.Backend) {
 
 // StepResult is one benchmark's outcome; JSON field names are the CLI's.
 type StepResult struct {
-	Model         string  `json:"model"`
-	Batch         int     `json:"batch"`
-	Threads       int     `json:"threads"`
-	MsPerStep     float64 `json:"ms_per_step"`
+	Model string `json:"model"`
+	// ModelConfig is the model's complete config (defaults filled in).
+	ModelConfig models.Config `json:"model_config,omitempty"`
+	Batch       int           `json:"batch"`
+	Threads     int           `json:"threads"`
+	MsPerStep   float64       `json:"ms_per_step"`
+	// SamplesPerSec is Batch / MsPerStep: clean examples per second.
+	SamplesPerSec float64 `json:"samples_per_s"`
 	AllocsPerStep float64 `json:"allocs_per_step"`
 	BytesPerStep  float64 `json:"bytes_per_step"`
 	PeakRSSMB     float64 `json:"peak_rss_mb"`
@@ -182,8 +186,9 @@ func Step(c StepConfig) (StepResult, error) {
 	sorted := append([]float64(nil), times...)
 	sort.Float64s(sorted)
 	return StepResult{
-		Model: c.Model, Batch: c.Batch, Threads: c.Threads,
+		Model: c.Model, ModelConfig: m.Config, Batch: c.Batch, Threads: c.Threads,
 		MsPerStep:     median(sorted),
+		SamplesPerSec: samplesPerSec(c.Batch, median(sorted)),
 		AllocsPerStep: float64(after.Mallocs-before.Mallocs) / float64(c.Steps),
 		BytesPerStep:  float64(after.TotalAlloc-before.TotalAlloc) / float64(c.Steps),
 		PeakRSSMB:     peakRSSMB(),
@@ -222,4 +227,12 @@ func peakRSSMB() float64 {
 		}
 	}
 	return 0
+}
+
+// samplesPerSec is batch examples per step of ms milliseconds, per second.
+func samplesPerSec(batch int, ms float64) float64 {
+	if ms <= 0 {
+		return 0
+	}
+	return float64(batch) * 1000 / ms
 }

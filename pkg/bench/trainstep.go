@@ -92,7 +92,8 @@ func TrainStep(c TrainStepConfig) (StepResult, error) {
 	sorted := append([]float64(nil), times...)
 	sort.Float64s(sorted)
 	return StepResult{
-		Model: c.Model, Batch: c.Batch, Threads: c.Threads, MsPerStep: median(sorted),
+		Model: c.Model, ModelConfig: probe.Config, Batch: c.Batch, Threads: c.Threads, MsPerStep: median(sorted),
+		SamplesPerSec: samplesPerSec(c.Batch, median(sorted)),
 		AllocsPerStep: float64(after.Mallocs-before.Mallocs) / float64(c.Steps),
 		BytesPerStep:  float64(after.TotalAlloc-before.TotalAlloc) / float64(c.Steps),
 		PeakRSSMB:     peakRSSMB(), Backend: be.Name(), Steps: c.Steps,

@@ -170,3 +170,28 @@ func (v EvalView) Logits(x *tensor.Tensor) *tensor.Tensor { return v.M.Forward(x
 func (v EvalView) InputGrad(dlogits *tensor.Tensor) *tensor.Tensor {
 	return v.M.Backward(dlogits, nn.Grad{Input: true})
 }
+
+// ConfigFlag is a command-line flag (pflag.Value) holding a model Config
+// given as a JSON object of integers, e.g. '{"classes": 200, "image_size": 64}'.
+type ConfigFlag struct{ P *Config }
+
+func (f ConfigFlag) String() string {
+	if f.P == nil || len(*f.P) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(*f.P)
+	return string(b)
+}
+
+// Set parses s; anything but a JSON object of integers is an error.
+func (f ConfigFlag) Set(s string) error {
+	var mc Config
+	if err := json.Unmarshal([]byte(s), &mc); err != nil {
+		return fmt.Errorf("want a JSON object of integers: %w", err)
+	}
+	*f.P = mc
+	return nil
+}
+
+// Type names the flag's value in help texts.
+func (ConfigFlag) Type() string { return "json" }

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/logitpair/logitpair/pkg/models"
@@ -21,7 +20,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "dataset directory")
 	fs.BoolVar(&c.Augment, "augment", c.Augment, "the dataset's training augmentation (random crop/flip for CIFAR-10, crop for SVHN, none for MNIST)")
 	fs.StringVar(&c.Model, "model", c.Model, "model: madry-mnist, resnet9, resnet-v2-50, resnet-v2-101")
-	fs.Var(&modelConfigFlag{c}, "model-config", `model hyper-parameters as JSON, e.g. '{"width": 32, "classes": 200, "image_size": 64}'`)
+	fs.Var(models.ConfigFlag{P: &c.ModelConfig}, "model-config", `model hyper-parameters as JSON, e.g. '{"width": 32, "classes": 200, "image_size": 64}'`)
 	fs.StringVar(&c.Objective, "objective", c.Objective, "objective: plain, label-smoothing, pgd, mpgd, alp, clp, logit-squeeze, mixup, vat-kl, trades, single-step, ensemble-adv")
 	fs.Float64Var(&c.PairWeight, "pair-weight", c.PairWeight, "λ of alp/clp/logit-squeeze/vat-kl (β of trades), on the released code's MSE scale")
 	fs.Float64Var(&c.Smoothing, "label-smoothing", c.Smoothing, "label smoothing δ of the cross-entropy terms")
@@ -76,25 +75,3 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 		return nil
 	}
 }
-
-// modelConfigFlag reads --model-config as a JSON object of integers.
-type modelConfigFlag struct{ c *Config }
-
-func (f *modelConfigFlag) String() string {
-	if f.c == nil || len(f.c.ModelConfig) == 0 {
-		return ""
-	}
-	b, _ := json.Marshal(f.c.ModelConfig)
-	return string(b)
-}
-
-func (f *modelConfigFlag) Set(s string) error {
-	var mc models.Config
-	if err := json.Unmarshal([]byte(s), &mc); err != nil {
-		return fmt.Errorf("want a JSON object of integers: %w", err)
-	}
-	f.c.ModelConfig = mc
-	return nil
-}
-
-func (f *modelConfigFlag) Type() string { return "json" }

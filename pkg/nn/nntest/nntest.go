@@ -26,7 +26,8 @@ import (
 // at 1 and 2 threads (the parallel split must not change results beyond
 // rounding), so the same suite runs on OpenBLAS and pure Go; then, when a
 // CUDA GPU is usable, the CUDA backend (the suites' first backend stays the
-// CPU's). LOGITPAIR_TEST_CUDA=0 leaves CUDA out.
+// CPU's). LOGITPAIR_TEST_CUDA=0 leaves CUDA out; LOGITPAIR_REQUIRE_CUDA=1
+// (scripts/gpu-check.sh) makes a missing or unusable GPU a failure.
 func Backends() []tensor.Backend {
 	var out []tensor.Backend
 	for _, g := range gemm.All() {
@@ -49,11 +50,21 @@ var (
 // standard error and left out.
 func cudaBackend() tensor.Backend {
 	cudaOnce.Do(func() {
-		if os.Getenv("LOGITPAIR_TEST_CUDA") == "0" || cuda.Available() != nil {
+		require := os.Getenv("LOGITPAIR_REQUIRE_CUDA") == "1"
+		if os.Getenv("LOGITPAIR_TEST_CUDA") == "0" {
+			return
+		}
+		if err := cuda.Available(); err != nil {
+			if require {
+				panic(fmt.Sprintf("nntest: LOGITPAIR_REQUIRE_CUDA=1 but no CUDA GPU: %v", err))
+			}
 			return
 		}
 		be, err := cuda.Open(cuda.Options{})
 		if err != nil {
+			if require {
+				panic(fmt.Sprintf("nntest: LOGITPAIR_REQUIRE_CUDA=1 but the CUDA backend does not open: %v", err))
+			}
 			fmt.Fprintf(os.Stderr, "nntest: a CUDA GPU is visible but its backend does not open, testing without it: %v\n", err)
 			return
 		}

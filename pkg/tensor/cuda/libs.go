@@ -74,6 +74,13 @@ func candidates(spec libSpec, getenv func(string) string) []string {
 	if home := getenv("HOME"); home != "" {
 		dirs = append(dirs, filepath.Join(home, ".local/lib/python3*/site-packages/nvidia/*/lib"))
 	}
+	// The active Python environment's NVIDIA wheels (a virtualenv's or
+	// conda's), e.g. those a CUDA PyTorch install brings.
+	for _, env := range []string{"VIRTUAL_ENV", "CONDA_PREFIX"} {
+		if p := getenv(env); p != "" {
+			dirs = append(dirs, filepath.Join(p, "lib/python3*/site-packages/nvidia/*/lib"))
+		}
+	}
 	for _, g := range append(extraLibGlobs, dirs...) {
 		matches, _ := filepath.Glob(g)
 		for _, d := range matches {

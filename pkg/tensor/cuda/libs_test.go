@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,5 +53,26 @@ func TestLoadErrorMessage(t *testing.T) {
 	}
 	if msg := (&LoadError{Missing: "no cuBLAS"}).Error(); !strings.Contains(msg, "no cuBLAS: no candidate") {
 		t.Errorf("empty LoadError: %q", msg)
+	}
+}
+
+// A CUDA PyTorch in a virtualenv brings NVRTC and cuBLAS as NVIDIA wheels
+// (nvidia/cu13/lib for CUDA 13): the active environment's are found.
+func TestCandidatesFindVirtualenvWheels(t *testing.T) {
+	venv := t.TempDir()
+	lib := filepath.Join(venv, "lib", "python3.12", "site-packages", "nvidia", "cu13", "lib")
+	if err := os.MkdirAll(lib, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(lib, "libnvrtc.so.13")
+	if err := os.WriteFile(want, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := candidates(nvrtcLib, env(map[string]string{"VIRTUAL_ENV": venv}))
+	if !slices.Contains(got, want) {
+		t.Errorf("candidates = %v, want %s among them", got, want)
+	}
+	if got := candidates(nvrtcLib, env(nil)); slices.Contains(got, want) {
+		t.Errorf("without VIRTUAL_ENV the environment's wheels are not searched, got %v", got)
 	}
 }

@@ -73,9 +73,13 @@ func TestMain(m *testing.M) {
 
 // testBackendOrSkip returns the shared test backend (a GPU or fakecuda) or
 // skips t saying why there is none. With LOGITPAIR_REQUIRE_E2E=1 a missing
-// emulator toolchain (g++) is a failure: CI installs it.
+// emulator toolchain (g++) is a failure: CI installs it. With
+// LOGITPAIR_REQUIRE_CUDA=1 (scripts/gpu-check.sh) anything but a real GPU is.
 func testBackendOrSkip(t testing.TB) *Backend {
 	t.Helper()
+	if testMode != "gpu" && os.Getenv("LOGITPAIR_REQUIRE_CUDA") == "1" {
+		t.Fatalf("LOGITPAIR_REQUIRE_CUDA=1 but the tests run on %q, not a GPU: %s", testMode, testSkip)
+	}
 	if testMode == "" {
 		if os.Getenv("LOGITPAIR_REQUIRE_E2E") == "1" && strings.Contains(testSkip, "emulator could not be built") {
 			t.Fatalf("no CUDA backend to test and LOGITPAIR_REQUIRE_E2E=1: %s", testSkip)
