@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     ap.add_argument("--no-tf32", action="store_true",
                     help="on CUDA, strict float32: no TF32 tensor-core math in cuDNN convolutions or matmuls")
+    ap.add_argument("--profile", action="store_true",
+                    help="print torch.profiler's table of the timed steps (by device time) to standard error")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -103,11 +105,24 @@ def main():
         step()
     sync()
     times = []
+    prof = None
+    if a.profile:
+        acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+        prof = torch.profiler.profile(activities=acts)
+        prof.__enter__()
     for _ in range(a.steps):
         t0 = time.perf_counter()
         step()
         sync()
         times.append((time.perf_counter() - t0) * 1000)
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        key = "self_device_time_total" if cuda else "self_cpu_time_total"
+        try:
+            table = prof.key_averages().table(sort_by=key, row_limit=30)
+        except Exception:  # older PyTorch names it cuda_time_total
+            table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else key, row_limit=30)
+        print(table, file=sys.stderr)
     ms = statistics.median(times)
     backend = "torch " + torch.__version__
     if cuda:

@@ -40,6 +40,9 @@ func newBenchCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "%s batch %d, %s, %d threads, %s: %.2f ms/step (min %.2f, max %.2f over %d steps), %.0f allocs/step, peak RSS %.0f MB\n",
 				r.Model, r.Batch, mode, r.Threads, r.Backend, r.MsPerStep, r.MinMs, r.MaxMs, r.Steps, r.AllocsPerStep, r.PeakRSSMB)
+			if r.DeviceProfile != "" {
+				fmt.Fprintf(out, "device op profile of the timed steps (each op synchronized):\n%s", r.DeviceProfile)
+			}
 			if jsonOut != "" {
 				return writeJSON(jsonOut, cmd.OutOrStdout(), r)
 			}
@@ -80,6 +83,9 @@ func newBenchTrainStepCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "%s %s step, batch %d, PGD-%d, %d threads, %s: %.1f ms/step (min %.1f, max %.1f over %d steps), %.0f allocs/step, peak RSS %.0f MB\n",
 				r.Model, r.Objective, r.Batch, r.AttackSteps, r.Threads, r.Backend, r.MsPerStep, r.MinMs, r.MaxMs, r.Steps, r.AllocsPerStep, r.PeakRSSMB)
+			if r.DeviceProfile != "" {
+				fmt.Fprintf(out, "device op profile of the timed steps (each op synchronized):\n%s", r.DeviceProfile)
+			}
 			if jsonOut != "" {
 				return writeJSON(jsonOut, cmd.OutOrStdout(), r)
 			}

@@ -127,6 +127,9 @@ type StepResult struct {
 	// Objective and AttackSteps are set for whole training steps.
 	Objective   string `json:"objective,omitempty"`
 	AttackSteps int    `json:"attack_steps,omitempty"`
+	// DeviceProfile is the CUDA backend's op profile of the timed steps
+	// (LOGITPAIR_CUDA_PROFILE=1; see pkg/tensor/cuda), else empty.
+	DeviceProfile string `json:"device_profile,omitempty"`
 }
 
 // Step builds the model with PyTorch's default initialization, then times
@@ -173,6 +176,7 @@ func Step(c StepConfig) (StepResult, error) {
 	for i := 0; i < c.Warmup; i++ {
 		step()
 	}
+	resetProfile(be)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -197,6 +201,7 @@ func Step(c StepConfig) (StepResult, error) {
 		Steps:         c.Steps,
 		MinMs:         sorted[0],
 		MaxMs:         sorted[len(sorted)-1],
+		DeviceProfile: profileReport(be),
 	}, nil
 }
 
@@ -235,4 +240,24 @@ func samplesPerSec(batch int, ms float64) float64 {
 		return 0
 	}
 	return float64(batch) * 1000 / ms
+}
+
+// profiled is a backend with an op profiler (the CUDA backend's).
+type profiled interface {
+	ResetProfile()
+	ProfileReport(n int) string
+}
+
+func resetProfile(be tensor.Backend) {
+	if p, ok := be.(profiled); ok {
+		p.ResetProfile()
+	}
+}
+
+// profileReport is the top of be's op profile, or "".
+func profileReport(be tensor.Backend) string {
+	if p, ok := be.(profiled); ok {
+		return p.ProfileReport(40)
+	}
+	return ""
 }

@@ -76,6 +76,7 @@ func TrainStep(c TrainStepConfig) (StepResult, error) {
 			return StepResult{}, err
 		}
 	}
+	resetProfile(be)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -98,5 +99,6 @@ func TrainStep(c TrainStepConfig) (StepResult, error) {
 		BytesPerStep:  float64(after.TotalAlloc-before.TotalAlloc) / float64(c.Steps),
 		PeakRSSMB:     peakRSSMB(), Backend: be.Name(), Steps: c.Steps,
 		MinMs: sorted[0], MaxMs: sorted[len(sorted)-1], Objective: c.Objective, AttackSteps: c.AttackSteps,
+		DeviceProfile: profileReport(be),
 	}, nil
 }

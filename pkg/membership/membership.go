@@ -119,11 +119,16 @@ func Start(cfg Config) (*Node, error) {
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Fast {
 		mc = memberlist.DefaultLocalConfig()
-		mc.ProbeInterval = 200 * time.Millisecond
-		mc.ProbeTimeout = 100 * time.Millisecond
-		mc.GossipInterval = 50 * time.Millisecond
-		mc.SuspicionMult = 2
-		mc.TCPTimeout = time.Second
+		// A dead member is still noticed within seconds, but a member of a
+		// loopback cluster whose process is busy computing (dozens of
+		// members on two loaded cores, as in the 53-worker test) answers
+		// a probe late without being declared dead: a probe may take
+		// 400 ms, and a suspicion lasts at least 3 probe intervals.
+		mc.ProbeInterval = 500 * time.Millisecond
+		mc.ProbeTimeout = 400 * time.Millisecond
+		mc.GossipInterval = 100 * time.Millisecond
+		mc.SuspicionMult = 3
+		mc.TCPTimeout = 2 * time.Second
 	}
 	mc.Name = cfg.Name
 	mc.BindAddr, mc.BindPort, mc.AdvertisePort = cfg.BindAddr, cfg.BindPort, 0

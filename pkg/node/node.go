@@ -162,7 +162,13 @@ func (c Common) serverOptions() []grpc.ServerOption {
 	return append(opts, rpc.TokenAuth(c.JoinToken)...)
 }
 
-func (c Common) startGossip(name string, meta membership.Meta, onEvent func(membership.Event)) (*membership.Node, error) {
+// gossipJoinWindow bounds how long a process keeps retrying its first gossip
+// join: the coordinator's gossip listener may be slow to answer (a loaded
+// machine, a pod still starting), and one failed TCP dial must not end a
+// process that a retry a moment later would have joined.
+const gossipJoinWindow = time.Minute
+
+func (c Common) startGossip(ctx context.Context, name string, meta membership.Meta, onEvent func(membership.Event)) (*membership.Node, error) {
 	key, err := membership.ParseKey(c.GossipKey)
 	if err != nil {
 		return nil, err
@@ -178,12 +184,35 @@ func (c Common) startGossip(name string, meta membership.Meta, onEvent func(memb
 		return nil, err
 	}
 	if c.GossipJoin != "" {
-		if err := n.Join(c.GossipJoin); err != nil {
+		if err := joinWithRetry(ctx, n, c.GossipJoin, gossipJoinWindow); err != nil {
 			n.Leave(time.Second)
-			return nil, fmt.Errorf("joining the gossip cluster at %s: %w", c.GossipJoin, err)
+			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// joinWithRetry joins the gossip cluster at addr, retrying with exponential
+// backoff (250 ms doubling to 4 s) until it succeeds, ctx ends or window has
+// passed; the error then names the address, the attempts and the last cause.
+func joinWithRetry(ctx context.Context, n *membership.Node, addr string, window time.Duration) error {
+	deadline := time.Now().Add(window)
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := n.Join(addr)
+		if err == nil {
+			return nil
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("joining the gossip cluster at %s: %d attempts over %s: %w", addr, attempt, window, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("joining the gossip cluster at %s: %w (last attempt: %v)", addr, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 4*time.Second)
+	}
 }
 
 // serve runs a gRPC server until ctx ends, then stops it gracefully within
@@ -297,7 +326,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		pageFeed.report(step, slot, terms, t)
 	}))
 	cs.Register(srv)
-	gossip, err := o.startGossip("coordinator", membership.Meta{Role: "coordinator", Slot: -1, Addr: ln.Addr().String()}, func(e membership.Event) {
+	gossip, err := o.startGossip(ctx, "coordinator", membership.Meta{Role: "coordinator", Slot: -1, Addr: ln.Addr().String()}, func(e membership.Event) {
 		if e.Meta.Role != rpc.RoleWorker {
 			return
 		}
@@ -612,7 +641,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	pss := rpc.NewPSServer(shard)
 	pss.Register(srv)
 	sm.SetStatsSource(shard.S.Stats, func() int64 { return pss.Stats().MalformedPushes })
-	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleParamServer, Slot: o.Index, Addr: addr}, nil)
+	gossip, err := o.startGossip(ctx, name, membership.Meta{Role: rpc.RoleParamServer, Slot: o.Index, Addr: addr}, nil)
 	if err != nil {
 		return err
 	}
@@ -747,7 +776,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 		shards[k] = wm.Shard(k, &workerShard{k: k, slot: slot, book: book, conns: conns})
 		ranges[k] = worker.Range{Lo: int(si.GetLo()), Hi: int(si.GetHi()), BufLo: int(si.GetBufferLo()), BufHi: int(si.GetBufferHi())}
 	}
-	gossip, err := o.startGossip(name, membership.Meta{Role: rpc.RoleWorker, Slot: slot}, nil)
+	gossip, err := o.startGossip(ctx, name, membership.Meta{Role: rpc.RoleWorker, Slot: slot}, nil)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type Backend struct {
 	args   [maxKernelArgs]uint64
 	bufs   [numBufs]rawBuf
 	closed bool
+	prof   *profiler // nil unless LOGITPAIR_CUDA_PROFILE=1 (profile.go)
 }
 
 var _ tensor.Backend = (*Backend)(nil)
@@ -71,7 +72,7 @@ func New(o Options) (*Backend, error) {
 	if err := ctxSetCurrent(g.ctx); err != nil {
 		return nil, err
 	}
-	b := &Backend{g: g, pool: &pool{free: map[int][]uint64{}, ctx: g.ctx}}
+	b := &Backend{g: g, pool: &pool{free: map[int][]uint64{}, ctx: g.ctx}, prof: newProfiler()}
 	if b.stream, err = streamCreate(); err != nil {
 		return nil, err
 	}
@@ -468,7 +469,9 @@ func (b *Backend) run(name string, gx, gy int, args ...uint64) {
 		panic("cuda: too many kernel arguments for " + name)
 	}
 	copy(b.args[:], args)
-	if r := launch(f, gx, gy, blockSize, b.stream, &b.args, len(args)); r != 0 {
-		panic(launchError(name, r))
-	}
+	b.timed(name, func() {
+		if r := launch(f, gx, gy, blockSize, b.stream, &b.args, len(args)); r != 0 {
+			panic(launchError(name, r))
+		}
+	})
 }

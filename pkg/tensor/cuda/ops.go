@@ -3,6 +3,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"unsafe"
@@ -148,9 +149,16 @@ func (b *Backend) gemm(transA, transB bool, m, n, k int, alpha float32, pa uint6
 		}
 		return 0
 	}
-	if err := sgemmColMajor(b.blas, op(transB), op(transA), n, m, k, alpha, pb, max(ldb, 1), pa, max(lda, 1), beta, pc, max(ldc, 1)); err != nil {
-		panic(err)
+	launch := func() {
+		if err := sgemmColMajor(b.blas, op(transB), op(transA), n, m, k, alpha, pb, max(ldb, 1), pa, max(lda, 1), beta, pc, max(ldc, 1)); err != nil {
+			panic(err)
+		}
 	}
+	if b.prof == nil {
+		launch()
+		return
+	}
+	b.timed(fmt.Sprintf("sgemm %s%s m=%d n=%d k=%d", tn(transA), tn(transB), m, n, k), launch)
 }
 
 // AddBias implements tensor.Backend.
@@ -257,4 +265,12 @@ func (b *Backend) SoftmaxCrossEntropy(dz, z *tensor.Tensor, labels []int32, smoo
 	keep(z, dz)
 	runtime.KeepAlive(labels)
 	return float64(scale) * total / float64(n)
+}
+
+// tn is a GEMM operand's transposition as BLAS writes it.
+func tn(t bool) string {
+	if t {
+		return "T"
+	}
+	return "N"
 }
