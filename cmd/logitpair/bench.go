@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -20,13 +22,20 @@ const modelConfigUsage = `model hyper-parameters over the defaults, as JSON, e.g
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "bench", Short: "Benchmarks of the numeric engine"}
 	c := bench.DefaultStepConfig()
-	var jsonOut string
+	var jsonOut, cpuProfile string
 	step := &cobra.Command{
 		Use:   "step",
 		Short: "Time one forward+backward step (median ms/step after warm-up)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
 			r, err := bench.Step(c)
+			if perr := stop(); err == nil {
+				err = perr
+			}
 			if err != nil {
 				return err
 			}
@@ -61,19 +70,27 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&c.Steps, "steps", c.Steps, "timed steps")
 	f.Int64Var(&c.Seed, "seed", c.Seed, "seed for weights and data")
 	f.StringVar(&jsonOut, "json", "", "write the result as JSON to this file ('-' for standard output)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole benchmark to this file (go tool pprof)")
 	cmd.AddCommand(step, newBenchTrainStepCmd())
 	return cmd
 }
 
 func newBenchTrainStepCmd() *cobra.Command {
 	c := bench.DefaultTrainStepConfig()
-	var jsonOut string
+	var jsonOut, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "train-step",
 		Short: "Time whole training steps: attack + objective forward/backward + optimizer (default: the ALP step, PGD-40)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			stop, err := startCPUProfile(cpuProfile)
+			if err != nil {
+				return err
+			}
 			r, err := bench.TrainStep(c)
+			if perr := stop(); err == nil {
+				err = perr
+			}
 			if err != nil {
 				return err
 			}
@@ -105,5 +122,26 @@ func newBenchTrainStepCmd() *cobra.Command {
 	f.IntVar(&c.Warmup, "warmup", c.Warmup, "untimed warm-up steps")
 	f.IntVar(&c.Steps, "steps", c.Steps, "timed steps")
 	f.StringVar(&jsonOut, "json", "", "write the result as JSON to this file ('-' for standard output)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole benchmark to this file (go tool pprof)")
 	return cmd
+}
+
+// startCPUProfile starts a Go CPU profile into path (none when path is
+// empty); stop ends it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +59,39 @@ func TestBenchStepErrors(t *testing.T) {
 	}
 	if _, err := run(t, "bench", "step", "--batch", "0"); err == nil || !strings.Contains(err.Error(), "batch") {
 		t.Fatalf("batch 0: %v", err)
+	}
+}
+
+// --model-config changes the benchmarked model (echoed in the JSON with its
+// defaults), samples/s is batch over the step time, and --cpuprofile writes
+// a Go CPU profile.
+func TestBenchTrainStepModelConfigAndProfile(t *testing.T) {
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "cpu.prof")
+	out, err := run(t, "bench", "train-step", "--model-config", `{"conv1": 2, "conv2": 2, "hidden": 8}`, "--batch", "2",
+		"--attack-steps", "1", "--steps", "1", "--warmup", "0", "--threads", "1", "--json", "-", "--cpuprofile", prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		ModelConfig   map[string]int `json:"model_config"`
+		Batch         int            `json:"batch"`
+		MsPerStep     float64        `json:"ms_per_step"`
+		SamplesPerSec float64        `json:"samples_per_s"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("stdout is not the JSON result: %q (%v)", out, err)
+	}
+	if want := map[string]int{"conv1": 2, "conv2": 2, "hidden": 8, "classes": 10}; !maps.Equal(r.ModelConfig, want) {
+		t.Errorf("model_config %v, want %v", r.ModelConfig, want)
+	}
+	if got, want := r.SamplesPerSec, float64(r.Batch)*1000/r.MsPerStep; math.Abs(got-want) > 1e-9*want {
+		t.Errorf("samples_per_s %v, want batch/ms = %v", got, want)
+	}
+	if fi, err := os.Stat(prof); err != nil || fi.Size() == 0 {
+		t.Errorf("--cpuprofile wrote no profile: %v", err)
+	}
+	if _, err := run(t, "bench", "step", "--model-config", "width=3"); err == nil || !strings.Contains(err.Error(), "JSON") {
+		t.Errorf("a --model-config that is not JSON: %v", err)
 	}
 }
