@@ -33,7 +33,12 @@ while [ $# -gt 0 ]; do
 done
 [ ${#objectives[@]} -gt 0 ] || objectives=(mpgd alp)
 mkdir -p bin "$out"
-go build -o bin/logitpair ./cmd/logitpair
+# LOGITPAIR names a prebuilt binary (e.g. on a GPU machine without Go).
+if [ -n "${LOGITPAIR:-}" ]; then
+	ln -sf "$(realpath "$LOGITPAIR")" bin/logitpair
+else
+	go build -o bin/logitpair ./cmd/logitpair
+fi
 bin/logitpair data fetch mnist --dir data/mnist
 for obj in "${objectives[@]}"; do
 	dir="$out/$obj"

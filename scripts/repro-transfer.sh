@@ -57,7 +57,12 @@ while [ $# -gt 0 ]; do
 	esac
 done
 mkdir -p bin "$out"
-go build -o bin/logitpair ./cmd/logitpair
+# LOGITPAIR names a prebuilt binary (e.g. on a GPU machine without Go).
+if [ -n "${LOGITPAIR:-}" ]; then
+	ln -sf "$(realpath "$LOGITPAIR")" bin/logitpair
+else
+	go build -o bin/logitpair ./cmd/logitpair
+fi
 incomplete=()
 
 # train_config FILE prints the training configuration (JSON) stored in a model

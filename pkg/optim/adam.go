@@ -95,13 +95,16 @@ func (o *Adam) Step(params, grad []float32, lr float64, t int64) error {
 	q := float32(math.Sqrt(1 - math.Pow(o.cfg.Beta2, k)))
 	n := o.n
 	p, g, m, v := params[:n], grad[:n], o.m[:n], o.v[:n]
-	for i := range p {
-		gi := g[i]
-		m[i] = float32(m[i]*b1) + float32(c1*gi)
-		v[i] = float32(v[i]*b2) + float32(float32(c2*gi)*gi)
-		d := sqrt32(v[i])/q + e
-		p[i] -= float32(s*m[i]) / d
-	}
+	forChunks(n, func(lo, hi int) {
+		p, g, m, v := p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
+		for i := range p {
+			gi := g[i]
+			m[i] = float32(m[i]*b1) + float32(c1*gi)
+			v[i] = float32(v[i]*b2) + float32(float32(c2*gi)*gi)
+			d := sqrt32(v[i])/q + e
+			p[i] -= float32(s*m[i]) / d
+		}
+	})
 	return nil
 }
 

@@ -68,9 +68,12 @@ func (e *EMA) Update(params []float32, step int64) error {
 	om := 1 - e.Decay(step)
 	sh := e.shadow
 	p := params[:len(sh)]
-	for i := range sh {
-		sh[i] -= float32((sh[i] - p[i]) * om)
-	}
+	forChunks(len(sh), func(lo, hi int) {
+		sh, p := sh[lo:hi], p[lo:hi]
+		for i := range sh {
+			sh[i] -= float32((sh[i] - p[i]) * om)
+		}
+	})
 	return nil
 }
 

@@ -139,10 +139,8 @@ func checkStep(name string, n int, params, grad []float32, lr float64, t int64) 
 	if t < 0 {
 		return fmt.Errorf("%s: step must be >= 0, got %d", name, t)
 	}
-	for i, g := range grad {
-		if g-g != 0 { // NaN or ±Inf
-			return fmt.Errorf("%s: %w at index %d (%v)", name, ErrNonFinite, i, g)
-		}
+	if i := firstNonFinite(grad); i >= 0 {
+		return fmt.Errorf("%s: %w at index %d (%v)", name, ErrNonFinite, i, grad[i])
 	}
 	return nil
 }

@@ -107,23 +107,29 @@ func (o *RMSProp) Step(params, grad []float32, lr float64, t int64) error {
 	p, g, ms, mom := params[:n], grad[:n], o.ms[:n], o.mom[:n]
 	if o.cfg.Centered {
 		mg := o.mg[:n]
+		forChunks(n, func(lo, hi int) {
+			p, g, ms, mom, mg := p[lo:hi], g[lo:hi], ms[lo:hi], mom[lo:hi], mg[lo:hi]
+			for i := range p {
+				gi := g[i]
+				ms[i] = ms[i] + float32((float32(gi*gi)-ms[i])*r)
+				mg[i] = mg[i] + float32((gi-mg[i])*r)
+				d := sqrt32(float32(ms[i]-float32(mg[i]*mg[i])) + eps)
+				mom[i] = float32(mom[i]*mu) + float32(gi*lr32)/d
+				p[i] -= mom[i]
+			}
+		})
+		return nil
+	}
+	forChunks(n, func(lo, hi int) {
+		p, g, ms, mom := p[lo:hi], g[lo:hi], ms[lo:hi], mom[lo:hi]
 		for i := range p {
 			gi := g[i]
 			ms[i] = ms[i] + float32((float32(gi*gi)-ms[i])*r)
-			mg[i] = mg[i] + float32((gi-mg[i])*r)
-			d := sqrt32(float32(ms[i]-float32(mg[i]*mg[i])) + eps)
+			d := sqrt32(ms[i] + eps)
 			mom[i] = float32(mom[i]*mu) + float32(gi*lr32)/d
 			p[i] -= mom[i]
 		}
-		return nil
-	}
-	for i := range p {
-		gi := g[i]
-		ms[i] = ms[i] + float32((float32(gi*gi)-ms[i])*r)
-		d := sqrt32(ms[i] + eps)
-		mom[i] = float32(mom[i]*mu) + float32(gi*lr32)/d
-		p[i] -= mom[i]
-	}
+	})
 	return nil
 }
 

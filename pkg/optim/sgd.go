@@ -70,21 +70,30 @@ func (o *SGD) Step(params, grad []float32, lr float64, t int64) error {
 	p, g := params[:n], grad[:n]
 	switch {
 	case o.buf == nil:
-		for i := range p {
-			p[i] -= float32(lr32 * g[i])
-		}
+		forChunks(n, func(lo, hi int) {
+			p, g := p[lo:hi], g[lo:hi]
+			for i := range p {
+				p[i] -= float32(lr32 * g[i])
+			}
+		})
 	case o.cfg.Nesterov:
 		b := o.buf[:n]
-		for i := range p {
-			b[i] = float32(b[i]*mu) + g[i]
-			p[i] -= float32(lr32 * (g[i] + float32(mu*b[i])))
-		}
+		forChunks(n, func(lo, hi int) {
+			p, g, b := p[lo:hi], g[lo:hi], b[lo:hi]
+			for i := range p {
+				b[i] = float32(b[i]*mu) + g[i]
+				p[i] -= float32(lr32 * (g[i] + float32(mu*b[i])))
+			}
+		})
 	default:
 		b := o.buf[:n]
-		for i := range p {
-			b[i] = float32(b[i]*mu) + g[i]
-			p[i] -= float32(lr32 * b[i])
-		}
+		forChunks(n, func(lo, hi int) {
+			p, g, b := p[lo:hi], g[lo:hi], b[lo:hi]
+			for i := range p {
+				b[i] = float32(b[i]*mu) + g[i]
+				p[i] -= float32(lr32 * b[i])
+			}
+		})
 	}
 	return nil
 }
