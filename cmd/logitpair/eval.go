@@ -147,8 +147,11 @@ its plots.`,
 				opts.Sources = append(opts.Sources, sm)
 				opts.SourceNames = append(opts.SourceNames, s)
 			}
-			test, err := data.Load(dataset, dataDir, "test")
+			test, err := data.Open(dataset, dataDir, "test", dataOptions(m.Input))
 			if err != nil {
+				return err
+			}
+			if err := checkData(test.Info(), m.Name, m.Input, m.Classes); err != nil {
 				return err
 			}
 			rep, err := eval.Run(m, test, opts)
@@ -174,7 +177,7 @@ its plots.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&ckpt, "checkpoint", "", "model file to evaluate (.safetensors)")
-	f.StringVar(&dataset, "dataset", "mnist", "dataset (its test split is used)")
+	f.StringVar(&dataset, "dataset", "mnist", "dataset (its test split is used): mnist, fashion-mnist, cifar10, svhn, tiny-imagenet, imagefolder, imagenet (image folders at the model's image size; docs/DATASETS.md)")
 	f.StringVar(&dataDir, "data-dir", "data/mnist", "dataset directory")
 	f.StringVar(&modelName, "model", "", "model, for files without logitpair metadata (e.g. written by PyTorch)")
 	f.StringVar(&modelConfig, "model-config", "", "model config as JSON, for files without logitpair metadata")
@@ -215,12 +218,12 @@ func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dat
 		o.Sources = append(o.Sources, models.EvalView{M: sm})
 		o.SourceNames = append(o.SourceNames, s)
 	}
-	test, err := data.Load(dataset, dataDir, "test")
+	test, err := data.Open(dataset, dataDir, "test", dataOptions(m.Input))
 	if err != nil {
 		return err
 	}
-	if info := test.Info(); info.C != m.Input[0] || info.H != m.Input[1] || info.W != m.Input[2] {
-		return fmt.Errorf("%s images are %d×%d×%d, model %s expects %d×%d×%d", info.Name, info.C, info.H, info.W, m.Name, m.Input[0], m.Input[1], m.Input[2])
+	if err := checkData(test.Info(), m.Name, m.Input, m.Classes); err != nil {
+		return err
 	}
 	errw := cmd.ErrOrStderr()
 	o.Progress = func(stage string, restart, attacked int) {

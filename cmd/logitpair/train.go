@@ -11,6 +11,8 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/device"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -32,13 +34,24 @@ func newTrainCmd() *cobra.Command {
 			if _, err := device.Parse(dev); err != nil {
 				return err
 			}
-			trainSet, err := data.Load(c.Dataset, c.DataDir, "train")
+			input, classes, err := modelShape(c.Model, c.ModelConfig)
 			if err != nil {
+				return err
+			}
+			opts := dataOptions(input)
+			trainSet, err := data.Open(c.Dataset, c.DataDir, "train", opts)
+			if err != nil {
+				return err
+			}
+			if err := checkData(trainSet.Info(), c.Model, input, classes); err != nil {
 				return err
 			}
 			var val data.Source
 			if c.ValidateEvery > 0 {
-				if val, err = data.Load(c.Dataset, c.DataDir, "test"); err != nil {
+				if val, err = data.Open(c.Dataset, c.DataDir, "test", opts); err != nil {
+					return err
+				}
+				if err := checkData(val.Info(), c.Model, input, classes); err != nil {
 					return err
 				}
 			}
@@ -64,7 +77,7 @@ func newTrainCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %s (%d examples) with %s from step %d to %d; checkpoints in %s\n",
-				c.Model, c.Dataset, trainSet.Len(), c.Objective, tr.Step, c.Steps, c.Out)
+				c.Model, c.Dataset, trainSet.Info().Len, c.Objective, tr.Step, c.Steps, c.Out)
 			if err := tr.Run(ctx); err != nil {
 				return err
 			}
@@ -76,4 +89,32 @@ func newTrainCmd() *cobra.Command {
 	finalize = train.BindFlags(cmd.Flags(), &c)
 	device.Flag(cmd.Flags(), &dev)
 	return cmd
+}
+
+// modelShape returns the input shape (C, H, W) and class count of a model
+// with the given config, built once on the CPU without initialization.
+func modelShape(name string, cfg models.Config) ([3]int, int, error) {
+	m, err := models.New(cpu.New(cpu.Options{Threads: 1}), name, cfg)
+	if err != nil {
+		return [3]int{}, 0, err
+	}
+	return m.Input, m.Classes, nil
+}
+
+// dataOptions opens image-folder datasets at the model's input size.
+func dataOptions(input [3]int) data.OpenOptions {
+	return data.OpenOptions{H: input[1], W: input[2]}
+}
+
+// checkData checks that a dataset's images are the model's input and its
+// labels within the model's classes.
+func checkData(info data.Info, model string, input [3]int, classes int) error {
+	if info.C != input[0] || info.H != input[1] || info.W != input[2] {
+		return fmt.Errorf("%s images are %d×%d×%d, model %s expects %d×%d×%d (image-folder datasets take the model's image_size; the others need a model of their shape)",
+			info.Name, info.C, info.H, info.W, model, input[0], input[1], input[2])
+	}
+	if info.Classes > classes {
+		return fmt.Errorf("%s has %d classes, model %s has %d: set its \"classes\" in --model-config", info.Name, info.Classes, model, classes)
+	}
+	return nil
 }

@@ -22,6 +22,11 @@
 //     because ImageNet-sized folders do not fit in memory as float32. Use
 //     [Materialize] to decode a small folder once into a [*Dataset].
 //
+// [Open] is what `logitpair train` and `logitpair eval` use: it opens a
+// split of any dataset by name, the fixed formats through [Load] and the
+// image-folder layouts tiny-imagenet, imagefolder and imagenet (see Open
+// for the folder structure each expects) at the model's image size.
+//
 // # Errors
 //
 // Loaders never panic on bad input. Truncated, corrupt or wrong-magic files,

@@ -31,7 +31,9 @@ const (
 )
 
 // Load loads a fixed-format dataset into memory. name is "mnist",
-// "fashion-mnist", "cifar10" or "svhn"; split is "train" or "test".
+// "fashion-mnist", "cifar10" or "svhn"; split is "train" or "test". Open
+// also opens the image-folder datasets (tiny-imagenet, imagefolder,
+// imagenet).
 //
 //   - mnist, fashion-mnist: the four IDX files (plain or gzip, told apart by
 //     the gzip magic, not by the name) named as distributed, e.g.
@@ -56,7 +58,10 @@ func Load(name, dir, split string) (*Dataset, error) {
 		}
 		return LoadSVHN(filepath.Join(dir, f))
 	}
-	return nil, fmt.Errorf("data: unknown dataset %q (want mnist, fashion-mnist, cifar10 or svhn)", name)
+	if IsFolderDataset(name) {
+		return nil, fmt.Errorf("data: %s is an image-folder dataset: open it with data.Open, which takes the model's image size", name)
+	}
+	return nil, unknownDataset(name)
 }
 
 // LoadMNIST loads MNIST or Fashion-MNIST (same format) from dir; name is

@@ -71,6 +71,58 @@ func TestHandComputedValues(t *testing.T) {
 	o, _ = New(be, Config{Name: "label-smoothing"})
 	_, tm = o.Loss(logits(be, []float32{1, 0}), []int32{0})
 	near(t, "label-smoothing", tm.Loss, math.Log(math.E+1)-0.95)
+
+	// plain, m = 2: rows [1,0] with labels 0 and 1: (CE([1,0],0) + CE([1,0],1))/2
+	// = (ce0 + ce1)/2; one of two right; no adversarial terms.
+	o, _ = New(be, Config{Name: "plain"})
+	_, tm = o.Loss(logits(be, []float32{1, 0}, []float32{1, 0}), []int32{0, 1})
+	near(t, "plain", tm.Loss, (ce0+ce1)/2)
+	near(t, "plain clean CE", tm.CleanCE, (ce0+ce1)/2)
+	if tm.CleanAcc != 0.5 || !math.IsNaN(tm.AdvCE) || !math.IsNaN(tm.Pair) {
+		t.Errorf("plain terms %+v", tm)
+	}
+
+	// pgd: the forward batch is x̃ alone: CE([0,1], 0) = ce1, reported as the
+	// adversarial CE (clean CE not computed).
+	o, _ = New(be, Config{Name: "pgd"})
+	_, tm = o.Loss(logits(be, []float32{0, 1}), []int32{0})
+	near(t, "pgd", tm.Loss, ce1)
+	near(t, "pgd adv CE", tm.AdvCE, ce1)
+	if tm.AdvAcc != 0 || !math.IsNaN(tm.CleanCE) {
+		t.Errorf("pgd terms %+v", tm)
+	}
+
+	// mixup, μ = 0.25, π = (1 0), labels (0 1) so y_π = (1 0):
+	// row 0 [1,0]: 0.25·CE(·,0) + 0.75·CE(·,1) = 0.25·ce0 + 0.75·ce1;
+	// row 1 [0,1]: 0.25·CE(·,1) + 0.75·CE(·,0) = 0.25·ce0 + 0.75·ce1.
+	o, _ = New(be, Config{Name: "mixup", MixupAlpha: 1})
+	o.mixMu, o.perm = 0.25, []int{1, 0}
+	_, tm = o.Loss(logits(be, []float32{1, 0}, []float32{0, 1}), []int32{0, 1})
+	near(t, "mixup", tm.Loss, 0.25*ce0+0.75*ce1)
+	// The mixing itself: x̂_i = μ·x_i + (1−μ)·x_π(i) for the drawn μ, π.
+	x := logits(be, []float32{0, 1}, []float32{1, 0.5})
+	mixed := nntest.Host(be, o.Inputs(x, nil, rand.New(rand.NewPCG(3, 3))))
+	mu, p := float32(o.mixMu), o.perm
+	xh := [][]float32{{0, 1}, {1, 0.5}}
+	for i := 0; i < 2; i++ {
+		for k := 0; k < 2; k++ {
+			if want := mu*xh[i][k] + (1-mu)*xh[p[i]][k]; math.Abs(float64(mixed[i*2+k]-want)) > 1e-6 {
+				t.Errorf("mixup input %d,%d = %v, want %v", i, k, mixed[i*2+k], want)
+			}
+		}
+	}
+
+	// trades, β = 2: clean [ln 3, 0], x' [0, 0], label 0:
+	// CE(clean) = −ln(3/4) = ln(4/3); p = (3/4, 1/4), q = (1/2, 1/2):
+	// KL(p‖q) = ¾·ln(3/2) + ¼·ln(1/2) = 0.1308120; loss = ln(4/3) + 2·KL
+	// (the x' CE, ln 2, is reported but not in the loss).
+	o, _ = New(be, Config{Name: "trades", PairWeight: 2})
+	_, tm = o.Loss(logits(be, []float32{float32(math.Log(3)), 0}, []float32{0, 0}), []int32{0})
+	kl := 0.75*math.Log(1.5) + 0.25*math.Log(0.5)
+	near(t, "trades KL", tm.Pair, kl)
+	near(t, "trades clean CE", tm.CleanCE, math.Log(4.0/3))
+	near(t, "trades adv CE", tm.AdvCE, math.Ln2)
+	near(t, "trades", tm.Loss, math.Log(4.0/3)+2*kl)
 }
 
 // TestGradientsMatchFiniteDifferences checks dL/dz of every objective

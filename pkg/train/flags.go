@@ -16,7 +16,7 @@ import (
 func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	var configPath string
 	fs.StringVar(&configPath, "config", "", "configuration file (YAML or JSON, keys as the flag names); flags override it")
-	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "dataset: mnist, fashion-mnist, cifar10, svhn")
+	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "dataset: mnist, fashion-mnist, cifar10, svhn, or the image folders tiny-imagenet, imagefolder, imagenet (at the model's image size; docs/DATASETS.md)")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "dataset directory")
 	fs.BoolVar(&c.Augment, "augment", c.Augment, "the dataset's training augmentation (random crop/flip for CIFAR-10, crop for SVHN, none for MNIST)")
 	fs.StringVar(&c.Model, "model", c.Model, "model: madry-mnist, resnet9, resnet-v2-50, resnet-v2-101")
@@ -58,17 +58,31 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 		if configPath == "" {
 			return nil
 		}
+		// The command line's values, taken before the file overwrites them.
+		// A list flag's String() ("[a,b]") does not parse back and Set
+		// appends to a changed list, so lists are copied and Replaced.
 		changed := map[string]string{}
+		lists := map[string][]string{}
 		fs.Visit(func(f *pflag.Flag) {
-			if f.Name != "config" {
-				changed[f.Name] = f.Value.String()
+			if f.Name == "config" {
+				return
 			}
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				lists[f.Name] = append([]string{}, sv.GetSlice()...)
+				return
+			}
+			changed[f.Name] = f.Value.String()
 		})
 		if err := c.Load(configPath); err != nil {
 			return err
 		}
 		for name, v := range changed {
 			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("--%s: %w", name, err)
+			}
+		}
+		for name, v := range lists {
+			if err := fs.Lookup(name).Value.(pflag.SliceValue).Replace(v); err != nil {
 				return fmt.Errorf("--%s: %w", name, err)
 			}
 		}

@@ -46,6 +46,9 @@ type Trainer struct {
 	OnStep   func(step int64, t objective.Terms)
 	bestAcc  float64
 	lastGood string
+	// measure, when set, replaces the robust validation's measurement
+	// (tests drive the best-keeping with chosen accuracies).
+	measure func() (validation, error)
 }
 
 // NewTrainer builds a trainer: the model is initialized from cfg.Seed (or
@@ -254,6 +257,30 @@ func (t *Trainer) Save() (Pointer, error) {
 // accuracy that collapses while clean accuracy stays high is FGSM training's
 // "catastrophic overfitting"; best.safetensors keeps the model from before.
 func (t *Trainer) Validate() error {
+	measure := t.measure
+	if measure == nil {
+		measure = t.measureRobust
+	}
+	v, err := measure()
+	if err != nil {
+		return fmt.Errorf("validation at step %d: %w", t.Step, err)
+	}
+	if t.Progress != nil {
+		fmt.Fprintf(t.Progress, "validation at step %d: clean %.4f, robust %.4f (%s, %d examples)\n", t.Step, v.Clean, v.Robust, v.Attack, v.Examples)
+	}
+	return t.keepBest(v)
+}
+
+// validation is one robust validation's result.
+type validation struct {
+	Robust, Clean float64
+	Attack        string
+	Examples      int
+}
+
+// measureRobust is Validate's measurement: clean and white-box accuracy
+// on the first ValidateExamples held-out examples.
+func (t *Trainer) measureRobust() (validation, error) {
 	ac, err := t.Cfg.AttackConfig()
 	if err != nil {
 		ac = attack.PGD(float32(t.Cfg.Eps), float32(t.Cfg.StepSize), max(t.Cfg.AttackSteps, 1))
@@ -261,26 +288,33 @@ func (t *Trainer) Validate() error {
 	ac.Restarts, ac.RandomStart = 1, true
 	rep, err := eval.Run(t.W.Model, t.val, eval.Options{Examples: t.Cfg.ValidateExamples, Batch: 100, Seed: t.Cfg.Seed, Attacks: []attack.Config{ac}})
 	if err != nil {
-		return fmt.Errorf("validation at step %d: %w", t.Step, err)
+		return validation{}, err
 	}
-	acc := *rep.WhiteboxAccuracy
-	if t.Progress != nil {
-		fmt.Fprintf(t.Progress, "validation at step %d: clean %.4f, robust %.4f (%s, %d examples)\n", t.Step, rep.CleanAccuracy, acc, ac, rep.Examples)
+	return validation{Robust: *rep.WhiteboxAccuracy, Clean: rep.CleanAccuracy, Attack: ac.String(), Examples: rep.Examples}, nil
+}
+
+// keepBest writes the current model as best.safetensors (and best.json)
+// when v's robust accuracy beats every earlier one of the run (resumed runs
+// included: the best so far is read back from best.json); a tie or a worse
+// accuracy leaves the best files as they are.
+func (t *Trainer) keepBest(v validation) error {
+	if !(v.Robust > t.bestAcc) {
+		return nil
 	}
-	if acc > t.bestAcc {
-		t.bestAcc = acc
-		f := ModelFile(t.W.Model, t.Step, t.checkpoint().Meta)
-		f.Metadata["robust_accuracy"] = strconv.FormatFloat(acc, 'f', 6, 64)
-		f.Metadata["clean_accuracy"] = strconv.FormatFloat(rep.CleanAccuracy, 'f', 6, 64)
-		if err := os.MkdirAll(t.Cfg.Out, 0o755); err != nil {
-			return err
-		}
-		if err := f.WriteFileAtomic(filepath.Join(t.Cfg.Out, "best.safetensors")); err != nil {
-			return err
-		}
-		b, _ := json.Marshal(map[string]any{"step": t.Step, "robust_accuracy": acc, "clean_accuracy": rep.CleanAccuracy, "attack": ac.String()})
-		return atomicfile.Write(filepath.Join(t.Cfg.Out, "best.json"), append(b, '\n'), 0o644)
+	f := ModelFile(t.W.Model, t.Step, t.checkpoint().Meta)
+	f.Metadata["robust_accuracy"] = strconv.FormatFloat(v.Robust, 'f', 6, 64)
+	f.Metadata["clean_accuracy"] = strconv.FormatFloat(v.Clean, 'f', 6, 64)
+	if err := os.MkdirAll(t.Cfg.Out, 0o755); err != nil {
+		return err
 	}
+	if err := f.WriteFileAtomic(filepath.Join(t.Cfg.Out, "best.safetensors")); err != nil {
+		return err
+	}
+	b, _ := json.Marshal(map[string]any{"step": t.Step, "robust_accuracy": v.Robust, "clean_accuracy": v.Clean, "attack": v.Attack})
+	if err := atomicfile.Write(filepath.Join(t.Cfg.Out, "best.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	t.bestAcc = v.Robust
 	return nil
 }
 

@@ -119,8 +119,11 @@ func (w *Worker) Layout() nn.Layout { return w.layout }
 
 // Gradient computes step's gradient for worker slot `slot` of `slots` at the
 // model's current parameters into grad (laid out as Layout), weight decay
-// included (TF-slim's wd·½·Σ‖W‖² over conv and dense kernels ⇒ +wd·W). A
-// non-finite loss is an error naming the step and the terms.
+// included (TF-slim's wd·½·Σ‖W‖² over conv and dense kernels ⇒ +wd·W). The
+// returned Terms.Loss is the training loss, the objective's value plus that
+// weight-decay term (optim.L2Loss; the other terms are the objective's); a
+// non-finite loss, weight-decay term included, is an error naming the step
+// and the terms, returned before any gradient is computed.
 func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objective.Terms, error) {
 	if len(grad) != w.layout.Total {
 		return objective.Terms{}, fmt.Errorf("gradient buffer of %d for %d parameters", len(grad), w.layout.Total)
@@ -162,14 +165,22 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 	z := w.Model.Forward(in, true)
 	dz, terms := w.obj.Loss(z, w.labels)
 	terms.Source = source
+	tr := w.Model.Trainable()
+	if w.Cfg.WeightDecay > 0 {
+		// The loss is the objective plus TF-slim's l2_regularizer term.
+		nn.Gather(w.be, tr, w.params, false)
+		l2, err := optim.L2Loss(w.params, w.Cfg.WeightDecay, w.decay)
+		if err != nil {
+			return terms, err
+		}
+		terms.Loss += l2
+	}
 	if math.IsNaN(terms.Loss) || math.IsInf(terms.Loss, 0) {
 		return terms, &NonFiniteError{Step: step, Terms: terms}
 	}
 	w.Model.Backward(dz, nn.Grad{Params: true})
-	tr := w.Model.Trainable()
 	nn.Gather(w.be, tr, grad, true)
 	if w.Cfg.WeightDecay > 0 {
-		nn.Gather(w.be, tr, w.params, false)
 		if err := optim.AddWeightDecay(grad, w.params, w.Cfg.WeightDecay, w.decay); err != nil {
 			return terms, err
 		}
