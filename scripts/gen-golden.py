@@ -371,11 +371,53 @@ def inception_torchvision_parity(w, out):
           f"parameters); wrote {os.path.relpath(path, ROOT)}")
 
 
+NN_GOLDEN = os.path.join(ROOT, "pkg", "nn", "testdata", "golden")
+
+
+def residual_flatten_cases(w):
+    """pkg/nn/testdata/golden/layers: stand-alone fixtures of residual add and
+    flatten, in the layer fixtures' format (x, dy, y, dx, param.*, grad.*).
+    residual_conv_relu: y = x + relu(conv3x3_same(x) + b), ResNet-9's residual
+    block shape (branch parameters named conv.weight, conv.bias);
+    residual_identity_branch: y = x + 0.5*x (the branch a fixed scale), so dx
+    = 1.5*dy exercises the skip path's gradient alone; flatten: (N, C, H, W)
+    -> (N, C*H*W) in C, H, W order, y = x.flatten(1); flatten_dense: flatten
+    followed by a dense layer (madry-mnist's pool2 -> fc1), parameters
+    fc.weight, fc.bias. Written to NN_GOLDEN (not testdata/golden) so the
+    existing layer fixtures and their test are untouched."""
+    torch.manual_seed(70)
+    x = torch.randn(2, 3, 5, 4)
+    p = {"conv.weight": torch.randn(3, 3, 3, 3) * 0.3, "conv.bias": torch.randn(3) * 0.5}
+
+    def res(x, **q):
+        return x + F.relu(F.conv2d(x, q["conv.weight"], q["conv.bias"], padding=1))
+
+    w.write("layers", "residual_conv_relu", run_layer(res, x, p),
+            meta("residual", {"branch": "conv3x3_same_relu", "in": 3, "out": 3, "bias": True}))
+
+    torch.manual_seed(71)
+    w.write("layers", "residual_identity_branch", run_layer(lambda x: x + 0.5 * x, torch.randn(2, 3, 4, 5), {}),
+            meta("residual", {"branch": "scale_0.5"}))
+
+    torch.manual_seed(72)
+    w.write("layers", "flatten", run_layer(lambda x: torch.flatten(x, 1), torch.randn(2, 3, 4, 5), {}),
+            meta("flatten", {}))
+
+    torch.manual_seed(73)
+    x = torch.randn(3, 2, 3, 4)
+    p = {"fc.weight": torch.randn(5, 24) * 0.3, "fc.bias": torch.randn(5)}
+    w.write("layers", "flatten_dense",
+            run_layer(lambda x, **q: F.linear(torch.flatten(x, 1), q["fc.weight"], q["fc.bias"]), x, p),
+            meta("flatten_dense", {"in": 24, "out": 5, "bias": True}))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default=os.path.join(ROOT, "testdata", "golden"))
     ap.add_argument("--only", default=None, metavar="REGEX",
                     help="write only the cases whose name matches REGEX (others are not regenerated)")
+    ap.add_argument("--nn-out", default=NN_GOLDEN,
+                    help="folder of the pkg/nn-only fixtures (residual add, flatten)")
     args = ap.parse_args()
     w = Writer(args.out) if args.only is None else FilteredWriter(args.out, args.only)
     wants = getattr(w, "wants", lambda case: True)
@@ -385,6 +427,10 @@ def main():
         if wants(name):
             model_case(w, name, cfg, xs, seed)
     inception_torchvision_parity(w, args.out)
+    nn_out = args.nn_out
+    nw = Writer(nn_out) if args.only is None else FilteredWriter(nn_out, args.only)
+    residual_flatten_cases(nw)
+    w.total += nw.total
     print(f"{w.total:9d}  total")
 
 

@@ -6,7 +6,8 @@
 // attacks from other models, each run only on the examples every earlier
 // attack left correct, keeping each example's worst case; and checks that
 // flag the signs of gradient masking (accuracy not reaching 0 at large ε,
-// accuracy rising with steps, black box beating white box, attack losses
+// accuracy rising with steps or with restarts (independent runs, since the
+// cascade's accuracy can only fall), black box beating white box, attack losses
 // that do not rise, loss surfaces flat along the gradient, zero input
 // gradients and saturated softmax).
 //

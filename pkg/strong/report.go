@@ -123,6 +123,12 @@ func Markdown(rep *Report, images map[string]string) string {
 			}
 			img(&b, images, "steps", "accuracy vs PGD steps")
 		}
+		if len(dg.RestartsSweep) > 0 {
+			p("\n### Accuracy vs restarts (independent runs)\n\n| Restarts | Accuracy | Attack |\n|---|---|---|\n")
+			for _, q := range dg.RestartsSweep {
+				p("| %d | %s | %s |\n", q.Restarts, pct(q.Accuracy), q.Attack)
+			}
+		}
 		if len(dg.Convergence) > 0 {
 			p("\n### Attack-loss convergence (first run of each APGD stage, mean over attacked examples)\n\n| Stage | Loss | Examples | Start | Middle | End |\n|---|---|---|---|---|---|\n")
 			for _, c := range dg.Convergence {

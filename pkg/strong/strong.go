@@ -74,6 +74,14 @@ type CheckOptions struct {
 	// Steps: the PGD-CE step counts compared (default 1, 10, 100 and
 	// Options.Steps), each with step size 2.5ε/steps.
 	Steps []int
+	// Restarts: the APGD-CE restart counts compared (default 1 and
+	// Options.Restarts, at least 2), each an independent run with its own
+	// random starts (neither the cascade's nor another count's) on the same
+	// clean-correct examples, SweepSteps iterations per restart. The
+	// cascade's accuracy after each restart can only fall, so only
+	// independent runs can show more restarts raising accuracy (a model or
+	// pipeline that changes with the queries it answers).
+	Restarts []int
 	// SweepSteps: APGD iterations at each ε of the sweep (Options.Steps).
 	SweepSteps int
 	// SliceExamples: examples of the loss-surface slices (20); SlicePoints:
@@ -110,6 +118,9 @@ func (o *Options) defaults() {
 	if c.Steps == nil {
 		c.Steps = []int{1, 10, 100, o.Steps}
 	}
+	if c.Restarts == nil {
+		c.Restarts = []int{1, max(o.Restarts, 2)}
+	}
 	if c.SweepSteps <= 0 {
 		c.SweepSteps = o.Steps
 	}
@@ -121,6 +132,7 @@ func (o *Options) defaults() {
 	}
 	c.Eps = sortedUnique(c.Eps)
 	c.Steps = sortedUnique(c.Steps)
+	c.Restarts = sortedUnique(c.Restarts)
 }
 
 func sortedUnique[T int | float32](v []T) []T {
