@@ -44,12 +44,16 @@ type ShardConfig struct {
 	Step int64
 }
 
-// DefaultConfig returns a one-shard, one-worker configuration with Adam at
-// its defaults, lr 1e-4 constant (the local trainer's defaults), no weight
-// decay, no EMA and no buffers; set Lo, Hi and the rest for a real shard.
+// DefaultConfig returns a one-shard, one-worker configuration with the
+// paper's optimizer: TensorFlow 1's RMSProp as the released ALP code sets it
+// (ρ = 0.9, μ = 0.9, ε = 1, optim.DefaultRMSProp), lr 0.045 constant, no
+// weight decay, no EMA and no buffers; set Lo, Hi and the rest for a real
+// shard. In a cluster the coordinator's training configuration replaces
+// all of it (its --optimizer, --lr, --lr-schedule, ...), so that a cluster
+// and `logitpair train` given the same flags train the same model.
 func DefaultConfig() ShardConfig {
-	oc, _ := optim.DefaultConfig(optim.KindAdam)
-	return ShardConfig{Workers: 1, Optim: oc, Schedule: "constant", LR: 1e-4}
+	oc, _ := optim.DefaultConfig(optim.KindRMSProp)
+	return ShardConfig{Workers: 1, Optim: oc, Schedule: "constant", LR: 0.045}
 }
 
 // Validate checks every field and the fields against each other.

@@ -86,7 +86,7 @@ func dial(t *testing.T, lis *bufconn.Listener, opts ...grpc.DialOption) *grpc.Cl
 }
 
 // newShard builds a LocalShard of n parameters and nb buffers for workers
-// workers (paramserver.DefaultConfig: Adam), random initial values from seed.
+// workers (paramserver.DefaultConfig: RMSProp), random initial values from seed.
 func newShard(t *testing.T, n, nb, workers int, seed uint64) *cluster.LocalShard {
 	t.Helper()
 	cfg := paramserver.DefaultConfig()
