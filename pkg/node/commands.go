@@ -49,17 +49,58 @@ func runWithLogger(format string, fn func(ctx context.Context, log *zapLogger) e
 
 // CoordinatorCommand is `coordinator`: the cluster's coordinator.
 func CoordinatorCommand() *cobra.Command {
+	return coordinatorCommand(func(o CoordinatorOptions) error {
+		return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunCoordinator(ctx, o, log) })
+	})
+}
+
+// coordinatorIgnoredFlags are the shared training flags (train.BindFlags)
+// that mean nothing to the coordinator, with what to use instead. Given on
+// its command line they are errors; set in a --config file (shared with
+// `logitpair train`) they are ignored.
+var coordinatorIgnoredFlags = []struct{ name, instead string }{
+	{"out", "the coordinator writes its commit log and checkpoints to --dir; use --dir"},
+	{"resume", "the coordinator always resumes from the commit log and checkpoints in --dir: start it again with the same --dir (and --listen)"},
+	{"validate-every", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval"},
+	{"validate-examples", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval"},
+	{"threads", "compute threads are a worker's: pass --threads to each logitpair worker"},
+}
+
+// refuseIgnoredFlags fails on the first flag of coordinatorIgnoredFlags
+// given explicitly on the command line.
+func refuseIgnoredFlags(cmd *cobra.Command) error {
+	for _, f := range coordinatorIgnoredFlags {
+		if cmd.Flags().Changed(f.name) {
+			return fmt.Errorf("coordinator: --%s is not used by the coordinator: %s", f.name, f.instead)
+		}
+	}
+	return nil
+}
+
+// coordinatorCommand builds `coordinator` around run (tests replace it).
+func coordinatorCommand(run func(CoordinatorOptions) error) *cobra.Command {
 	o := CoordinatorOptions{Train: train.DefaultConfig()}
 	var finalize func() error
 	cmd := &cobra.Command{
 		Use:   "coordinator",
 		Short: "Run the cluster's coordinator: global step, membership, commit log, backup replicas dropped",
-		Args:  cobra.NoArgs,
+		Long: `Run the cluster's coordinator: global step, membership, commit log, backup replicas dropped.
+
+It takes the training flags of logitpair train (or a --config file), which it
+hands to the shards and workers, except --out (use --dir), --resume (resuming
+from --dir is automatic), --validate-every and --validate-examples (the cluster
+does not validate; use logitpair eval on its checkpoints) and --threads (a
+worker flag): given on the command line these are errors; in a --config file
+they are ignored.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := refuseIgnoredFlags(cmd); err != nil {
+				return err
+			}
 			if err := finalize(); err != nil {
 				return err
 			}
-			return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunCoordinator(ctx, o, log) })
+			return run(o)
 		},
 	}
 	fs := cmd.Flags()
@@ -71,6 +112,9 @@ func CoordinatorCommand() *cobra.Command {
 	fs.IntVar(&o.PS, "ps", 17, "parameter-server shards")
 	fs.BoolVar(&o.Elastic, "elastic", false, "with fewer than W − b live workers, average over the live ones instead of pausing")
 	finalize = train.BindFlags(fs, &o.Train)
+	for _, f := range coordinatorIgnoredFlags {
+		fs.Lookup(f.name).Usage = "not used by the coordinator (an error here; ignored in --config): " + f.instead
+	}
 	return cmd
 }
 

@@ -5,9 +5,13 @@
 // cmd/ only parse flags and call these functions.
 //
 // Shutdown order, on SIGINT/SIGTERM or when the run is done: leave the gossip
-// cluster (memberlist Leave), stop the gRPC server gracefully with a deadline
-// and then hard, flush (the coordinator's consistent checkpoints are written
-// as the run goes; a shard's state is in its store), and sync the logger.
+// cluster first (memberlist Leave: the peers see a graceful departure, not a
+// node that stopped answering probes), then stop the gRPC server gracefully
+// with a deadline and then hard (in-flight RPCs finish while the process is
+// already known to be leaving; a worker, which serves no RPCs, closes its
+// connections after leaving), flush (the coordinator's consistent
+// checkpoints are written as the run goes; a shard's state is in its store),
+// and sync the logger. serve and gossipMember implement the first two steps.
 package node
 
 import (
@@ -112,6 +116,7 @@ func (c *Common) initTransport(log *zap.Logger, serving bool) error {
 		} else {
 			log.Warn("no TLS: the join token, parameters and gradients travel in the clear and the servers are not authenticated; set --tls-ca, --tls-cert and --tls-key (logitpair certs)")
 		}
+		c.warnNoJoinToken(log, serving, false)
 		return nil
 	}
 	id, err := tlsutil.Load(f, func(leaf *x509.Certificate, err error) {
@@ -128,7 +133,26 @@ func (c *Common) initTransport(log *zap.Logger, serving bool) error {
 	leaf := id.Leaf()
 	log.Info("mutual TLS on", zap.String("ca", f.CA), zap.String("cert", f.Cert), zap.String("subject", leaf.Subject.CommonName),
 		zap.Strings("dns", leaf.DNSNames), zap.Time("not_after", leaf.NotAfter))
+	c.warnNoJoinToken(log, serving, true)
 	return nil
+}
+
+// warnNoJoinToken warns loudly, like the missing-TLS warning, when no join
+// token is configured: rpc.TokenAuth("") installs no check at all, so the
+// cluster's gRPC servers accept every caller that reaches them (with TLS:
+// every holder of a certificate from the CA).
+func (c *Common) warnNoJoinToken(log *zap.Logger, serving, tls bool) {
+	if c.JoinToken != "" {
+		return
+	}
+	switch {
+	case serving && !tls:
+		log.Warn("no join token: this server checks none, so anyone who can reach this port can join the cluster, push gradients and read the model's parameters; set --join-token (env LOGITPAIR_JOIN_TOKEN; logitpair certs --secrets mints one) on every process")
+	case serving:
+		log.Warn("no join token: this server checks none, so any process with a certificate from --tls-ca (another cluster's included) can join the cluster and push gradients; set --join-token (env LOGITPAIR_JOIN_TOKEN; logitpair certs --secrets mints one) on every process")
+	default:
+		log.Warn("no join token: this worker sends none, so it can join only servers that check none, which let anyone who reaches them join the cluster and push gradients; set --join-token (env LOGITPAIR_JOIN_TOKEN; logitpair certs --secrets mints one) on every process")
+	}
 }
 
 func (c Common) checkTransport() {
@@ -215,23 +239,64 @@ func joinWithRetry(ctx context.Context, n *membership.Node, addr string, window 
 	}
 }
 
-// serve runs a gRPC server until ctx ends, then stops it gracefully within
-// grace and hard after that.
-func serve(ctx context.Context, srv *grpc.Server, ln net.Listener, grace time.Duration) error {
+// gossipLeaveTimeout bounds how long a stopping process waits for its
+// gossip leave message to go out.
+const gossipLeaveTimeout = 2 * time.Second
+
+// gossipMember is a process's gossip membership as its shutdown sees it:
+// leave leaves the cluster once (memberlist panics on a second Leave), so
+// both serve, in the shutdown order, and a deferred call on an early return
+// may call it.
+type gossipMember struct {
+	n    *membership.Node
+	log  *zap.Logger
+	once sync.Once
+}
+
+func newGossipMember(n *membership.Node, log *zap.Logger) *gossipMember {
+	return &gossipMember{n: n, log: log}
+}
+
+// leave broadcasts this process's departure, so that its peers see it leave
+// gracefully rather than stop answering probes, and shuts memberlist down.
+func (g *gossipMember) leave() {
+	g.once.Do(func() {
+		if err := g.n.Leave(gossipLeaveTimeout); err != nil {
+			g.log.Warn("leaving the gossip cluster: the leave message may not have gone out; peers will declare this process dead instead", zap.Error(err))
+			return
+		}
+		g.log.Info("left the gossip cluster")
+	})
+}
+
+// serve runs a gRPC server until ctx ends, then, in the shutdown order,
+// leaves the gossip cluster (leave; nil: none) and stops the server
+// gracefully within grace and hard after that: peers learn that this
+// process is leaving while its in-flight RPCs still finish.
+func serve(ctx context.Context, srv *grpc.Server, ln net.Listener, grace time.Duration, leave func(), log *zap.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		if leave != nil {
+			leave()
+		}
 		return err
 	case <-ctx.Done():
 	}
+	if leave != nil {
+		leave()
+	}
 	done := make(chan struct{})
 	go func() { srv.GracefulStop(); close(done) }()
+	graceful := true
 	select {
 	case <-done:
 	case <-time.After(grace):
+		graceful = false
 		srv.Stop()
 	}
+	log.Info("gRPC server stopped", zap.Bool("graceful", graceful))
 	return nil
 }
 
@@ -332,7 +397,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		}
 		c := getCoord()
 		if !e.Alive {
-			log.Warn("worker declared dead by gossip", zap.Int("slot", e.Meta.Slot), zap.String("node", e.Node))
+			log.Warn("worker gone from gossip (left, or declared dead): releasing its slot", zap.Int("slot", e.Meta.Slot), zap.String("node", e.Node))
 			reg.Release(e.Meta.Slot)
 		}
 		if c != nil {
@@ -343,14 +408,15 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		ln.Close()
 		return err
 	}
-	defer gossip.Leave(2 * time.Second)
+	member := newGossipMember(gossip, log)
+	defer member.leave() // early returns; serve leaves first on the way out
 	if o.AddrFile != "" {
 		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr(), HTTP: hs.Addr()}); err != nil {
 			return err
 		}
 	}
 	servErr := make(chan error, 1)
-	go func() { servErr <- serve(ctx, srv, ln, 10*time.Second) }()
+	go func() { servErr <- serve(ctx, srv, ln, 10*time.Second, member.leave, log) }()
 
 	clog, err := paramserver.OpenFileLog(filepath.Join(o.Dir, "commit.log"))
 	if err != nil {
@@ -388,6 +454,9 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
+	if err := logHistory(log, clog, cluster.FileCheckpoints{Dir: o.Dir}, o.Dir); err != nil {
+		return err
+	}
 	coordMu.Lock()
 	coord = c
 	coordMu.Unlock()
@@ -411,6 +480,30 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		runErr = nil
 	}
 	return errors.Join(runErr, serr)
+}
+
+// logHistory says what the coordinator starts from: a new run, or the
+// commit log and consistent checkpoint an earlier incarnation left in dir
+// (resuming is automatic; the shards are reconciled with the log next).
+func logHistory(log *zap.Logger, clog paramserver.CommitLog, ckpts cluster.FileCheckpoints, dir string) error {
+	es, err := clog.Entries()
+	if err != nil {
+		return err
+	}
+	ckpt, haveCkpt, err := ckpts.LastCheckpoint()
+	if err != nil {
+		return err
+	}
+	if len(es) == 0 && !haveCkpt {
+		log.Info("starting a new run", zap.String("dir", dir))
+		return nil
+	}
+	next := ckpt
+	if len(es) > 0 {
+		next = es[len(es)-1].Step + 1
+	}
+	log.Info("resuming from the commit log", zap.String("dir", dir), zap.Int64("next_step", next), zap.Int("log_entries", len(es)), zap.Int64("checkpoint", ckpt))
+	return nil
 }
 
 // connCache keeps one client connection per address.
@@ -645,7 +738,8 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	defer gossip.Leave(2 * time.Second)
+	member := newGossipMember(gossip, log)
+	defer member.leave() // early returns; serve leaves first on the way out
 	if o.AddrFile != "" {
 		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr(), HTTP: hs.Addr()}); err != nil {
 			return err
@@ -666,7 +760,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	})
 	go rejoinGossip(ctx, gossip, o.GossipJoin)
 	ready.Store(true)
-	err = serve(ctx, srv, ln, 10*time.Second)
+	err = serve(ctx, srv, ln, 10*time.Second, member.leave, log)
 	shard.S.Close()
 	return err
 }
@@ -780,7 +874,9 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer gossip.Leave(2 * time.Second)
+	// Deferred last, so it runs first: the worker leaves gossip, then closes
+	// its shard connections and gives its slot back (Leave RPC).
+	defer newGossipMember(gossip, log).leave()
 	if o.AddrFile != "" {
 		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: "worker", Gossip: gossip.Addr(), HTTP: hs.Addr()}); err != nil {
 			return err
