@@ -147,11 +147,11 @@ its plots.`,
 				opts.Sources = append(opts.Sources, sm)
 				opts.SourceNames = append(opts.SourceNames, s)
 			}
-			test, err := data.Open(dataset, dataDir, "test", dataOptions(m.Input))
+			test, err := data.Open(dataset, dataDir, "test", data.ForInput(m.Input))
 			if err != nil {
 				return err
 			}
-			if err := checkData(test.Info(), m.Name, m.Input, m.Classes); err != nil {
+			if err := test.Info().Fits(m.Name, m.Input, m.Classes); err != nil {
 				return err
 			}
 			rep, err := eval.Run(m, test, opts)
@@ -218,11 +218,11 @@ func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dat
 		o.Sources = append(o.Sources, models.EvalView{M: sm})
 		o.SourceNames = append(o.SourceNames, s)
 	}
-	test, err := data.Open(dataset, dataDir, "test", dataOptions(m.Input))
+	test, err := data.Open(dataset, dataDir, "test", data.ForInput(m.Input))
 	if err != nil {
 		return err
 	}
-	if err := checkData(test.Info(), m.Name, m.Input, m.Classes); err != nil {
+	if err := test.Info().Fits(m.Name, m.Input, m.Classes); err != nil {
 		return err
 	}
 	errw := cmd.ErrOrStderr()

@@ -38,12 +38,12 @@ func newTrainCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			opts := dataOptions(input)
+			opts := data.ForInput(input)
 			trainSet, err := data.Open(c.Dataset, c.DataDir, "train", opts)
 			if err != nil {
 				return err
 			}
-			if err := checkData(trainSet.Info(), c.Model, input, classes); err != nil {
+			if err := trainSet.Info().Fits(c.Model, input, classes); err != nil {
 				return err
 			}
 			var val data.Source
@@ -51,7 +51,7 @@ func newTrainCmd() *cobra.Command {
 				if val, err = data.Open(c.Dataset, c.DataDir, "test", opts); err != nil {
 					return err
 				}
-				if err := checkData(val.Info(), c.Model, input, classes); err != nil {
+				if err := val.Info().Fits(c.Model, input, classes); err != nil {
 					return err
 				}
 			}
@@ -99,22 +99,4 @@ func modelShape(name string, cfg models.Config) ([3]int, int, error) {
 		return [3]int{}, 0, err
 	}
 	return m.Input, m.Classes, nil
-}
-
-// dataOptions opens image-folder datasets at the model's input size.
-func dataOptions(input [3]int) data.OpenOptions {
-	return data.OpenOptions{H: input[1], W: input[2]}
-}
-
-// checkData checks that a dataset's images are the model's input and its
-// labels within the model's classes.
-func checkData(info data.Info, model string, input [3]int, classes int) error {
-	if info.C != input[0] || info.H != input[1] || info.W != input[2] {
-		return fmt.Errorf("%s images are %d×%d×%d, model %s expects %d×%d×%d (image-folder datasets take the model's image_size; the others need a model of their shape)",
-			info.Name, info.C, info.H, info.W, model, input[0], input[1], input[2])
-	}
-	if info.Classes > classes {
-		return fmt.Errorf("%s has %d classes, model %s has %d: set its \"classes\" in --model-config", info.Name, info.Classes, model, classes)
-	}
-	return nil
 }

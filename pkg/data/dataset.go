@@ -17,6 +17,20 @@ type Info struct {
 // Size is the number of float32 values in one image, C·H·W.
 func (in Info) Size() int { return in.C * in.H * in.W }
 
+// Fits checks that the dataset's images have a model's input shape (C, H, W)
+// and its labels fit the model's classes; the error names the dataset, the
+// model and what to change.
+func (in Info) Fits(model string, input [3]int, classes int) error {
+	if in.C != input[0] || in.H != input[1] || in.W != input[2] {
+		return fmt.Errorf("%s images are %d×%d×%d, model %s expects %d×%d×%d (image-folder datasets take the model's image_size; the others need a model of their shape)",
+			in.Name, in.C, in.H, in.W, model, input[0], input[1], input[2])
+	}
+	if in.Classes > classes {
+		return fmt.Errorf("%s has %d classes, model %s has %d: set its \"classes\" in --model-config", in.Name, in.Classes, model, classes)
+	}
+	return nil
+}
+
 // Source is a dataset of labelled images, in memory or decoded on demand.
 // Implementations must be safe for concurrent calls of Example.
 type Source interface {

@@ -47,6 +47,10 @@ func IsFolderDataset(name string) bool {
 	return false
 }
 
+// ForInput is the OpenOptions of a model with input shape (C, H, W):
+// image folders are opened at the model's H×W.
+func ForInput(input [3]int) OpenOptions { return OpenOptions{H: input[1], W: input[2]} }
+
 // OpenOptions are the settings of Open's image-folder datasets (the fixed
 // formats ignore them).
 type OpenOptions struct {

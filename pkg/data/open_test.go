@@ -214,3 +214,19 @@ func TestOpenErrors(t *testing.T) {
 		t.Errorf("Load of an image folder: %v", err)
 	}
 }
+
+func TestInfoFits(t *testing.T) {
+	in := data.Info{Name: "tiny-imagenet", C: 3, H: 64, W: 64, Classes: 200}
+	if err := in.Fits("resnet-v2-50", [3]int{3, 64, 64}, 1000); err != nil {
+		t.Fatalf("fitting dataset: %v", err)
+	}
+	if err := in.Fits("resnet-v2-50", [3]int{3, 32, 32}, 1000); err == nil || !strings.Contains(err.Error(), "tiny-imagenet images are 3×64×64, model resnet-v2-50 expects 3×32×32") {
+		t.Errorf("wrong size: %v", err)
+	}
+	if err := in.Fits("resnet-v2-50", [3]int{3, 64, 64}, 10); err == nil || !strings.Contains(err.Error(), "200 classes, model resnet-v2-50 has 10") {
+		t.Errorf("too few classes: %v", err)
+	}
+	if o := data.ForInput([3]int{3, 48, 40}); o.H != 48 || o.W != 40 {
+		t.Errorf("ForInput = %+v", o)
+	}
+}

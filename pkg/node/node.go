@@ -841,12 +841,15 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 		return err
 	}
 	log.Info(desc, zap.String("device", dev), zap.String("backend", be.Name()))
-	ds, err := data.Load(cfg.Dataset, cfg.DataDir, "train")
+	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
 	if err != nil {
 		return err
 	}
-	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
+	ds, err := data.Open(cfg.Dataset, cfg.DataDir, "train", data.ForInput(m.Input))
 	if err != nil {
+		return err
+	}
+	if err := ds.Info().Fits(cfg.Model, m.Input, m.Classes); err != nil {
 		return err
 	}
 	wcfg := cfg
