@@ -199,3 +199,33 @@ func parallelFor(n, par int, f func(i int) error) error {
 	}
 	return nil
 }
+
+// Tail is a view of the last n examples of src (all of them when n ≤ 0 or
+// n ≥ its length), in order. Training validates on the test split's tail,
+// so that the examples it selects the best checkpoint on are not the first
+// ones that evaluations score.
+func Tail(src Source, n int) Source {
+	in := src.Info()
+	if n <= 0 || n >= in.Len {
+		return src
+	}
+	return tail{src: src, off: in.Len - n, n: n}
+}
+
+type tail struct {
+	src    Source
+	off, n int
+}
+
+func (t tail) Info() Info {
+	in := t.src.Info()
+	in.Len = t.n
+	return in
+}
+
+func (t tail) Example(i int, dst []float32) (int32, error) {
+	if i < 0 || i >= t.n {
+		return 0, fmt.Errorf("data: example %d of a %d-example tail of %s", i, t.n, t.src.Info().Name)
+	}
+	return t.src.Example(t.off+i, dst)
+}

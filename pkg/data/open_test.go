@@ -230,3 +230,25 @@ func TestInfoFits(t *testing.T) {
 		t.Errorf("ForInput = %+v", o)
 	}
 }
+
+func TestTailIsTheLastExamples(t *testing.T) {
+	ds := &data.Dataset{Name: "toy", C: 1, H: 1, W: 2, Classes: 5,
+		Images: []float32{0, 0, 0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.4}, Labels: []int32{0, 1, 2, 3, 4}}
+	tl := data.Tail(ds, 2)
+	if in := tl.Info(); in.Len != 2 || in.Name != "toy" || in.Classes != 5 {
+		t.Fatalf("Info = %+v", in)
+	}
+	dst := make([]float32, 2)
+	for i, want := range []int32{3, 4} {
+		y, err := tl.Example(i, dst)
+		if err != nil || y != want || dst[0] != float32(want)/10 {
+			t.Errorf("example %d: label %d image %v (%v), want label %d", i, y, dst, err, want)
+		}
+	}
+	if _, err := tl.Example(2, dst); err == nil || !strings.Contains(err.Error(), "example 2 of a 2-example tail of toy") {
+		t.Errorf("out of range: %v", err)
+	}
+	if data.Tail(ds, 0) != data.Source(ds) || data.Tail(ds, 9) != data.Source(ds) {
+		t.Error("a tail of all examples is the source itself")
+	}
+}

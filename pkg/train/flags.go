@@ -53,7 +53,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.Int64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: only at the end)")
 	fs.IntVar(&c.Keep, "keep", c.Keep, "checkpoints to keep")
 	fs.Int64Var(&c.ValidateEvery, "validate-every", c.ValidateEvery, "steps between robust validations (0: never); the best model is kept as best.safetensors")
-	fs.IntVar(&c.ValidateExamples, "validate-examples", c.ValidateExamples, "held-out examples per validation")
+	fs.IntVar(&c.ValidateExamples, "validate-examples", c.ValidateExamples, "validation examples: the last N of the test split (evaluations score the first ones)")
 	return func() error {
 		if configPath == "" {
 			return nil

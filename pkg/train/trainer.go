@@ -252,8 +252,11 @@ func (t *Trainer) Save() (Pointer, error) {
 }
 
 // Validate measures robust accuracy (the training attack, or PGD at the
-// configured ε if the objective has none) on the first ValidateExamples
-// held-out examples and keeps the best model as best.safetensors. A robust
+// configured ε if the objective has none) on the last ValidateExamples
+// held-out examples (data.Tail: not the first ones, which `logitpair eval`
+// and the reproduction scripts score, so the checkpoint is not selected on
+// the examples it is reported on) and keeps the best model as
+// best.safetensors. A robust
 // accuracy that collapses while clean accuracy stays high is FGSM training's
 // "catastrophic overfitting"; best.safetensors keeps the model from before.
 func (t *Trainer) Validate() error {
@@ -279,14 +282,14 @@ type validation struct {
 }
 
 // measureRobust is Validate's measurement: clean and white-box accuracy
-// on the first ValidateExamples held-out examples.
+// on the last ValidateExamples held-out examples.
 func (t *Trainer) measureRobust() (validation, error) {
 	ac, err := t.Cfg.AttackConfig()
 	if err != nil {
 		ac = attack.PGD(float32(t.Cfg.Eps), float32(t.Cfg.StepSize), max(t.Cfg.AttackSteps, 1))
 	}
 	ac.Restarts, ac.RandomStart = 1, true
-	rep, err := eval.Run(t.W.Model, t.val, eval.Options{Examples: t.Cfg.ValidateExamples, Batch: 100, Seed: t.Cfg.Seed, Attacks: []attack.Config{ac}})
+	rep, err := eval.Run(t.W.Model, data.Tail(t.val, t.Cfg.ValidateExamples), eval.Options{Batch: 100, Seed: t.Cfg.Seed, Attacks: []attack.Config{ac}})
 	if err != nil {
 		return validation{}, err
 	}
