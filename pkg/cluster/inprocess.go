@@ -41,6 +41,9 @@ type InProcessOptions struct {
 	// CheckpointDir, when set, receives the consistent checkpoints in local
 	// training's format (ModelWriter).
 	CheckpointDir string
+	// Log is the coordinator's commit log; nil means a fresh in-memory one
+	// (paramserver.OpenFileLog records it durably, as cmd/coordinator does).
+	Log paramserver.CommitLog
 }
 
 // NewInProcess builds (but does not start) an in-process cluster for cfg.
@@ -52,7 +55,11 @@ func NewInProcess(ctx context.Context, cfg train.Config, o InProcessOptions) (*I
 	if err != nil {
 		return nil, err
 	}
-	c := &InProcess{Cfg: cfg, Layout: l, Log: paramserver.NewMemLog()}
+	clog := o.Log
+	if clog == nil {
+		clog = paramserver.NewMemLog()
+	}
+	c := &InProcess{Cfg: cfg, Layout: l, Log: clog}
 	clients := make([]coordinator.ShardClient, o.Shards)
 	wshards := make([]worker.Shard, o.Shards)
 	for k := 0; k < o.Shards; k++ {

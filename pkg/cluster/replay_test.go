@@ -1,0 +1,230 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/logitpair/logitpair/pkg/data"
+	"github.com/logitpair/logitpair/pkg/data/datatest"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/nn"
+	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/tensor"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/train"
+)
+
+// bnConfig is tinyConfig with a model that has batch-norm running
+// statistics: a width-1 resnet-v2-50 on the 1×28×28 synthetic images (16
+// pre-activation blocks, 49 batch norms, a few hundred buffer values).
+func bnConfig(t testing.TB) train.Config {
+	c := tinyConfig(t)
+	c.Model = "resnet-v2-50"
+	c.ModelConfig = models.Config{"width": 1, "classes": 10, "in_channels": 1, "image_size": 28}
+	c.Steps = 6
+	return c
+}
+
+// newInProcessWithLog is newClusterB with the coordinator writing to clog
+// (a file log, as the coordinator binary writes commit.log).
+func newInProcessWithLog(t *testing.T, cfg train.Config, workers, backups, nshards int, clog paramserver.CommitLog) *InProcess {
+	t.Helper()
+	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := NewInProcess(ctx, cfg, InProcessOptions{Workers: workers, Backups: backups, Shards: nshards, Data: loader, Log: clog,
+		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// replayOnto replays entries onto fresh's shards the way an operator would:
+// one model, for each (step, worker) it loads the shards' step-t parameters
+// and buffers, recomputes that worker's gradient from (seed, step, slot) and
+// hands back the gradient and the buffers its training forward pass left.
+func replayOnto(t *testing.T, cfg train.Config, workers int, entries []paramserver.Entry, fresh *InProcess) {
+	t.Helper()
+	be := cpu.New(cpu.Options{Threads: 1})
+	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wcfg := cfg
+	wcfg.WeightDecay = 0
+	tw, err := train.NewWorker(wcfg, m, data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards := make([]*paramserver.Shard, len(fresh.Shards))
+	for k, s := range fresh.Shards {
+		shards[k] = s.S
+	}
+	bufs := nn.Buffers(m.Params())
+	params, buffers := make([]float32, fresh.Layout.Params.Total), make([]float32, fresh.Layout.Buffers.Total)
+	var gradErr error
+	err = paramserver.Replay(entries, shards, func(step int64, w int) ([]float32, []float32) {
+		for _, s := range shards {
+			p, b, err := s.Pull(ctxFor(t), step)
+			if err != nil {
+				gradErr = err
+				return nil, nil // Replay reports the short vectors; gradErr says why
+			}
+			c := s.Config()
+			copy(params[c.Lo:c.Hi], p)
+			copy(buffers[c.BufLo:c.BufHi], b)
+		}
+		nn.Scatter(be, m.Trainable(), params)
+		nn.Scatter(be, bufs, buffers)
+		g := make([]float32, len(params))
+		if _, err := tw.Gradient(step, w, workers, g); err != nil {
+			gradErr = err
+			return nil, nil
+		}
+		b := make([]float32, len(buffers))
+		nn.Gather(be, bufs, b, false)
+		return g, b
+	})
+	if gradErr != nil {
+		t.Fatal(gradErr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameShardState fails unless two shards' complete states (version,
+// parameters, batch-norm buffers, optimizer slots, EMA) agree bit for bit.
+func sameShardState(t *testing.T, what string, got, want paramserver.ShardState) {
+	t.Helper()
+	if got.Version != want.Version || got.OptimKind != want.OptimKind || len(got.Optim) != len(want.Optim) {
+		t.Fatalf("%s: version %d %s with %d slots, want %d %s with %d", what,
+			got.Version, got.OptimKind, len(got.Optim), want.Version, want.OptimKind, len(want.Optim))
+	}
+	sameBits(t, what+": parameters", got.Params, want.Params)
+	sameBits(t, what+": batch-norm buffers", got.Buffers, want.Buffers)
+	sameBits(t, what+": EMA", got.EMA, want.EMA)
+	for i := range got.Optim {
+		if got.Optim[i].Name != want.Optim[i].Name {
+			t.Fatalf("%s: optimizer slot %d is %q, want %q", what, i, got.Optim[i].Name, want.Optim[i].Name)
+		}
+		sameBits(t, what+": optimizer "+got.Optim[i].Name, got.Optim[i].Data, want.Optim[i].Data)
+	}
+}
+
+// TestReplayOfTheFileLogReproducesTheRun (issue 5, test f, as an operator
+// would do it): a 3-worker, 1-backup, 3-shard run of a model with batch
+// norm records its commit log in a file; in step t worker t mod 3 is held
+// back until the step is decided, so every step's set leaves out a
+// different worker. The file is closed and reopened, and replaying its
+// entries on fresh shards from the initial state, each listed worker's
+// gradient and buffers recomputed from (seed, step, slot), reproduces every
+// shard's parameters, batch-norm running statistics (averaged over the
+// logged set), EMA and RMSProp state bit for bit. Replaying the same log
+// with one step's set changed does not: the set matters.
+func TestReplayOfTheFileLogReproducesTheRun(t *testing.T) {
+	const workers, backups, nshards = 3, 1, 3
+	cfg := bnConfig(t)
+	path := filepath.Join(t.TempDir(), "commit.log")
+	flog, err := paramserver.OpenFileLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { flog.Close() }) // a second Close is a no-op
+	c := newInProcessWithLog(t, cfg, workers, backups, nshards, flog)
+	if c.Layout.Buffers.Total == 0 {
+		t.Fatal("the model has no batch-norm buffers")
+	}
+	for _, s := range c.Shards {
+		s.BeforePush = func(ctx context.Context, step int64, w int) error {
+			if int64(w) != step%workers {
+				return nil
+			}
+			for c.Coord.Status().Step <= step { // this step's straggler: wait until it is decided
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+			return nil
+		}
+	}
+	if err := c.Run(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]paramserver.ShardState, nshards)
+	for k, s := range c.Shards {
+		want[k] = s.S.Checkpoint()
+	}
+	recorded, err := flog.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := flog.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(want[0].Buffers, c.Layout.InitBuffers) {
+		t.Fatal("the run left the batch-norm buffers at their initial values")
+	}
+
+	// The operator's side: only the file.
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Fatalf("commit log file: %v %v", fi, err)
+	}
+	reopened, err := paramserver.OpenFileLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := reopened.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reopened.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != int(cfg.Steps) || len(recorded) != len(entries) {
+		t.Fatalf("reopened log has %d entries (%d recorded) for %d steps", len(entries), len(recorded), cfg.Steps)
+	}
+	all := []int{0, 1, 2}
+	distinct := map[string]bool{}
+	for i, e := range entries {
+		if e.Step != int64(i) || !slices.Equal(e.Workers, recorded[i].Workers) {
+			t.Fatalf("reopened entry %d is %+v, recorded %+v", i, e, recorded[i])
+		}
+		wantSet := slices.DeleteFunc(slices.Clone(all), func(w int) bool { return int64(w) == e.Step%workers })
+		if !slices.Equal(e.Workers, wantSet) {
+			t.Fatalf("step %d used workers %v, want %v (worker %d held back)", e.Step, e.Workers, wantSet, e.Step%workers)
+		}
+		distinct[fmt.Sprint(e.Workers)] = true
+	}
+	if len(distinct) != workers {
+		t.Fatalf("the log's sets %v are not all different; replaying with one fixed set could pass", entries)
+	}
+
+	fresh := newClusterB(t, cfg, workers, backups, nshards)
+	replayOnto(t, cfg, workers, entries, fresh)
+	for k, s := range fresh.Shards {
+		sameShardState(t, fmt.Sprintf("replayed shard %d", k), s.S.Checkpoint(), want[k])
+	}
+
+	// The same log with step 0's set changed ({1,2} → {0,1}) replays to
+	// other parameters and other buffers.
+	changed := slices.Clone(entries)
+	changed[0] = paramserver.Entry{Step: 0, Workers: []int{0, 1}}
+	other := newClusterB(t, cfg, workers, backups, nshards)
+	replayOnto(t, cfg, workers, changed, other)
+	got := other.Shards[0].S.Checkpoint()
+	if slices.Equal(got.Buffers, want[0].Buffers) {
+		t.Fatal("replaying with another set gave the same batch-norm buffers: the set did not matter")
+	}
+	if slices.Equal(got.Params, want[0].Params) {
+		t.Fatal("replaying with another set gave the same parameters: the set did not matter")
+	}
+}
