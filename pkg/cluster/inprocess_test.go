@@ -52,6 +52,26 @@ func newClusterB(t testing.TB, cfg train.Config, w, b, shards int) *InProcess {
 	return c
 }
 
+// straggle makes worker slow(t) of every step t a straggler: its pushes wait
+// until the coordinator has decided step t without it.
+func straggle(c *InProcess, slow func(step int64) int) {
+	for _, s := range c.Shards {
+		s.BeforePush = func(ctx context.Context, step int64, w int) error {
+			if w != slow(step) {
+				return nil
+			}
+			for c.Coord.Status().Step <= step {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+			return nil
+		}
+	}
+}
+
 func sameBits(t *testing.T, what string, a, b []float32) {
 	t.Helper()
 	if len(a) != len(b) {
@@ -100,21 +120,7 @@ func TestOneWorkerEqualsLocalTraining(t *testing.T) {
 func TestBackupsDropTheStraggler(t *testing.T) {
 	cfg := tinyConfig(t)
 	c := newCluster(t, cfg, 3, 1, 2)
-	for _, s := range c.Shards {
-		s.BeforePush = func(ctx context.Context, step int64, w int) error {
-			if w != 2 {
-				return nil
-			}
-			for c.Coord.Status().Step <= step { // a straggler: wait for the step to be decided
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(2 * time.Millisecond):
-				}
-			}
-			return nil
-		}
-	}
+	straggle(c, func(int64) int { return 2 })
 	if err := c.Run(ctxFor(t)); err != nil {
 		t.Fatal(err)
 	}

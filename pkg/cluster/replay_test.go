@@ -141,21 +141,7 @@ func TestReplayOfTheFileLogReproducesTheRun(t *testing.T) {
 	if c.Layout.Buffers.Total == 0 {
 		t.Fatal("the model has no batch-norm buffers")
 	}
-	for _, s := range c.Shards {
-		s.BeforePush = func(ctx context.Context, step int64, w int) error {
-			if int64(w) != step%workers {
-				return nil
-			}
-			for c.Coord.Status().Step <= step { // this step's straggler: wait until it is decided
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(2 * time.Millisecond):
-				}
-			}
-			return nil
-		}
-	}
+	straggle(c, func(step int64) int { return int(step % workers) })
 	if err := c.Run(ctxFor(t)); err != nil {
 		t.Fatal(err)
 	}
