@@ -102,15 +102,7 @@ func waitDone(t *testing.T, c *Cluster, steps int64) {
 			t.Fatal(err) // the checkpoint in local training's format, optimizer state fetched from the shards
 		}
 	}
-	l, err := paramserver.OpenFileLog(filepath.Join(c.L.Dir, "coordinator", "commit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	es, err := l.Entries()
-	if err != nil {
-		t.Fatal(err)
-	}
+	es := commitLog(t, c)
 	if int64(len(es)) != steps {
 		t.Fatalf("commit log has %d entries for %d steps", len(es), steps)
 	}
