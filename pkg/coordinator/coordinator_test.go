@@ -302,3 +302,69 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// watchedLog is a commit log that, at each Append, records every shard's
+// version, and fails the Append of step failAt.
+type watchedLog struct {
+	paramserver.CommitLog
+	shards   []*cluster.LocalShard
+	failAt   int64
+	versions [][]int64 // per Append: the shards' versions when it was called
+}
+
+func (l *watchedLog) Append(e paramserver.Entry) error {
+	var v []int64
+	for _, s := range l.shards {
+		v = append(v, s.S.Version())
+	}
+	l.versions = append(l.versions, v)
+	if e.Step == l.failAt {
+		return errors.New("disk full")
+	}
+	return l.CommitLog.Append(e)
+}
+
+// The contributing set of step t is durable in the commit log before any
+// shard applies step t: at each Append every shard is still at version t,
+// and when the Append fails no shard applies the step at all.
+func TestStepIsLoggedBeforeAnyShardApplies(t *testing.T) {
+	log := &watchedLog{CommitLog: paramserver.NewMemLog(), failAt: 2}
+	r := newRig(t, 2, 0, false, log, nil, nil)
+	log.shards = r.shards
+	r.step(0, 0, 1)
+	r.step(1, 1, 0)
+	for step, v := range log.versions {
+		for k, ver := range v {
+			if ver != int64(step) {
+				t.Fatalf("step %d was logged when shard %d was already at version %d", step, k, ver)
+			}
+		}
+	}
+	for _, w := range []int{0, 1} {
+		for _, s := range r.shards {
+			if err := s.S.Push(2, w, []float32{1, 1, 1}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, _, err := r.c.Report(2, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-r.done:
+		r.run = nil
+		if err == nil || !strings.Contains(err.Error(), "commit log: disk full") {
+			t.Fatalf("coordinator stopped with %v, want the commit log's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the coordinator went on after its commit log failed")
+	}
+	for k, s := range r.shards {
+		if v := s.S.Version(); v != 2 {
+			t.Fatalf("shard %d at version %d after the unlogged step 2, want 2 (not applied)", k, v)
+		}
+	}
+	if e := entries(t, log); len(e) != 2 {
+		t.Fatalf("%d log entries, want 2", len(e))
+	}
+}
