@@ -249,7 +249,11 @@ func (c *Coordinator) updatePauseLocked() {
 	live, n := c.liveLocked(), c.requiredLocked()
 	reason := ""
 	if live < n {
-		reason = fmt.Sprintf("%d live workers, %d needed per step (start more workers, or run with --elastic)", live, n)
+		hint := "start more workers, or run with --elastic"
+		if c.cfg.Elastic {
+			hint = "start more workers"
+		}
+		reason = fmt.Sprintf("%d live workers, %d needed per step (%s)", live, n, hint)
 	}
 	if reason != c.shortReason {
 		if reason != "" {
