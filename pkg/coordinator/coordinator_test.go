@@ -271,7 +271,7 @@ func TestBackupReportsAreDroppedAndCounted(t *testing.T) {
 func TestTooFewLiveWorkersPauseOrShrinkWithElastic(t *testing.T) {
 	r := newRig(t, 3, 0, false, paramserver.NewMemLog(), nil, nil)
 	r.c.SetLive(2, false)
-	if st := r.c.Status(); !st.Paused || !strings.Contains(st.Reason, "2 live workers, 3 needed") {
+	if st := r.c.Status(); !st.Paused || !strings.Contains(st.Reason, "2 live workers, 3 needed") || !strings.Contains(st.Reason, "or run with --elastic") {
 		t.Fatalf("status %+v", st)
 	}
 	r.c.SetLive(2, true)
@@ -287,6 +287,14 @@ func TestTooFewLiveWorkersPauseOrShrinkWithElastic(t *testing.T) {
 	e.c.SetLive(2, true)
 	if st := e.c.Status(); st.Required != 3 {
 		t.Fatalf("elastic after return: %+v", st)
+	}
+	// With every worker gone even an elastic cluster pauses (N ≥ 1), and
+	// its reason does not suggest the --elastic it already has.
+	for w := range 3 {
+		e.c.SetLive(w, false)
+	}
+	if st := e.c.Status(); !st.Paused || !strings.Contains(st.Reason, "0 live workers, 1 needed per step (start more workers)") {
+		t.Fatalf("elastic with no worker: %+v", st)
 	}
 }
 
