@@ -46,10 +46,7 @@ func TestElasticLowersAndRaisesN(t *testing.T) {
 	// kill.
 	l0 := len(commitLog(t, c))
 	from := coordLogSize(t, c)
-	c.Workers[victim].Kill()
-	if err := c.Workers[victim].Wait(10 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
-		t.Fatal(err)
-	}
+	kill(t, c.Workers[victim])
 	// The dead worker reported at most step atKill: step atKill+1 needs
 	// step atKill applied, which had not been logged when it died.
 	atKill := len(commitLog(t, c))
@@ -153,10 +150,7 @@ func TestElasticOffTooFewWorkersPauses(t *testing.T) {
 	defer c.Stop(10 * time.Second)
 	waitStep(t, c, 3)
 	from := coordLogSize(t, c)
-	c.Workers[victim].Kill()
-	if err := c.Workers[victim].Wait(10 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
-		t.Fatal(err)
-	}
+	kill(t, c.Workers[victim])
 	atKill := len(commitLog(t, c))
 	if atKill >= steps-1 {
 		t.Fatalf("the run was at step %d of %d when the worker died: the kill did not land mid-run", atKill, steps)

@@ -141,6 +141,15 @@ func faultRun(l *LocalCluster, steps int64) {
 	l.Train.Batch, l.Train.AttackSteps = 64, 20
 }
 
+// kill SIGKILLs p and waits (bounded) until it has exited.
+func kill(t *testing.T, p *Proc) {
+	t.Helper()
+	p.Kill()
+	if err := p.Wait(10 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
+		t.Fatal(err)
+	}
+}
+
 // commitLog returns the coordinator's commit log as it is on disk.
 func commitLog(t *testing.T, c *Cluster) []paramserver.Entry {
 	t.Helper()
@@ -221,10 +230,7 @@ func TestKillAWorkerTrainingGoesOnThroughTheBackup(t *testing.T) {
 	// asked for slot w and got it).
 	es := commitLog(t, c)
 	victim := es[len(es)-1].Workers[0]
-	c.Workers[victim].Kill()
-	if err := c.Workers[victim].Wait(10 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
-		t.Fatal(err)
-	}
+	kill(t, c.Workers[victim])
 	// The dead worker may have reported for step atKill (its parameters may
 	// have been out when we read the log); step atKill+1 needs step atKill
 	// applied, which had not happened when it died.
@@ -292,10 +298,7 @@ func TestKillAParameterServerRollsBackAndGoesOn(t *testing.T) {
 	}
 	defer c.Stop(10 * time.Second)
 	waitStep(t, c, every+2) // checkpoint 10 written, the log 2 steps past it (a restart at 10 cannot just re-apply), the next checkpoint at 20
-	c.PS[1].Kill()
-	if err := c.PS[1].Wait(10 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
-		t.Fatal(err)
-	}
+	kill(t, c.PS[1])
 	from := coordLogSize(t, c)
 	atKill := int64(len(commitLog(t, c))) // no step is applied without shard 1 now
 	if atKill >= 2*every {
@@ -348,10 +351,7 @@ func TestKillAndRestartTheCoordinator(t *testing.T) {
 	}
 	defer c.Stop(10 * time.Second)
 	waitStep(t, c, 6)
-	c.Coord.Kill()
-	if err := c.Coord.Wait(10 * time.Second); err != nil && strings.Contains(err.Error(), "still running") {
-		t.Fatal(err)
-	}
+	kill(t, c.Coord)
 	atKill := int64(len(commitLog(t, c))) // only the coordinator appends
 	if atKill >= steps {
 		t.Fatalf("the run was done (%d steps) when the coordinator died: the kill did not land mid-run", atKill)
