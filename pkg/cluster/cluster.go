@@ -7,6 +7,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/coordinator"
@@ -99,14 +100,22 @@ func NewLocalShard(cfg paramserver.ShardConfig, init []float32, store paramserve
 	if err != nil {
 		return nil, err
 	}
-	if _, ok, err := store.LoadStep(cfg.Index, cfg.Step); err != nil {
+	// A shard with no intact saved state saves the one it starts from (the
+	// initial parameters), so that every shard of a new run holds version 0.
+	if held, err := store.Held(cfg.Index); err != nil {
 		return nil, err
-	} else if !ok {
+	} else if len(held) == 0 {
 		if err := s.Save(); err != nil {
 			return nil, err
 		}
 	}
 	return &LocalShard{S: s, Store: store}, nil
+}
+
+// Held implements coordinator.ShardClient: the versions whose saved state
+// reads back intact, newest first.
+func (l *LocalShard) Held(context.Context) ([]int64, error) {
+	return l.Store.Held(l.S.Config().Index)
 }
 
 // Apply implements coordinator.ShardClient.
@@ -117,22 +126,38 @@ func (l *LocalShard) Apply(_ context.Context, step int64, workers []int) error {
 // Version implements coordinator.ShardClient.
 func (l *LocalShard) Version(context.Context) (int64, error) { return l.S.Version(), nil }
 
-// Checkpoint implements coordinator.ShardClient.
+// Checkpoint implements coordinator.ShardClient: it saves the shard's state,
+// which must be at version step (an *paramserver.Error of kind ErrStale or
+// ErrFuture otherwise, so that a checkpoint taken on every shard is
+// consistent).
 func (l *LocalShard) Checkpoint(_ context.Context, step int64) error {
 	if v := l.S.Version(); v != step {
-		return fmt.Errorf("checkpoint of step %d requested at version %d", step, v)
+		kind := paramserver.ErrStale
+		if step > v {
+			kind = paramserver.ErrFuture
+		}
+		return &paramserver.Error{Op: "checkpoint", Kind: kind, Shard: l.S.Config().Index, Step: step, Version: v, Worker: -1,
+			Detail: "a checkpoint is taken at the shard's current version"}
 	}
-	return l.S.Save()
+	if err := l.S.Save(); err != nil {
+		return fmt.Errorf("paramserver: shard %d: checkpoint of step %d: %w", l.S.Config().Index, step, err)
+	}
+	return nil
 }
 
-// Restore implements coordinator.ShardClient.
+// Restore implements coordinator.ShardClient: it loads the state saved at
+// step (an *paramserver.Error of kind ErrRestore when there is none or it
+// does not fit).
 func (l *LocalShard) Restore(_ context.Context, step int64) error {
-	st, ok, err := l.Store.LoadStep(l.S.Config().Index, step)
+	idx := l.S.Config().Index
+	st, ok, err := l.Store.LoadStep(idx, step)
 	if err != nil {
-		return err
+		return &paramserver.Error{Op: "restore", Kind: paramserver.ErrRestore, Shard: idx, Step: step, Version: l.S.Version(), Worker: -1,
+			Detail: fmt.Sprintf("the saved state does not read back: %v", err)}
 	}
 	if !ok {
-		return fmt.Errorf("no saved state of shard %d at step %d", l.S.Config().Index, step)
+		return &paramserver.Error{Op: "restore", Kind: paramserver.ErrRestore, Shard: idx, Step: step, Version: l.S.Version(), Worker: -1,
+			Detail: "no saved state at this step"}
 	}
 	return l.S.Restore(st)
 }
@@ -179,17 +204,65 @@ func StepState(st coordinator.Status) worker.StepState {
 	return worker.StepState{Step: st.Step, Generation: st.Generation, Done: st.Done, Paused: st.Paused, Reason: st.Reason}
 }
 
-// MemCheckpoints is an in-memory coordinator.CheckpointStore.
+// MemCheckpoints is an in-memory coordinator.CheckpointStore. Lost, when
+// set, makes Held leave those steps out (tests: a checkpoint whose files
+// were lost).
 type MemCheckpoints struct {
-	step int64
-	ok   bool
+	mu    sync.Mutex
+	steps []int64 // recorded, oldest first
+	Lost  map[int64]bool
 }
 
 // LastCheckpoint implements coordinator.CheckpointStore.
-func (m *MemCheckpoints) LastCheckpoint() (int64, bool, error) { return m.step, m.ok, nil }
+func (m *MemCheckpoints) LastCheckpoint() (int64, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.steps) == 0 {
+		return 0, false, nil
+	}
+	return m.steps[len(m.steps)-1], true, nil
+}
 
 // SetLastCheckpoint implements coordinator.CheckpointStore.
-func (m *MemCheckpoints) SetLastCheckpoint(s int64) error { m.step, m.ok = s, true; return nil }
+func (m *MemCheckpoints) SetLastCheckpoint(s int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.steps = recordCheckpoint(m.steps, s)
+	return nil
+}
+
+// Held implements coordinator.CheckpointStore.
+func (m *MemCheckpoints) Held() ([]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []int64
+	for i := len(m.steps) - 1; i >= 0; i-- {
+		if !m.Lost[m.steps[i]] {
+			out = append(out, m.steps[i])
+		}
+	}
+	return out, nil
+}
+
+// recordCheckpoint is the one rule of the coordinator's checkpoint record:
+// step becomes the newest, records of later steps (a history abandoned by a
+// rollback) are dropped, and at most keptRecords are kept, oldest first.
+func recordCheckpoint(steps []int64, step int64) []int64 {
+	out := steps[:0:0]
+	for _, s := range steps {
+		if s < step {
+			out = append(out, s)
+		}
+	}
+	out = append(out, step)
+	if len(out) > keptRecords {
+		out = out[len(out)-keptRecords:]
+	}
+	return out
+}
+
+// keptRecords bounds the coordinator's list of consistent checkpoints.
+const keptRecords = 32
 
 // DefaultCoordinatorConfig is the coordinator's config for a run.
 func DefaultCoordinatorConfig(cfg train.Config, workers, backups int) coordinator.Config {

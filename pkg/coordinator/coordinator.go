@@ -4,7 +4,7 @@
 // checkpoints, recovery and rollback. It knows nothing of gRPC or memberlist:
 // shards are reached through ShardClient, liveness arrives through SetLive.
 //
-// One step t (../shared/DESIGN.md): every worker pulls version t from every
+// One step t (docs/architecture.md, "One synchronous cluster step"): every worker pulls version t from every
 // shard, computes its gradient, pushes slice k to shard k and reports
 // done(t, w). The first N = W − b reports fix S_t; (t, S_t) is appended to the
 // commit log (fsync), then Apply(t, S_t) goes to every shard, which averages
@@ -17,12 +17,24 @@
 // Failures: a dead worker is simply not in S_t; with fewer than N live
 // workers the coordinator pauses and says why (or, with Elastic, lowers N to
 // the live count — the learning rate is left as it is: the mean over fewer
-// gradients has the same expectation and more variance). A shard that cannot
-// apply (unreachable, or restarted without the step's gradients) pauses the
-// cluster; once every shard answers, the coordinator either re-sends the
-// logged Apply (idempotent) or rolls every shard back to the last consistent
-// checkpoint, truncating the log to it, so each step appears once in the
-// final log. A restarted coordinator recovers the same way from its log.
+// gradients has the same expectation and more variance). Gossip alone never
+// drops a worker: one that gossip declares dead counts as gone only once it
+// has also missed Config.MissedSteps steps (liveness.go), so a loaded machine
+// whose probes time out while its pushes arrive keeps every worker.
+//
+// A shard that does not answer (found by the probe every Config.ProbeEvery
+// while the coordinator waits for reports, or by a failed Apply) pauses the
+// cluster with the shard and the error as the reason. Once every shard
+// answers, the coordinator either re-sends the logged Apply (idempotent) or
+// rolls every shard back to the newest step that every shard and the
+// coordinator hold intact, truncating the log to it, so each step appears
+// once in the final log; when no such step exists it stops with an error
+// that lists what each holds. A restarted coordinator recovers the same way
+// from its log. Every retry pauses with capped, jittered backoff
+// (pkg/retry).
+//
+// All recovery runs on Run's goroutine: ShardRestarted, the probe and a
+// failed Apply only ask for it, so two recoveries never race.
 package coordinator
 
 import (
@@ -31,17 +43,24 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/retry"
 )
 
 // ErrRecovering is returned by Report before the coordinator has recovered
 // the global step.
 var ErrRecovering = errors.New("coordinator: recovering the global step; retry")
+
+// ErrNoCommonStep is the kind of the error Run stops with when no step is
+// held intact by every shard and the coordinator, so no rollback can give a
+// consistent state. Its message lists what each holds.
+var ErrNoCommonStep = errors.New("no step that every shard and the coordinator hold")
 
 // ShardClient is how the coordinator reaches one parameter-server shard.
 type ShardClient interface {
@@ -53,9 +72,11 @@ type ShardClient interface {
 	// Checkpoint persists the shard's state; the shard must be at version
 	// step.
 	Checkpoint(ctx context.Context, step int64) error
-	// Restore loads the state the shard persisted at step (step 0 with no
-	// checkpoint: the initial parameters).
+	// Restore loads the state the shard persisted at step.
 	Restore(ctx context.Context, step int64) error
+	// Held lists the versions whose persisted state the shard holds intact,
+	// newest first.
+	Held(ctx context.Context) ([]int64, error)
 }
 
 // Config configures a Coordinator.
@@ -71,21 +92,39 @@ type Config struct {
 	// CheckpointEvery: a consistent checkpoint every this many steps (and
 	// at the end); 0 only at the end.
 	CheckpointEvery int64
-	// RetryEvery is the pause between attempts to reach a failing shard.
-	RetryEvery time.Duration
+	// RetryEvery is the first pause after a failed attempt to reach or
+	// recover the shards; the pauses double up to RetryMax, with jitter
+	// (pkg/retry). RetryMax 0 means 10 s (or RetryEvery, if larger).
+	RetryEvery, RetryMax time.Duration
 	// CallTimeout bounds each call to a shard.
 	CallTimeout time.Duration
+	// ProbeEvery: while it waits for reports, the coordinator checks this
+	// often that every shard answers (Version, bounded by ProbeTimeout); one
+	// that does not pauses the cluster with its error as the reason. 0
+	// means 2 s and 10 s.
+	ProbeEvery, ProbeTimeout time.Duration
+	// MissedSteps: a worker that gossip declares dead is counted as gone
+	// (and Hooks.Release frees its slot) only once it has also missed this
+	// many steps: steps committed since its last report, plus, while the
+	// current step waits, the step times that passed (the mean recent step
+	// time, at least MinStepTime). 0 means 3 and 5 s.
+	MissedSteps int
+	MinStepTime time.Duration
 	// InitialGeneration starts the generation counter (bumped by every
 	// rollback). A restarted coordinator must start above every generation
 	// its predecessor handed out, so that workers waiting on a step they
 	// reported to the dead coordinator stop waiting and report again: the
 	// processes use a persisted incarnation count shifted left by 32.
 	InitialGeneration int64
+	// Now is the clock of the liveness rule (nil: time.Now).
+	Now func() time.Time
 }
 
 // DefaultConfig is the paper's ImageNet layout: 53 workers, 3 backups.
 func DefaultConfig() Config {
-	return Config{Workers: 53, Backups: 3, Steps: 1000, CheckpointEvery: 100, RetryEvery: 500 * time.Millisecond, CallTimeout: 30 * time.Second}
+	return Config{Workers: 53, Backups: 3, Steps: 1000, CheckpointEvery: 100, RetryEvery: 500 * time.Millisecond,
+		RetryMax: 10 * time.Second, CallTimeout: 30 * time.Second, ProbeEvery: 2 * time.Second, ProbeTimeout: 10 * time.Second,
+		MissedSteps: 3, MinStepTime: 5 * time.Second}
 }
 
 // Validate checks the configuration.
@@ -101,8 +140,34 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator: --checkpoint-every must be ≥ 0")
 	case c.RetryEvery <= 0 || c.CallTimeout <= 0:
 		return fmt.Errorf("coordinator: retry interval and call timeout must be positive")
+	case c.RetryMax < 0 || c.ProbeEvery < 0 || c.ProbeTimeout < 0 || c.MissedSteps < 0 || c.MinStepTime < 0:
+		return fmt.Errorf("coordinator: RetryMax, ProbeEvery, ProbeTimeout, MissedSteps and MinStepTime must not be negative")
 	}
 	return nil
+}
+
+// withDefaults fills the zero values that mean "default".
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.RetryMax == 0 {
+		c.RetryMax = max(d.RetryMax, c.RetryEvery)
+	}
+	if c.ProbeEvery == 0 {
+		c.ProbeEvery = d.ProbeEvery
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = d.ProbeTimeout
+	}
+	if c.MissedSteps == 0 {
+		c.MissedSteps = d.MissedSteps
+	}
+	if c.MinStepTime == 0 {
+		c.MinStepTime = d.MinStepTime
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
 }
 
 // Hooks let the wiring act at checkpoints and report progress.
@@ -113,12 +178,26 @@ type Hooks struct {
 	Checkpointed func(ctx context.Context, step int64) error
 	// Committed runs after step was applied by every shard.
 	Committed func(step int64, workers []int)
+	// Release runs when a worker is counted as gone (gossip declared it dead
+	// and it missed Config.MissedSteps steps): the wiring frees its slot.
+	// It runs without the coordinator's lock held.
+	Release func(slot int)
+	// ShardReachable runs when the probe finds that shard k stopped or
+	// started answering (err nil: answering again).
+	ShardReachable func(k int, err error)
 }
 
-// CheckpointStore remembers the newest consistent checkpoint step durably.
+// CheckpointStore remembers the consistent checkpoints durably.
 type CheckpointStore interface {
+	// LastCheckpoint is the newest consistent checkpoint recorded.
 	LastCheckpoint() (step int64, ok bool, err error)
+	// SetLastCheckpoint records step as the newest consistent checkpoint;
+	// records of later steps (an abandoned history, after a rollback) are
+	// dropped.
 	SetLastCheckpoint(step int64) error
+	// Held lists the recorded checkpoints whose files the coordinator holds
+	// intact, newest first.
+	Held() ([]int64, error)
 }
 
 // Status is a snapshot for the status RPC, logs and metrics.
@@ -133,6 +212,8 @@ type Status struct {
 	DroppedBackup  int64
 	StaleReports   int64
 	Done           bool
+	// Unreachable lists the shards the last probe could not reach.
+	Unreachable []int
 }
 
 // Coordinator runs the global step.
@@ -148,19 +229,27 @@ type Coordinator struct {
 	step       int64 // next step to commit
 	generation int64 // bumped by every rollback
 	reports    []int // slots that reported c.step, in arrival order
-	live       map[int]bool
+	slots      []slotState
+	opened     time.Time     // when c.step became the current step
+	stepTime   time.Duration // mean recent step time (EWMA), 0 before the first
 	// Two independent causes of a pause: too few live workers, and shards
 	// that cannot apply or need recovery. Empty means no such trouble.
 	shortReason string
 	shardReason string
-	lastCkpt    int64
-	dropped     int64
-	stale       int64
-	changed     chan struct{} // closed and replaced on every state change
-	commit      chan struct{} // wakes the committer
-	stopped     bool
-	onCommit    func(step int64)
-	ready       chan struct{}
+	unreachable []int // shards the last probe could not reach
+	// needRecover asks Run's goroutine to reconcile the shards with the
+	// log; forceRollback (a shard restarted and lost its buffered pushes)
+	// makes it roll back even when the versions agree.
+	needRecover   bool
+	forceRollback bool
+	lastCkpt      int64
+	dropped       int64
+	stale         int64
+	changed       chan struct{} // closed and replaced on every state change
+	commit        chan struct{} // wakes Run
+	stopped       bool
+	onCommit      func(step int64)
+	ready         chan struct{}
 }
 
 // New builds a coordinator over the commit log, checkpoint store and shards.
@@ -171,6 +260,7 @@ func New(ctx context.Context, cfg Config, log paramserver.CommitLog, ckpts Check
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	if len(shards) == 0 {
 		return nil, errors.New("coordinator: no shards")
 	}
@@ -178,9 +268,10 @@ func New(ctx context.Context, cfg Config, log paramserver.CommitLog, ckpts Check
 		logger = zap.NewNop()
 	}
 	c := &Coordinator{cfg: cfg, log: log, ckpts: ckpts, shards: shards, hooks: hooks, logger: logger,
-		live: map[int]bool{}, changed: make(chan struct{}), commit: make(chan struct{}, 1)}
-	for w := 0; w < cfg.Workers; w++ {
-		c.live[w] = true
+		changed: make(chan struct{}), commit: make(chan struct{}, 1), opened: cfg.Now()}
+	c.slots = make([]slotState, cfg.Workers)
+	for w := range c.slots {
+		c.slots[w] = slotState{live: true, since: c.opened}
 	}
 	c.ready = make(chan struct{})
 	c.generation = cfg.InitialGeneration
@@ -198,23 +289,7 @@ func (c *Coordinator) notifyLocked() {
 func (c *Coordinator) requiredLocked() int {
 	n := c.cfg.Workers - c.cfg.Backups
 	if c.cfg.Elastic {
-		live := 0
-		for _, ok := range c.live {
-			if ok {
-				live++
-			}
-		}
-		n = max(min(n, live), 1)
-	}
-	return n
-}
-
-func (c *Coordinator) liveLocked() int {
-	n := 0
-	for _, ok := range c.live {
-		if ok {
-			n++
-		}
+		n = max(min(n, c.liveLocked()), 1)
 	}
 	return n
 }
@@ -225,24 +300,7 @@ func (c *Coordinator) Status() Status {
 	defer c.mu.Unlock()
 	return Status{Step: c.step, Generation: c.generation, Required: c.requiredLocked(), LiveWorkers: c.liveLocked(),
 		Paused: c.shortReason != "" || c.shardReason != "", Reason: c.reasonLocked(), LastCheckpoint: c.lastCkpt, DroppedBackup: c.dropped,
-		StaleReports: c.stale, Done: c.step >= c.cfg.Steps}
-}
-
-// SetLive records a worker slot's liveness (from membership). Fewer live
-// workers than N pauses the cluster with a reason; with Elastic, N follows.
-func (c *Coordinator) SetLive(slot int, alive bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if slot < 0 || slot >= c.cfg.Workers || c.live[slot] == alive {
-		return
-	}
-	c.live[slot] = alive
-	c.logger.Info("worker liveness", zap.Int("slot", slot), zap.Bool("alive", alive), zap.Int("live", c.liveLocked()), zap.Int("required", c.requiredLocked()))
-	c.updatePauseLocked()
-	if len(c.reports) >= c.requiredLocked() {
-		c.kickLocked()
-	}
-	c.notifyLocked()
+		StaleReports: c.stale, Done: c.step >= c.cfg.Steps, Unreachable: slices.Clone(c.unreachable)}
 }
 
 func (c *Coordinator) updatePauseLocked() {
@@ -293,7 +351,7 @@ func (c *Coordinator) kickLocked() {
 // Report records that worker slot finished pushing step's gradient to every
 // shard. It returns whether the report counts toward step (false for a
 // stale step or a backup after the step was decided) and the current step
-// and generation.
+// and generation. Any report, counted or not, shows the worker is alive.
 func (c *Coordinator) Report(step int64, slot int) (accepted bool, current, generation int64, err error) {
 	select {
 	case <-c.ready:
@@ -305,6 +363,7 @@ func (c *Coordinator) Report(step int64, slot int) (accepted bool, current, gene
 	if slot < 0 || slot >= c.cfg.Workers {
 		return false, c.step, c.generation, fmt.Errorf("coordinator: unknown worker slot %d (workers are 0..%d)", slot, c.cfg.Workers-1)
 	}
+	c.heardLocked(slot, step)
 	if step != c.step || len(c.reports) >= c.requiredLocked() {
 		if step == c.step || step == c.step-1 {
 			c.dropped++ // a backup's gradient: its step is (being) decided without it
@@ -348,7 +407,8 @@ func (c *Coordinator) WaitStep(ctx context.Context, step, generation int64) (Sta
 	}
 }
 
-// Run commits steps until the run is done or ctx ends.
+// Run commits steps until the run is done, ctx ends, or recovery finds no
+// consistent state to go on from (ErrNoCommonStep).
 func (c *Coordinator) Run(ctx context.Context) error {
 	if err := c.Recover(ctx); err != nil {
 		return err
@@ -360,11 +420,20 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		c.notifyLocked()
 		c.mu.Unlock()
 	}()
+	probe := time.NewTicker(c.cfg.ProbeEvery)
+	defer probe.Stop()
 	for {
 		c.mu.Lock()
+		recoverNow := c.needRecover
 		done := c.step >= c.cfg.Steps
 		ready := !done && len(c.reports) >= c.requiredLocked()
 		c.mu.Unlock()
+		if recoverNow {
+			if err := c.recoverUntilDone(ctx); err != nil {
+				return err
+			}
+			continue
+		}
 		if done {
 			// The run is done only once the final checkpoint is written: a
 			// shard lost while writing it rolls the run back instead.
@@ -380,6 +449,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		if !ready {
 			select {
 			case <-c.commit:
+			case <-probe.C:
+				c.probe(ctx)
+				c.checkLiveness()
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -406,26 +478,24 @@ func (c *Coordinator) commitStep(ctx context.Context) error {
 	if err := c.log.Append(paramserver.Entry{Step: t, Workers: set}); err != nil {
 		return fmt.Errorf("coordinator: commit log: %w", err)
 	}
-	if err := c.applyEverywhere(ctx, t, set); err != nil {
-		return err
-	}
-	return nil
+	return c.applyEverywhere(ctx, t, set)
 }
 
 // applyEverywhere sends Apply(t, set) to every shard until all succeed; on a
-// failure it pauses and calls recover, which may roll back instead.
+// failure it pauses and recovers (re-sending the logged Apply, or rolling
+// back), with backoff between attempts.
 func (c *Coordinator) applyEverywhere(ctx context.Context, t int64, set []int) error {
 	c.mu.Lock()
 	gen := c.generation
 	c.mu.Unlock()
+	bo := c.backoff()
 	for {
-		err := c.forEachShard(ctx, func(ctx context.Context, k int, s ShardClient) error { return s.Apply(ctx, t, set) })
+		err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Apply(ctx, t, set) })
 		if err == nil {
 			c.mu.Lock()
 			if c.step == t {
 				c.dropped += int64(max(len(c.reports)-len(set), 0))
-				c.step = t + 1
-				c.reports = c.reports[:0]
+				c.advanceLocked(t + 1)
 				c.clearShardPauseLocked()
 				c.notifyLocked()
 			}
@@ -436,16 +506,25 @@ func (c *Coordinator) applyEverywhere(ctx context.Context, t int64, set []int) e
 			if h := c.committedHook(); h != nil {
 				h(t)
 			}
+			c.checkLiveness()
 			return c.maybeCheckpoint(ctx, t+1)
 		}
 		c.pause(fmt.Sprintf("shard apply of step %d failed: %v", t, err))
-		select {
-		case <-time.After(c.cfg.RetryEvery):
-		case <-ctx.Done():
-			return ctx.Err()
+		if errors.Is(err, paramserver.ErrMissing) {
+			// A shard lost the step's pushes (it restarted): the workers
+			// must push again, which only a new generation tells them.
+			c.mu.Lock()
+			c.forceRollback = true
+			c.mu.Unlock()
+		}
+		if err := bo.Wait(ctx); err != nil {
+			return err
 		}
 		rolledBack, rerr := c.recoverShards(ctx)
 		if rerr != nil {
+			if errors.Is(rerr, ErrNoCommonStep) {
+				return rerr
+			}
 			c.logger.Warn("recovery attempt failed", zap.Error(rerr))
 			continue
 		}
@@ -453,13 +532,28 @@ func (c *Coordinator) applyEverywhere(ctx context.Context, t int64, set []int) e
 		moved := c.step != t || c.generation != gen
 		c.mu.Unlock()
 		if rolledBack || moved {
-			// A rollback (here or by a concurrent ShardRestarted) truncated
-			// the log before t, or the re-sent Apply completed t: either way
-			// this commit is over.
+			// A rollback truncated the log before t, or the re-sent Apply
+			// completed t: either way this commit is over.
 			return nil
 		}
 	}
 }
+
+// advanceLocked makes step the current step after a commit.
+func (c *Coordinator) advanceLocked(step int64) {
+	now := c.cfg.Now()
+	if d := now.Sub(c.opened); d > 0 {
+		if c.stepTime == 0 {
+			c.stepTime = d
+		} else {
+			c.stepTime = (3*c.stepTime + d) / 4
+		}
+	}
+	c.step, c.opened = step, now
+	c.reports = c.reports[:0]
+}
+
+func (c *Coordinator) backoff() *retry.Backoff { return retry.New(c.cfg.RetryEvery, c.cfg.RetryMax) }
 
 // pause records a shard-caused pause (logged when the reason changes).
 func (c *Coordinator) pause(reason string) {
@@ -472,14 +566,16 @@ func (c *Coordinator) pause(reason string) {
 	c.notifyLocked()
 }
 
-func (c *Coordinator) forEachShard(ctx context.Context, fn func(ctx context.Context, k int, s ShardClient) error) error {
+// forEachShard calls fn on every shard in parallel, each bounded by
+// timeout, and joins their errors.
+func (c *Coordinator) forEachShard(ctx context.Context, timeout time.Duration, fn func(ctx context.Context, k int, s ShardClient) error) error {
 	errs := make([]error, len(c.shards))
 	var wg sync.WaitGroup
 	for k, s := range c.shards {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+			cctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			if err := fn(cctx, k, s); err != nil {
 				errs[k] = fmt.Errorf("shard %d: %w", k, err)
@@ -488,6 +584,62 @@ func (c *Coordinator) forEachShard(ctx context.Context, fn func(ctx context.Cont
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// probe checks that every shard answers. A shard that does not pauses the
+// cluster, named with its error; when every shard answers again, or a
+// version differs from the current step (a shard restarted), Run recovers.
+func (c *Coordinator) probe(ctx context.Context) {
+	versions := make([]int64, len(c.shards))
+	errs := make([]error, len(c.shards))
+	_ = c.forEachShard(ctx, c.cfg.ProbeTimeout, func(ctx context.Context, k int, s ShardClient) error {
+		versions[k], errs[k] = s.Version(ctx)
+		return errs[k]
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	var down []int
+	var msgs []string
+	for k, err := range errs {
+		if err != nil {
+			down = append(down, k)
+			msgs = append(msgs, fmt.Sprintf("shard %d unreachable: %v", k, err))
+		}
+	}
+	c.mu.Lock()
+	before := c.unreachable
+	c.unreachable = down
+	changed := !slices.Equal(before, down)
+	switch {
+	case len(down) > 0:
+		reason := strings.Join(msgs, "; ")
+		if changed {
+			c.logger.Warn("paused", zap.String("reason", reason), zap.Ints("shards", down))
+		}
+		c.shardReason = reason
+		c.notifyLocked()
+	case len(before) > 0:
+		c.logger.Info("every shard answers again; reconciling them with the log")
+		c.needRecover = true
+	default:
+		for _, v := range versions {
+			if v != c.step {
+				c.logger.Warn("a shard is at another version than the current step; reconciling", zap.Int64s("versions", versions), zap.Int64("step", c.step))
+				c.needRecover = true
+				break
+			}
+		}
+	}
+	c.mu.Unlock()
+	if changed && c.hooks.ShardReachable != nil {
+		for k := range c.shards {
+			was, is := slices.Contains(before, k), slices.Contains(down, k)
+			if was != is {
+				c.hooks.ShardReachable(k, errs[k])
+			}
+		}
+	}
 }
 
 // maybeCheckpoint writes the periodic checkpoints. A failed one is logged
@@ -506,8 +658,8 @@ func (c *Coordinator) maybeCheckpoint(ctx context.Context, v int64) error {
 // finalCheckpoint writes the checkpoint at version Steps once the last step
 // is applied everywhere. On a failure it pauses and reconciles the shards:
 // if they all still hold version Steps it reports saved=false so that Run
-// tries again; if one lost its state, recovery rolls back to the last
-// consistent checkpoint and Run commits the remaining steps again.
+// tries again; if one lost its state, recovery rolls back and Run commits
+// the remaining steps again.
 func (c *Coordinator) finalCheckpoint(ctx context.Context) (saved bool, err error) {
 	c.mu.Lock()
 	v := c.step
@@ -521,14 +673,9 @@ func (c *Coordinator) finalCheckpoint(ctx context.Context) (saved bool, err erro
 		return true, nil
 	}
 	c.pause(fmt.Sprintf("final checkpoint at step %d failed: %v", v, cerr))
-	select {
-	case <-time.After(c.cfg.RetryEvery):
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	if _, rerr := c.recoverShards(ctx); rerr != nil {
-		c.logger.Warn("recovery attempt failed", zap.Error(rerr))
-	}
+	c.mu.Lock()
+	c.needRecover = true
+	c.mu.Unlock()
 	return false, nil
 }
 
@@ -537,7 +684,7 @@ func (c *Coordinator) finalCheckpoint(ctx context.Context) (saved bool, err erro
 // newest consistent checkpoint. A failure leaves the previous one in force
 // and is returned.
 func (c *Coordinator) Checkpoint(ctx context.Context, v int64) error {
-	err := c.forEachShard(ctx, func(ctx context.Context, k int, s ShardClient) error { return s.Checkpoint(ctx, v) })
+	err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Checkpoint(ctx, v) })
 	if err == nil && c.hooks.Checkpointed != nil {
 		err = c.hooks.Checkpointed(ctx, v)
 	}
@@ -556,8 +703,9 @@ func (c *Coordinator) Checkpoint(ctx context.Context, v int64) error {
 
 // Recover sets the global step from the commit log and the shards' versions
 // (at start-up, after a coordinator restart): shards one step behind the last
-// logged step get its Apply again; anything else rolls back to the last
-// consistent checkpoint. It retries until every shard answers or ctx ends.
+// logged step get its Apply again; anything else rolls back to the newest
+// step every shard and the coordinator hold. It retries, with backoff, until
+// every shard answers, ctx ends, or no common step exists.
 func (c *Coordinator) Recover(ctx context.Context) error {
 	if c.ckpts != nil {
 		if s, ok, err := c.ckpts.LastCheckpoint(); err != nil {
@@ -566,15 +714,28 @@ func (c *Coordinator) Recover(ctx context.Context) error {
 			c.lastCkpt = s
 		}
 	}
+	return c.recoverUntilDone(ctx)
+}
+
+// recoverUntilDone runs recoverShards until it succeeds, pausing with
+// backoff between attempts and logging at most one line per attempt.
+func (c *Coordinator) recoverUntilDone(ctx context.Context) error {
+	bo := c.backoff()
 	for {
 		_, err := c.recoverShards(ctx)
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, ErrNoCommonStep) {
+			c.pause(err.Error())
+			c.logger.Error("stopping: no consistent state to go on from", zap.Error(err))
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("coordinator: recovery: %w", ctx.Err())
+		}
 		c.pause(fmt.Sprintf("recovery: %v", err))
-		select {
-		case <-time.After(c.cfg.RetryEvery):
-		case <-ctx.Done():
+		if err := bo.Wait(ctx); err != nil {
 			return fmt.Errorf("coordinator: recovery: %w", err)
 		}
 	}
@@ -588,13 +749,17 @@ func (c *Coordinator) recoverShards(ctx context.Context) (rolledBack bool, err e
 		return false, err
 	}
 	versions := make([]int64, len(c.shards))
-	if err := c.forEachShard(ctx, func(ctx context.Context, k int, s ShardClient) error {
+	if err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error {
 		v, err := s.Version(ctx)
 		versions[k] = v
 		return err
 	}); err != nil {
 		return false, err
 	}
+	c.mu.Lock()
+	c.unreachable = nil
+	force := c.forceRollback
+	c.mu.Unlock()
 	next := int64(0)
 	if len(entries) > 0 {
 		next = entries[len(entries)-1].Step + 1
@@ -602,7 +767,29 @@ func (c *Coordinator) recoverShards(ctx context.Context) (rolledBack bool, err e
 	if len(entries) == 0 {
 		next = c.lastCkpt
 	}
-	consistent := true
+	if force && len(versions) > 0 {
+		// A shard lost its buffered pushes. When every shard is still at
+		// the same version, either before the current step or before the
+		// logged step nobody applied, the step is simply done again: a new
+		// generation makes the workers pull and push it again.
+		v := versions[0]
+		same := true
+		for _, u := range versions {
+			same = same && u == v
+		}
+		if same && (v == next || (v == next-1 && len(entries) > 0)) {
+			if err := c.log.TruncateAfter(v - 1); err != nil {
+				return false, err
+			}
+			c.mu.Lock()
+			c.forceRollback = false
+			c.mu.Unlock()
+			c.setStep(v, true)
+			c.logger.Warn("a shard lost the step's pushes: the workers push it again", zap.Int64("step", v))
+			return true, nil
+		}
+	}
+	consistent := !force
 	var behind bool
 	for _, v := range versions {
 		switch {
@@ -615,7 +802,7 @@ func (c *Coordinator) recoverShards(ctx context.Context) (rolledBack bool, err e
 	}
 	if consistent && behind {
 		last := entries[len(entries)-1]
-		err := c.forEachShard(ctx, func(ctx context.Context, k int, s ShardClient) error {
+		err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error {
 			if versions[k] == last.Step {
 				return s.Apply(ctx, last.Step, last.Workers)
 			}
@@ -633,24 +820,100 @@ func (c *Coordinator) recoverShards(ctx context.Context) (rolledBack bool, err e
 		c.setStep(next, false)
 		return false, nil
 	}
-	return true, c.rollback(ctx, versions)
+	return true, c.rollback(ctx, versions, entries)
 }
 
-// rollback restores every shard to the newest consistent checkpoint and
-// truncates the log to it.
-func (c *Coordinator) rollback(ctx context.Context, versions []int64) error {
+// rollback restores every shard to the newest step that every shard and
+// the coordinator hold intact and truncates the log to it. With no such
+// step it returns an error of kind ErrNoCommonStep.
+func (c *Coordinator) rollback(ctx context.Context, versions []int64, entries []paramserver.Entry) error {
+	to, err := c.commonStep(ctx, entries)
+	if err != nil {
+		return err
+	}
 	c.mu.Lock()
-	to := c.lastCkpt
+	last := c.lastCkpt
 	c.mu.Unlock()
-	c.logger.Warn("rolling back to the last consistent checkpoint", zap.Int64("checkpoint", to), zap.Int64s("shard_versions", versions))
-	if err := c.forEachShard(ctx, func(ctx context.Context, k int, s ShardClient) error { return s.Restore(ctx, to) }); err != nil {
+	if to < last {
+		c.logger.Warn("the newest consistent checkpoint is not held intact everywhere: rolling back further",
+			zap.Int64("newest_checkpoint", last), zap.Int64("rollback_to", to))
+	}
+	c.logger.Warn("rolling back", zap.Int64("to_step", to), zap.Int64s("shard_versions", versions))
+	if err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Restore(ctx, to) }); err != nil {
 		return err
 	}
 	if err := c.log.TruncateAfter(to - 1); err != nil {
 		return err
 	}
+	if to != last && c.ckpts != nil && to > 0 {
+		if err := c.ckpts.SetLastCheckpoint(to); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.lastCkpt = to
+	c.forceRollback = false
+	c.mu.Unlock()
 	c.setStep(to, true)
 	return nil
+}
+
+// commonStep is the newest step that every shard holds intact, that the
+// coordinator holds (step 0, or a recorded checkpoint whose files are
+// intact), and that the log reaches.
+func (c *Coordinator) commonStep(ctx context.Context, entries []paramserver.Entry) (int64, error) {
+	held := make([][]int64, len(c.shards))
+	if err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error {
+		var err error
+		held[k], err = s.Held(ctx)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	mine := []int64{0}
+	if c.ckpts != nil {
+		h, err := c.ckpts.Held()
+		if err != nil {
+			return 0, err
+		}
+		mine = append(mine, h...)
+	}
+	logNext := int64(0)
+	if len(entries) > 0 {
+		logNext = entries[len(entries)-1].Step + 1
+	}
+	best := int64(-1)
+	for _, s := range mine {
+		if s > logNext || s <= best {
+			continue
+		}
+		all := true
+		for _, h := range held {
+			if !slices.Contains(h, s) {
+				all = false
+				break
+			}
+		}
+		if all {
+			best = s
+		}
+	}
+	if best >= 0 {
+		return best, nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "the coordinator holds steps %v (its log reaches step %d)", sortedDesc(mine), logNext)
+	for k, h := range held {
+		fmt.Fprintf(&b, "; shard %d holds %v", k, h)
+	}
+	return 0, fmt.Errorf("coordinator: %w: %s. Copy the missing shards' state files (shard-<index>-<step>.safetensors) back into their --dir from a backup, or start a new run in a new --dir", ErrNoCommonStep, b.String())
+}
+
+func sortedDesc(v []int64) []int64 {
+	out := slices.Clone(v)
+	slices.Sort(out)
+	slices.Reverse(out)
+	return slices.Compact(out)
 }
 
 func (c *Coordinator) setStep(step int64, rollback bool) {
@@ -661,8 +924,11 @@ func (c *Coordinator) setStep(step int64, rollback bool) {
 			c.generation++
 		}
 		c.step = step
+		c.opened = c.cfg.Now()
 		c.reports = c.reports[:0]
 	}
+	c.needRecover = false
+	c.unreachable = nil
 	c.clearShardPauseLocked()
 	c.updatePauseLocked()
 	c.notifyLocked()
@@ -682,22 +948,14 @@ func (c *Coordinator) committedHook() func(int64) {
 	return c.onCommit
 }
 
-// ShardRestarted tells the coordinator that a shard came back after losing
-// its state: the cluster rolls back to the last consistent checkpoint.
-func (c *Coordinator) ShardRestarted(ctx context.Context, k int) error {
+// ShardRestarted tells the coordinator that shard k came back after losing
+// its state (its buffered pushes at least): the cluster pauses, and Run
+// rolls back to the newest step every shard and the coordinator hold. It
+// returns at once; the rollback happens on Run's goroutine.
+func (c *Coordinator) ShardRestarted(k int) {
 	c.pause(fmt.Sprintf("shard %d restarted", k))
-	for attempt := 0; ; attempt++ {
-		_, err := c.recoverShards(ctx)
-		if err == nil {
-			return nil
-		}
-		if attempt%10 == 0 {
-			c.logger.Warn("recovery after a shard restart: attempt failed; retrying", zap.Int("shard", k), zap.Error(err))
-		}
-		select {
-		case <-time.After(c.cfg.RetryEvery):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	c.mu.Lock()
+	c.needRecover, c.forceRollback = true, true
+	c.kickLocked()
+	c.mu.Unlock()
 }

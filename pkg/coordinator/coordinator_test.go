@@ -28,6 +28,14 @@ type rig struct {
 
 func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *cluster.MemCheckpoints, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
+	return newRigWrapped(t, workers, backups, elastic, log, shards, ckpts, nil, opts...)
+}
+
+// newRigWrapped is newRig with the coordinator reaching shard k through
+// wrap(k, shard) (fault injection); wrap may be nil.
+func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *cluster.MemCheckpoints,
+	wrap func(k int, s coordinator.ShardClient) coordinator.ShardClient, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
+	t.Helper()
 	r := &rig{t: t, log: log, ckpts: ckpts, shards: shards}
 	if shards == nil {
 		for k := 0; k < 2; k++ {
@@ -50,6 +58,11 @@ func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.Co
 		o(&r.cfg, &hooks)
 	}
 	clients := []coordinator.ShardClient{r.shards[0], r.shards[1]}
+	if wrap != nil {
+		for k := range clients {
+			clients[k] = wrap(k, clients[k])
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	c, err := coordinator.New(ctx, r.cfg, r.log, r.ckpts, clients, hooks, nil)
@@ -156,10 +169,11 @@ func TestShardRestartRollsBackToTheLastConsistentCheckpoint(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := r.c.ShardRestarted(ctx, 1); err != nil {
+	r.c.ShardRestarted(1)
+	st, err := r.c.WaitStep(ctx, 3, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	st := r.c.Status()
 	if st.Step != 2 || st.Generation != 1 {
 		t.Fatalf("after rollback %+v, want step 2 generation 1", st)
 	}

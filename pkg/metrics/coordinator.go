@@ -150,6 +150,8 @@ type checkpointStore struct {
 
 func (s checkpointStore) LastCheckpoint() (int64, bool, error) { return s.inner.LastCheckpoint() }
 
+func (s checkpointStore) Held() ([]int64, error) { return s.inner.Held() }
+
 func (s checkpointStore) SetLastCheckpoint(step int64) error {
 	if err := s.inner.SetLastCheckpoint(step); err != nil {
 		return err

@@ -170,6 +170,7 @@ type failingStore struct {
 }
 
 func (f *failingStore) LastCheckpoint() (int64, bool, error) { return f.step, f.ok, nil }
+func (f *failingStore) Held() ([]int64, error)               { return nil, nil }
 func (f *failingStore) SetLastCheckpoint(s int64) error {
 	if f.fail {
 		return errors.New("disk full")

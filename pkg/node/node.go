@@ -349,14 +349,10 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	}
 	reg, err := rpc.NewRegistry(rpc.RegistryConfig{Train: o.Train, Layout: layout, Workers: o.Workers, Backups: o.Backups,
 		OnShardRestart: func(k int) {
-			go func() {
-				if c := getCoord(); c != nil {
-					log.Warn("shard restarted: rolling back to the last consistent checkpoint", zap.Int("shard", k))
-					if err := c.ShardRestarted(ctx, k); err != nil && ctx.Err() == nil {
-						log.Error("rollback failed", zap.Error(err))
-					}
-				}
-			}()
+			if c := getCoord(); c != nil {
+				log.Warn("shard restarted: rolling back to the newest step every shard holds", zap.Int("shard", k))
+				c.ShardRestarted(k)
+			}
 		}})
 	if err != nil {
 		return err
@@ -395,13 +391,13 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		if e.Meta.Role != rpc.RoleWorker {
 			return
 		}
-		c := getCoord()
+		// Gossip is one of two witnesses: the coordinator drops a worker
+		// (Hooks.Release frees its slot) only once it has also missed steps.
 		if !e.Alive {
-			log.Warn("worker gone from gossip (left, or declared dead): releasing its slot", zap.Int("slot", e.Meta.Slot), zap.String("node", e.Node))
-			reg.Release(e.Meta.Slot)
+			log.Info("worker gone from gossip (left, or suspected dead)", zap.Int("slot", e.Meta.Slot), zap.String("node", e.Node))
 		}
-		if c != nil {
-			c.SetLive(e.Meta.Slot, e.Alive)
+		if c := getCoord(); c != nil {
+			c.Gossip(e.Meta.Slot, e.Alive)
 		}
 	})
 	if err != nil {
@@ -443,6 +439,11 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	cc.InitialGeneration = inc << 32
 	c, err := coordinator.New(ctx, cc, clog, cm.CheckpointStore(cluster.FileCheckpoints{Dir: o.Dir}), shards, coordinator.Hooks{
 		Checkpointed: mw.Write,
+		Release: func(slot int) {
+			log.Warn("worker dropped: gossip declared it dead and it missed steps; its slot is free", zap.Int("slot", slot))
+			reg.Release(slot)
+		},
+		ShardReachable: func(k int, err error) { reg.SetShardReachable(k, err) },
 		Committed: func(step int64, set []int) {
 			cm.Committed(step)
 			pageFeed.committed(step, set)
@@ -598,6 +599,14 @@ func (l *lazyShard) FetchState(ctx context.Context, step int64) (string, []optim
 	return c.FetchState(ctx, step)
 }
 
+func (l *lazyShard) Held(ctx context.Context) ([]int64, error) {
+	c, err := l.client()
+	if err != nil {
+		return nil, err
+	}
+	return c.Held(ctx)
+}
+
 func (l *lazyShard) Pull(ctx context.Context, step int64) ([]float32, []float32, error) {
 	c, err := l.client()
 	if err != nil {
@@ -725,6 +734,9 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	store, err := paramserver.NewFileStore(o.Dir, 3)
 	if err != nil {
 		return err
+	}
+	store.OnCorrupt = func(path string, err error) {
+		log.Warn("a saved shard state does not read back: skipped (left in place); an older intact one is used", zap.String("file", path), zap.Error(err))
 	}
 	shard, err := cluster.NewLocalShard(sc, init, store)
 	if err != nil {

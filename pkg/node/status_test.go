@@ -44,6 +44,8 @@ func (s *statusTestShard) Version(context.Context) (int64, error) {
 
 func (s *statusTestShard) Checkpoint(context.Context, int64) error { return nil }
 
+func (s *statusTestShard) Held(context.Context) ([]int64, error) { return []int64{0}, nil }
+
 func (s *statusTestShard) Restore(_ context.Context, step int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

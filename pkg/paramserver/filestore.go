@@ -20,6 +20,10 @@ type StepStore interface {
 	Store
 	// LoadStep returns shard index's state saved at version step.
 	LoadStep(index int, step int64) (ShardState, bool, error)
+	// Held lists the versions of shard index whose saved state reads back
+	// intact (LoadStep succeeds and the state says it is shard index at
+	// that version), newest first.
+	Held(index int) ([]int64, error)
 }
 
 // FileStore persists shard states as safetensors files in a directory:
@@ -30,7 +34,11 @@ type StepStore interface {
 type FileStore struct {
 	Dir  string
 	Keep int
-	mu   sync.Mutex
+	// OnCorrupt, when set, hears of every state file that does not read
+	// back (Load skips it and falls back to an older one; Held leaves it
+	// out). The file is left in place for the operator to inspect.
+	OnCorrupt func(path string, err error)
+	mu        sync.Mutex
 }
 
 var _ StepStore = (*FileStore)(nil)
@@ -109,13 +117,62 @@ func (f *FileStore) prune(index int) error {
 	return nil
 }
 
-// Load implements Store: the newest saved state.
+// Load implements Store: the newest saved state that reads back intact. A
+// newer file that is corrupt, or that holds another shard or version than
+// its name says, is reported to OnCorrupt and skipped, so a shard whose
+// newest file was damaged serves its older intact one (the coordinator
+// then rolls the cluster back to a version every shard holds).
 func (f *FileStore) Load(index int) (ShardState, bool, error) {
 	vs, err := f.versions(index)
-	if err != nil || len(vs) == 0 {
+	if err != nil {
 		return ShardState{}, false, err
 	}
-	return f.LoadStep(index, vs[0])
+	for _, v := range vs {
+		st, ok, err := f.loadChecked(index, v)
+		if ok {
+			return st, true, nil
+		}
+		f.corrupt(f.path(index, v), err)
+	}
+	return ShardState{}, false, nil
+}
+
+// Held implements StepStore.
+func (f *FileStore) Held(index int) ([]int64, error) {
+	vs, err := f.versions(index)
+	if err != nil {
+		return nil, err
+	}
+	var out []int64
+	for _, v := range vs {
+		if _, ok, err := f.loadChecked(index, v); ok {
+			out = append(out, v)
+		} else {
+			f.corrupt(f.path(index, v), err)
+		}
+	}
+	return out, nil
+}
+
+// loadChecked loads version v of shard index and checks that the file says
+// what its name does; ok is false with the reason otherwise.
+func (f *FileStore) loadChecked(index int, v int64) (ShardState, bool, error) {
+	st, ok, err := f.LoadStep(index, v)
+	switch {
+	case err != nil:
+		return st, false, err
+	case !ok:
+		return st, false, fmt.Errorf("vanished while being read")
+	case st.Index != index || st.Version != v:
+		return st, false, fmt.Errorf("holds shard %d version %d, its name says shard %d version %d", st.Index, st.Version, index, v)
+	}
+	return st, true, nil
+}
+
+func (f *FileStore) corrupt(path string, err error) {
+	if f.OnCorrupt != nil {
+		f.OnCorrupt(path, err)
+	}
 }
 
 // LoadStep implements StepStore.
@@ -198,6 +255,27 @@ func (m *MemStepStore) Load(index int) (ShardState, bool, error) {
 		return ShardState{}, false, nil
 	}
 	return m.LoadStep(index, v)
+}
+
+// Held implements StepStore.
+func (m *MemStepStore) Held(index int) ([]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []int64
+	for k := range m.states {
+		if k[0] == int64(index) {
+			out = append(out, k[1])
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] > out[j] })
+	return out, nil
+}
+
+// Drop forgets shard index's state at version step (tests: a lost file).
+func (m *MemStepStore) Drop(index int, step int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.states, [2]int64{int64(index), step})
 }
 
 // LoadStep implements StepStore.

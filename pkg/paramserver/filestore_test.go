@@ -44,9 +44,33 @@ func TestFileStoreRoundTripAndRetention(t *testing.T) {
 	if err := s.Restore(st); err != nil {
 		t.Fatalf("restoring a saved state: %v", err)
 	}
-	// A corrupt file is an error, not a silent empty state.
-	os.WriteFile(filepath.Join(dir, "shard-0-000000000003.safetensors"), []byte("junk"), 0o644)
-	if _, _, err := fs.Load(0); err == nil {
-		t.Fatal("corrupt state file accepted")
+	// A corrupt newest file is reported and skipped: Load falls back to the
+	// older intact one, Held leaves it out, LoadStep of it is an error, and
+	// the file stays in place.
+	bad := filepath.Join(dir, "shard-0-000000000003.safetensors")
+	os.WriteFile(bad, []byte("junk"), 0o644)
+	var reported []string
+	fs.OnCorrupt = func(path string, err error) { reported = append(reported, path) }
+	st, ok, err = fs.Load(0)
+	if err != nil || !ok || st.Version != 2 {
+		t.Fatalf("Load with a corrupt newest file: version %d ok %v err %v, want version 2", st.Version, ok, err)
+	}
+	if len(reported) != 1 || reported[0] != bad {
+		t.Fatalf("OnCorrupt heard %v, want [%s]", reported, bad)
+	}
+	if held, err := fs.Held(0); err != nil || len(held) != 1 || held[0] != 2 {
+		t.Fatalf("Held = %v %v, want [2]", held, err)
+	}
+	if _, _, err := fs.LoadStep(0, 3); err == nil {
+		t.Fatal("corrupt state file accepted by LoadStep")
+	}
+	if _, err := os.Stat(bad); err != nil {
+		t.Fatalf("the corrupt file was removed: %v", err)
+	}
+	// A file whose content names another version than its name is not held.
+	two, _ := os.ReadFile(filepath.Join(dir, "shard-0-000000000002.safetensors"))
+	os.WriteFile(filepath.Join(dir, "shard-0-000000000004.safetensors"), two, 0o644)
+	if held, _ := fs.Held(0); len(held) != 1 || held[0] != 2 {
+		t.Fatalf("Held = %v with a mislabelled file, want [2]", held)
 	}
 }

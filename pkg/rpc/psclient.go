@@ -195,6 +195,15 @@ func (p *PSClient) Restore(ctx context.Context, step int64) error {
 	return p.wrap("restore", fromStatus(err))
 }
 
+// Held implements coordinator.ShardClient.
+func (p *PSClient) Held(ctx context.Context) ([]int64, error) {
+	r, err := p.c.Held(ctx, &paramserverv1.HeldRequest{})
+	if err != nil {
+		return nil, p.wrap("held", fromStatus(err))
+	}
+	return r.GetSteps(), nil
+}
+
 // wrap keeps a *RemoteError as it is (its message already names the shard
 // when the shard answered) and prefixes anything else with the shard.
 func (p *PSClient) wrap(op string, err error) error {

@@ -7,8 +7,6 @@ import (
 	"sync/atomic"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
 	"github.com/logitpair/logitpair/pkg/cluster"
@@ -196,40 +194,32 @@ func (s *PSServer) State(_ context.Context, _ *paramserverv1.StateRequest) (*par
 	}, nil
 }
 
-// Checkpoint saves the shard's state to its store; the shard must be at
-// version step (FAILED_PRECONDITION, reason STALE or FUTURE, otherwise).
-// The request's dir is not used: the shard's StepStore decides where states
-// go, and Restore finds them again by step, so the response's path is
-// empty.
-func (s *PSServer) Checkpoint(_ context.Context, req *paramserverv1.CheckpointRequest) (*paramserverv1.CheckpointResponse, error) {
-	if v := s.shard.S.Version(); v != req.GetStep() {
-		kind := paramserver.ErrStale
-		if req.GetStep() > v {
-			kind = paramserver.ErrFuture
-		}
-		return nil, statusErr(&paramserver.Error{Op: "checkpoint", Kind: kind, Shard: s.cfg.Index, Step: req.GetStep(), Version: v, Worker: -1,
-			Detail: "a checkpoint is taken at the shard's current version"})
-	}
-	if err := s.shard.S.Save(); err != nil {
-		return nil, status.Errorf(codes.Internal, "shard %d: checkpoint of step %d: %v", s.cfg.Index, req.GetStep(), err)
+// Checkpoint saves the shard's state (cluster.LocalShard.Checkpoint decides
+// how). The request's dir is not used: the shard's StepStore decides where
+// states go, and Restore finds them again by step, so the response's path
+// is empty.
+func (s *PSServer) Checkpoint(ctx context.Context, req *paramserverv1.CheckpointRequest) (*paramserverv1.CheckpointResponse, error) {
+	if err := s.shard.Checkpoint(ctx, req.GetStep()); err != nil {
+		return nil, statusErr(err)
 	}
 	return &paramserverv1.CheckpointResponse{Step: req.GetStep()}, nil
 }
 
 // Restore loads the state the shard's store holds at the requested step
-// (FAILED_PRECONDITION, reason RESTORE, when there is none or it does not
-// fit). The request's path is not used (see Checkpoint).
-func (s *PSServer) Restore(_ context.Context, req *paramserverv1.RestoreRequest) (*paramserverv1.RestoreResponse, error) {
-	st, ok, err := s.shard.Store.LoadStep(s.cfg.Index, req.GetStep())
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "shard %d: loading the state of step %d: %v", s.cfg.Index, req.GetStep(), err)
-	}
-	if !ok {
-		return nil, statusErr(&paramserver.Error{Op: "restore", Kind: paramserver.ErrRestore, Shard: s.cfg.Index, Step: req.GetStep(),
-			Version: s.shard.S.Version(), Worker: -1, Detail: "no saved state at this step"})
-	}
-	if err := s.shard.S.Restore(st); err != nil {
+// (cluster.LocalShard.Restore). The request's path is not used (see
+// Checkpoint).
+func (s *PSServer) Restore(ctx context.Context, req *paramserverv1.RestoreRequest) (*paramserverv1.RestoreResponse, error) {
+	if err := s.shard.Restore(ctx, req.GetStep()); err != nil {
 		return nil, statusErr(err)
 	}
 	return &paramserverv1.RestoreResponse{Version: s.shard.S.Version()}, nil
+}
+
+// Held lists the versions whose saved state reads back intact.
+func (s *PSServer) Held(ctx context.Context, _ *paramserverv1.HeldRequest) (*paramserverv1.HeldResponse, error) {
+	steps, err := s.shard.Held(ctx)
+	if err != nil {
+		return nil, statusErr(err)
+	}
+	return &paramserverv1.HeldResponse{Steps: steps}, nil
 }

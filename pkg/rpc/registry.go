@@ -63,6 +63,8 @@ type member struct {
 	joined   bool   // shards: has joined at least once
 	lastStep int64
 	lastSeen time.Time
+	// unreachable: a shard the coordinator's probe cannot reach (why).
+	unreachable string
 }
 
 // Registry is the coordinator's membership table: it assigns worker slots,
@@ -176,7 +178,7 @@ func (r *Registry) JoinShard(index int, address, node string) (restarted bool, e
 	if m.address != address {
 		r.generation++
 	}
-	*m = member{held: true, joined: true, node: node, address: address, lastStep: -1, lastSeen: r.cfg.Now()}
+	*m = member{held: true, joined: true, node: node, address: address, lastStep: -1, lastSeen: r.cfg.Now(), unreachable: m.unreachable}
 	fn := r.onRestart
 	r.mu.Unlock()
 	if restarted && fn != nil {
@@ -207,6 +209,21 @@ func (r *Registry) LeaveShard(index int) bool {
 	}
 	r.shards[index].held = false
 	return true
+}
+
+// SetShardReachable records what the coordinator's probe found of shard
+// index: err nil when it answers. Members lists an unreachable shard as not
+// live.
+func (r *Registry) SetShardReachable(index int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if index < 0 || index >= len(r.shards) {
+		return
+	}
+	r.shards[index].unreachable = ""
+	if err != nil {
+		r.shards[index].unreachable = err.Error()
+	}
 }
 
 // Holds reports whether worker slot is held.
@@ -270,7 +287,7 @@ func (r *Registry) Members() []*coordinatorv1.MemberStatus {
 	defer r.mu.Unlock()
 	var out []*coordinatorv1.MemberStatus
 	add := func(role string, slot int, m member) {
-		ms := &coordinatorv1.MemberStatus{Role: role, Slot: int32(slot), Address: m.address, NodeName: m.node, Live: m.held, LastStep: m.lastStep}
+		ms := &coordinatorv1.MemberStatus{Role: role, Slot: int32(slot), Address: m.address, NodeName: m.node, Live: m.held && m.unreachable == "", LastStep: m.lastStep}
 		if !m.lastSeen.IsZero() {
 			ms.LastSeenUnixMs = m.lastSeen.UnixMilli()
 		}

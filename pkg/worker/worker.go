@@ -22,6 +22,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/retry"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -74,6 +75,13 @@ type Config struct {
 	// PullTimeout bounds one pull round; on timeout the worker asks the
 	// coordinator for the current step again (a rollback may have happened).
 	PullTimeout time.Duration
+	// RetryBase and RetryMax bound the pause after a failed pull, push,
+	// report or wait (retry.Backoff: doubling from RetryBase, capped at
+	// RetryMax, with jitter); zero means 100 ms and 5 s.
+	RetryBase, RetryMax time.Duration
+	// LogEvery is the least time between two log lines about failures
+	// (the lines in between are counted, not written); zero means 10 s.
+	LogEvery time.Duration
 }
 
 // Worker runs the loop.
@@ -85,9 +93,19 @@ type Worker struct {
 	coord  Coordinator
 	logger *zap.Logger
 	params []float32
-	bufs   []float32
+	bufs   []float32 // the buffers as pulled
+	out    []float32 // the buffers after the step's forward passes, pushed
 	grad   []float32
 	bufLay nn.Layout
+	// pulled[k] is the (step, generation) whose slice of shard k is in
+	// params and bufs, so a retry after another shard failed does not fetch
+	// the healthy shards again.
+	pulled  []version
+	backoff *retry.Backoff
+	logLim  *retry.Limiter
+	// Sleep pauses between retries (tests count the pauses); nil means
+	// retry.Sleep.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// OnStep, when set, sees every computed step (tests, metrics).
 	OnStep func(step int64, terms objective.Terms, accepted bool)
 }
@@ -107,6 +125,15 @@ func New(cfg Config, tw *train.Worker, shards []Shard, ranges []Range, coord Coo
 	if cfg.PullTimeout <= 0 {
 		cfg.PullTimeout = time.Minute
 	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = 100 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 5 * time.Second
+	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = 10 * time.Second
+	}
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -118,13 +145,29 @@ func New(cfg Config, tw *train.Worker, shards []Shard, ranges []Range, coord Coo
 		}
 	}
 	return &Worker{cfg: cfg, tw: tw, shards: shards, ranges: ranges, coord: coord, logger: logger,
-		params: make([]float32, lay.Total), grad: make([]float32, lay.Total), bufs: make([]float32, bl.Total), bufLay: bl}, nil
+		params: make([]float32, lay.Total), grad: make([]float32, lay.Total), bufs: make([]float32, bl.Total), out: make([]float32, bl.Total), bufLay: bl,
+		pulled: make([]version, len(shards)), backoff: retry.New(cfg.RetryBase, cfg.RetryMax), logLim: retry.NewLimiter(cfg.LogEvery)}, nil
+}
+
+// version names one state of the parameters: a step within a rollback
+// generation (after a rollback, step t may be recomputed differently).
+type version struct {
+	step, gen int64
+	ok        bool
 }
 
 // TW returns the training step the worker runs.
 func (w *Worker) TW() *train.Worker { return w.tw }
 
 // Run works until the coordinator says the run is done or ctx ends.
+//
+// A failed pull, push, report or wait is followed by asking the
+// coordinator for the current state and trying again after a pause that
+// grows with each consecutive failure (Config.RetryBase … RetryMax, with
+// jitter) and is reset by a completed step; failures are logged at most
+// once per Config.LogEvery with the count of those in between. So a dead
+// shard costs a waiting worker a few cheap calls per RetryMax, however long
+// it stays dead.
 func (w *Worker) Run(ctx context.Context) error {
 	st, err := w.coord.WaitStep(ctx, -1, -1)
 	if err != nil {
@@ -132,15 +175,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	for !st.Done && st.Step < w.cfg.Steps {
 		t := st.Step
-		if err := w.pull(ctx, t); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, ErrFatal) {
-				return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
-			}
-			w.logger.Info("pull failed; asking the coordinator again", zap.Int64("step", t), zap.Error(err))
-			if st, err = w.resync(ctx); err != nil {
+		if err := w.pull(ctx, t, st.Generation); err != nil {
+			if st, err = w.retry(ctx, "pull", t, err); err != nil {
 				return err
 			}
 			continue
@@ -152,45 +188,36 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		attackTime := w.tw.AttackTime
 		compute := time.Since(t0) - attackTime
-		nn.Gather(w.tw.Model.Backend, nn.Buffers(w.tw.Model.Params()), w.bufs, false)
+		nn.Gather(w.tw.Model.Backend, nn.Buffers(w.tw.Model.Params()), w.out, false)
 		t1 := time.Now()
 		if err := w.push(ctx, t); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, ErrFatal) {
-				return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
-			}
-			if errors.Is(err, paramserver.ErrStale) {
+			if errors.Is(err, paramserver.ErrStale) && !errors.Is(err, ErrFatal) && ctx.Err() == nil {
 				// A backup: the step was decided without this gradient.
+				// Not a failure: no pause.
 				w.logger.Debug("late push: the step was decided without this worker", zap.Int64("step", t))
-			} else {
-				w.logger.Info("push failed; asking the coordinator again", zap.Int64("step", t), zap.Error(err))
+				if st, err = w.resync(ctx); err != nil {
+					return err
+				}
+				continue
 			}
-			if st, err = w.resync(ctx); err != nil {
+			if st, err = w.retry(ctx, "push", t, err); err != nil {
 				return err
 			}
 			continue
 		}
 		accepted, rst, err := w.coord.Report(ctx, t, w.cfg.Slot, terms, Timing{Attack: attackTime, Compute: compute, Comm: time.Since(t1)})
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			w.logger.Info("report failed; asking the coordinator again", zap.Error(err))
-			if st, err = w.resync(ctx); err != nil {
+			if st, err = w.retry(ctx, "report", t, err); err != nil {
 				return err
 			}
 			continue
 		}
+		w.recovered()
 		if w.OnStep != nil {
 			w.OnStep(t, terms, accepted)
 		}
 		if st, err = w.coord.WaitStep(ctx, t, rst.Generation); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if st, err = w.resync(ctx); err != nil {
+			if st, err = w.retry(ctx, "wait", t, err); err != nil {
 				return err
 			}
 		}
@@ -198,8 +225,45 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// resync asks the coordinator for the current state, retrying with a pause
-// until it answers or ctx ends.
+// retry handles a failed operation of step t: it stops on ctx's end or a
+// fatal error, else logs (rate-limited), pauses (backoff) and asks the
+// coordinator for the current state.
+func (w *Worker) retry(ctx context.Context, op string, t int64, cause error) (StepState, error) {
+	if ctx.Err() != nil {
+		return StepState{}, ctx.Err()
+	}
+	if errors.Is(cause, ErrFatal) {
+		return StepState{}, fmt.Errorf("worker %d: %w", w.cfg.Slot, cause)
+	}
+	pause := w.backoff.Next()
+	if ok, suppressed := w.logLim.Allow(); ok {
+		w.logger.Info(op+" failed; retrying after a pause", zap.Int64("step", t), zap.Error(cause),
+			zap.Int("consecutive_failures", w.backoff.Failures()), zap.Duration("pause", pause),
+			zap.Int("failures_not_logged", suppressed))
+	}
+	if err := w.sleep(ctx, pause); err != nil {
+		return StepState{}, err
+	}
+	return w.resync(ctx)
+}
+
+// recovered ends a run of failures (a step completed).
+func (w *Worker) recovered() {
+	if n := w.backoff.Failures(); n > 0 {
+		w.logger.Info("working again", zap.Int("failures", n))
+		w.backoff.Reset()
+	}
+}
+
+func (w *Worker) sleep(ctx context.Context, d time.Duration) error {
+	if w.Sleep != nil {
+		return w.Sleep(ctx, d)
+	}
+	return retry.Sleep(ctx, d)
+}
+
+// resync asks the coordinator for the current state, retrying with the
+// backoff until it answers or ctx ends.
 func (w *Worker) resync(ctx context.Context) (StepState, error) {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, w.cfg.PullTimeout)
@@ -211,10 +275,17 @@ func (w *Worker) resync(ctx context.Context) (StepState, error) {
 		if ctx.Err() != nil {
 			return st, ctx.Err()
 		}
-		select {
-		case <-time.After(200 * time.Millisecond):
-		case <-ctx.Done():
-			return st, ctx.Err()
+		if errors.Is(err, ErrFatal) {
+			return st, fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
+		}
+		pause := w.backoff.Next()
+		if ok, suppressed := w.logLim.Allow(); ok {
+			w.logger.Info("the coordinator does not answer; retrying after a pause", zap.Error(err),
+				zap.Int("consecutive_failures", w.backoff.Failures()), zap.Duration("pause", pause),
+				zap.Int("failures_not_logged", suppressed))
+		}
+		if err := w.sleep(ctx, pause); err != nil {
+			return st, err
 		}
 	}
 }
@@ -237,9 +308,15 @@ func (w *Worker) parallel(ctx context.Context, fn func(ctx context.Context, k in
 	return errors.Join(errs...)
 }
 
-// pull fetches version t of every shard and loads it into the model.
-func (w *Worker) pull(ctx context.Context, t int64) error {
+// pull fetches version t (of generation gen) of every shard it does not
+// hold yet and loads it into the model.
+func (w *Worker) pull(ctx context.Context, t, gen int64) error {
+	want := version{step: t, gen: gen, ok: true}
 	err := w.parallel(ctx, func(ctx context.Context, k int) error {
+		if w.pulled[k] == want {
+			return nil
+		}
+		w.pulled[k] = version{}
 		p, b, err := w.shards[k].Pull(ctx, t)
 		if err != nil {
 			return err
@@ -250,6 +327,7 @@ func (w *Worker) pull(ctx context.Context, t int64) error {
 		}
 		copy(w.params[r.Lo:r.Hi], p)
 		copy(w.bufs[r.BufLo:r.BufHi], b)
+		w.pulled[k] = want
 		return nil
 	})
 	if err != nil {
@@ -265,6 +343,6 @@ func (w *Worker) pull(ctx context.Context, t int64) error {
 func (w *Worker) push(ctx context.Context, t int64) error {
 	return w.parallel(ctx, func(ctx context.Context, k int) error {
 		r := w.ranges[k]
-		return w.shards[k].Push(ctx, t, w.cfg.Slot, w.grad[r.Lo:r.Hi], w.bufs[r.BufLo:r.BufHi])
+		return w.shards[k].Push(ctx, t, w.cfg.Slot, w.grad[r.Lo:r.Hi], w.out[r.BufLo:r.BufHi])
 	})
 }

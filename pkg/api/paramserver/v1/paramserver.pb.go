@@ -48,6 +48,89 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HeldRequest has no fields. Set by the coordinator.
+type HeldRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldRequest) Reset() {
+	*x = HeldRequest{}
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldRequest) ProtoMessage() {}
+
+func (x *HeldRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldRequest.ProtoReflect.Descriptor instead.
+func (*HeldRequest) Descriptor() ([]byte, []int) {
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{0}
+}
+
+// HeldResponse lists the versions a shard can Restore. Set by the shard.
+type HeldResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Versions with an intact saved state, newest first.
+	Steps         []int64 `protobuf:"varint,1,rep,packed,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeldResponse) Reset() {
+	*x = HeldResponse{}
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeldResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeldResponse) ProtoMessage() {}
+
+func (x *HeldResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeldResponse.ProtoReflect.Descriptor instead.
+func (*HeldResponse) Descriptor() ([]byte, []int) {
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HeldResponse) GetSteps() []int64 {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
 // FetchStateRequest asks for the shard's optimizer state. Set by the
 // coordinator.
 type FetchStateRequest struct {
@@ -62,7 +145,7 @@ type FetchStateRequest struct {
 
 func (x *FetchStateRequest) Reset() {
 	*x = FetchStateRequest{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[0]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -74,7 +157,7 @@ func (x *FetchStateRequest) String() string {
 func (*FetchStateRequest) ProtoMessage() {}
 
 func (x *FetchStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[0]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -87,7 +170,7 @@ func (x *FetchStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchStateRequest.ProtoReflect.Descriptor instead.
 func (*FetchStateRequest) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{0}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FetchStateRequest) GetStep() int64 {
@@ -125,7 +208,7 @@ type StateChunk struct {
 
 func (x *StateChunk) Reset() {
 	*x = StateChunk{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[1]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +220,7 @@ func (x *StateChunk) String() string {
 func (*StateChunk) ProtoMessage() {}
 
 func (x *StateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[1]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +233,7 @@ func (x *StateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChunk.ProtoReflect.Descriptor instead.
 func (*StateChunk) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{1}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StateChunk) GetStep() int64 {
@@ -211,7 +294,7 @@ type PullRequest struct {
 
 func (x *PullRequest) Reset() {
 	*x = PullRequest{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[2]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +306,7 @@ func (x *PullRequest) String() string {
 func (*PullRequest) ProtoMessage() {}
 
 func (x *PullRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[2]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +319,7 @@ func (x *PullRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullRequest.ProtoReflect.Descriptor instead.
 func (*PullRequest) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{2}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PullRequest) GetStep() int64 {
@@ -284,7 +367,7 @@ type PullChunk struct {
 
 func (x *PullChunk) Reset() {
 	*x = PullChunk{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[3]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -296,7 +379,7 @@ func (x *PullChunk) String() string {
 func (*PullChunk) ProtoMessage() {}
 
 func (x *PullChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[3]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -309,7 +392,7 @@ func (x *PullChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullChunk.ProtoReflect.Descriptor instead.
 func (*PullChunk) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{3}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PullChunk) GetStep() int64 {
@@ -383,7 +466,7 @@ type PushChunk struct {
 
 func (x *PushChunk) Reset() {
 	*x = PushChunk{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[4]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +478,7 @@ func (x *PushChunk) String() string {
 func (*PushChunk) ProtoMessage() {}
 
 func (x *PushChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[4]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +491,7 @@ func (x *PushChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushChunk.ProtoReflect.Descriptor instead.
 func (*PushChunk) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{4}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PushChunk) GetStep() int64 {
@@ -473,7 +556,7 @@ type PushAck struct {
 
 func (x *PushAck) Reset() {
 	*x = PushAck{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[5]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +568,7 @@ func (x *PushAck) String() string {
 func (*PushAck) ProtoMessage() {}
 
 func (x *PushAck) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[5]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +581,7 @@ func (x *PushAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushAck.ProtoReflect.Descriptor instead.
 func (*PushAck) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{5}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PushAck) GetStep() int64 {
@@ -531,7 +614,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[6]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +626,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[6]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +639,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{6}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ApplyRequest) GetStep() int64 {
@@ -584,7 +667,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[7]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +679,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[7]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +692,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{7}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyResponse) GetVersion() int64 {
@@ -628,7 +711,7 @@ type StateRequest struct {
 
 func (x *StateRequest) Reset() {
 	*x = StateRequest{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[8]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +723,7 @@ func (x *StateRequest) String() string {
 func (*StateRequest) ProtoMessage() {}
 
 func (x *StateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[8]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +736,7 @@ func (x *StateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateRequest.ProtoReflect.Descriptor instead.
 func (*StateRequest) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{8}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{10}
 }
 
 // ShardStatus describes one shard. Set by the shard.
@@ -674,7 +757,7 @@ type ShardStatus struct {
 
 func (x *ShardStatus) Reset() {
 	*x = ShardStatus{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[9]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +769,7 @@ func (x *ShardStatus) String() string {
 func (*ShardStatus) ProtoMessage() {}
 
 func (x *ShardStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[9]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +782,7 @@ func (x *ShardStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardStatus.ProtoReflect.Descriptor instead.
 func (*ShardStatus) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{9}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ShardStatus) GetShard() int32 {
@@ -757,7 +840,7 @@ type ShardCounters struct {
 
 func (x *ShardCounters) Reset() {
 	*x = ShardCounters{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[10]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +852,7 @@ func (x *ShardCounters) String() string {
 func (*ShardCounters) ProtoMessage() {}
 
 func (x *ShardCounters) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[10]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +865,7 @@ func (x *ShardCounters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardCounters.ProtoReflect.Descriptor instead.
 func (*ShardCounters) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{10}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ShardCounters) GetPushes() int64 {
@@ -834,7 +917,7 @@ type CheckpointRequest struct {
 
 func (x *CheckpointRequest) Reset() {
 	*x = CheckpointRequest{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[11]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +929,7 @@ func (x *CheckpointRequest) String() string {
 func (*CheckpointRequest) ProtoMessage() {}
 
 func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[11]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +942,7 @@ func (x *CheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{11}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckpointRequest) GetStep() int64 {
@@ -889,7 +972,7 @@ type CheckpointResponse struct {
 
 func (x *CheckpointResponse) Reset() {
 	*x = CheckpointResponse{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[12]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +984,7 @@ func (x *CheckpointResponse) String() string {
 func (*CheckpointResponse) ProtoMessage() {}
 
 func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[12]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +997,7 @@ func (x *CheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{12}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckpointResponse) GetStep() int64 {
@@ -945,7 +1028,7 @@ type RestoreRequest struct {
 
 func (x *RestoreRequest) Reset() {
 	*x = RestoreRequest{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[13]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1040,7 @@ func (x *RestoreRequest) String() string {
 func (*RestoreRequest) ProtoMessage() {}
 
 func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[13]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1053,7 @@ func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
 func (*RestoreRequest) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{13}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RestoreRequest) GetStep() int64 {
@@ -998,7 +1081,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[14]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1093,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[14]
+	mi := &file_logitpair_paramserver_v1_paramserver_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1106,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{14}
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RestoreResponse) GetVersion() int64 {
@@ -1037,7 +1120,10 @@ var File_logitpair_paramserver_v1_paramserver_proto protoreflect.FileDescriptor
 
 const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"\n" +
-	"*logitpair/paramserver/v1/paramserver.proto\x12\x18logitpair.paramserver.v1\"O\n" +
+	"*logitpair/paramserver/v1/paramserver.proto\x12\x18logitpair.paramserver.v1\"\r\n" +
+	"\vHeldRequest\"$\n" +
+	"\fHeldResponse\x12\x14\n" +
+	"\x05steps\x18\x01 \x03(\x03R\x05steps\"O\n" +
 	"\x11FetchStateRequest\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12&\n" +
 	"\x0fmax_chunk_bytes\x18\x02 \x01(\rR\rmaxChunkBytes\"\x92\x01\n" +
@@ -1099,7 +1185,7 @@ const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"+\n" +
 	"\x0fRestoreResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x03R\aversion2\x97\x05\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion2\xee\x05\n" +
 	"\x0fParameterServer\x12T\n" +
 	"\x04Pull\x12%.logitpair.paramserver.v1.PullRequest\x1a#.logitpair.paramserver.v1.PullChunk0\x01\x12P\n" +
 	"\x04Push\x12#.logitpair.paramserver.v1.PushChunk\x1a!.logitpair.paramserver.v1.PushAck(\x01\x12X\n" +
@@ -1109,7 +1195,8 @@ const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"Checkpoint\x12+.logitpair.paramserver.v1.CheckpointRequest\x1a,.logitpair.paramserver.v1.CheckpointResponse\x12^\n" +
 	"\aRestore\x12(.logitpair.paramserver.v1.RestoreRequest\x1a).logitpair.paramserver.v1.RestoreResponse\x12a\n" +
 	"\n" +
-	"FetchState\x12+.logitpair.paramserver.v1.FetchStateRequest\x1a$.logitpair.paramserver.v1.StateChunk0\x01BEZCgithub.com/logitpair/logitpair/pkg/api/paramserver/v1;paramserverv1b\x06proto3"
+	"FetchState\x12+.logitpair.paramserver.v1.FetchStateRequest\x1a$.logitpair.paramserver.v1.StateChunk0\x01\x12U\n" +
+	"\x04Held\x12%.logitpair.paramserver.v1.HeldRequest\x1a&.logitpair.paramserver.v1.HeldResponseBEZCgithub.com/logitpair/logitpair/pkg/api/paramserver/v1;paramserverv1b\x06proto3"
 
 var (
 	file_logitpair_paramserver_v1_paramserver_proto_rawDescOnce sync.Once
@@ -1123,42 +1210,46 @@ func file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP() []byte {
 	return file_logitpair_paramserver_v1_paramserver_proto_rawDescData
 }
 
-var file_logitpair_paramserver_v1_paramserver_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_logitpair_paramserver_v1_paramserver_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_logitpair_paramserver_v1_paramserver_proto_goTypes = []any{
-	(*FetchStateRequest)(nil),  // 0: logitpair.paramserver.v1.FetchStateRequest
-	(*StateChunk)(nil),         // 1: logitpair.paramserver.v1.StateChunk
-	(*PullRequest)(nil),        // 2: logitpair.paramserver.v1.PullRequest
-	(*PullChunk)(nil),          // 3: logitpair.paramserver.v1.PullChunk
-	(*PushChunk)(nil),          // 4: logitpair.paramserver.v1.PushChunk
-	(*PushAck)(nil),            // 5: logitpair.paramserver.v1.PushAck
-	(*ApplyRequest)(nil),       // 6: logitpair.paramserver.v1.ApplyRequest
-	(*ApplyResponse)(nil),      // 7: logitpair.paramserver.v1.ApplyResponse
-	(*StateRequest)(nil),       // 8: logitpair.paramserver.v1.StateRequest
-	(*ShardStatus)(nil),        // 9: logitpair.paramserver.v1.ShardStatus
-	(*ShardCounters)(nil),      // 10: logitpair.paramserver.v1.ShardCounters
-	(*CheckpointRequest)(nil),  // 11: logitpair.paramserver.v1.CheckpointRequest
-	(*CheckpointResponse)(nil), // 12: logitpair.paramserver.v1.CheckpointResponse
-	(*RestoreRequest)(nil),     // 13: logitpair.paramserver.v1.RestoreRequest
-	(*RestoreResponse)(nil),    // 14: logitpair.paramserver.v1.RestoreResponse
+	(*HeldRequest)(nil),        // 0: logitpair.paramserver.v1.HeldRequest
+	(*HeldResponse)(nil),       // 1: logitpair.paramserver.v1.HeldResponse
+	(*FetchStateRequest)(nil),  // 2: logitpair.paramserver.v1.FetchStateRequest
+	(*StateChunk)(nil),         // 3: logitpair.paramserver.v1.StateChunk
+	(*PullRequest)(nil),        // 4: logitpair.paramserver.v1.PullRequest
+	(*PullChunk)(nil),          // 5: logitpair.paramserver.v1.PullChunk
+	(*PushChunk)(nil),          // 6: logitpair.paramserver.v1.PushChunk
+	(*PushAck)(nil),            // 7: logitpair.paramserver.v1.PushAck
+	(*ApplyRequest)(nil),       // 8: logitpair.paramserver.v1.ApplyRequest
+	(*ApplyResponse)(nil),      // 9: logitpair.paramserver.v1.ApplyResponse
+	(*StateRequest)(nil),       // 10: logitpair.paramserver.v1.StateRequest
+	(*ShardStatus)(nil),        // 11: logitpair.paramserver.v1.ShardStatus
+	(*ShardCounters)(nil),      // 12: logitpair.paramserver.v1.ShardCounters
+	(*CheckpointRequest)(nil),  // 13: logitpair.paramserver.v1.CheckpointRequest
+	(*CheckpointResponse)(nil), // 14: logitpair.paramserver.v1.CheckpointResponse
+	(*RestoreRequest)(nil),     // 15: logitpair.paramserver.v1.RestoreRequest
+	(*RestoreResponse)(nil),    // 16: logitpair.paramserver.v1.RestoreResponse
 }
 var file_logitpair_paramserver_v1_paramserver_proto_depIdxs = []int32{
-	10, // 0: logitpair.paramserver.v1.ShardStatus.counters:type_name -> logitpair.paramserver.v1.ShardCounters
-	2,  // 1: logitpair.paramserver.v1.ParameterServer.Pull:input_type -> logitpair.paramserver.v1.PullRequest
-	4,  // 2: logitpair.paramserver.v1.ParameterServer.Push:input_type -> logitpair.paramserver.v1.PushChunk
-	6,  // 3: logitpair.paramserver.v1.ParameterServer.Apply:input_type -> logitpair.paramserver.v1.ApplyRequest
-	8,  // 4: logitpair.paramserver.v1.ParameterServer.State:input_type -> logitpair.paramserver.v1.StateRequest
-	11, // 5: logitpair.paramserver.v1.ParameterServer.Checkpoint:input_type -> logitpair.paramserver.v1.CheckpointRequest
-	13, // 6: logitpair.paramserver.v1.ParameterServer.Restore:input_type -> logitpair.paramserver.v1.RestoreRequest
-	0,  // 7: logitpair.paramserver.v1.ParameterServer.FetchState:input_type -> logitpair.paramserver.v1.FetchStateRequest
-	3,  // 8: logitpair.paramserver.v1.ParameterServer.Pull:output_type -> logitpair.paramserver.v1.PullChunk
-	5,  // 9: logitpair.paramserver.v1.ParameterServer.Push:output_type -> logitpair.paramserver.v1.PushAck
-	7,  // 10: logitpair.paramserver.v1.ParameterServer.Apply:output_type -> logitpair.paramserver.v1.ApplyResponse
-	9,  // 11: logitpair.paramserver.v1.ParameterServer.State:output_type -> logitpair.paramserver.v1.ShardStatus
-	12, // 12: logitpair.paramserver.v1.ParameterServer.Checkpoint:output_type -> logitpair.paramserver.v1.CheckpointResponse
-	14, // 13: logitpair.paramserver.v1.ParameterServer.Restore:output_type -> logitpair.paramserver.v1.RestoreResponse
-	1,  // 14: logitpair.paramserver.v1.ParameterServer.FetchState:output_type -> logitpair.paramserver.v1.StateChunk
-	8,  // [8:15] is the sub-list for method output_type
-	1,  // [1:8] is the sub-list for method input_type
+	12, // 0: logitpair.paramserver.v1.ShardStatus.counters:type_name -> logitpair.paramserver.v1.ShardCounters
+	4,  // 1: logitpair.paramserver.v1.ParameterServer.Pull:input_type -> logitpair.paramserver.v1.PullRequest
+	6,  // 2: logitpair.paramserver.v1.ParameterServer.Push:input_type -> logitpair.paramserver.v1.PushChunk
+	8,  // 3: logitpair.paramserver.v1.ParameterServer.Apply:input_type -> logitpair.paramserver.v1.ApplyRequest
+	10, // 4: logitpair.paramserver.v1.ParameterServer.State:input_type -> logitpair.paramserver.v1.StateRequest
+	13, // 5: logitpair.paramserver.v1.ParameterServer.Checkpoint:input_type -> logitpair.paramserver.v1.CheckpointRequest
+	15, // 6: logitpair.paramserver.v1.ParameterServer.Restore:input_type -> logitpair.paramserver.v1.RestoreRequest
+	2,  // 7: logitpair.paramserver.v1.ParameterServer.FetchState:input_type -> logitpair.paramserver.v1.FetchStateRequest
+	0,  // 8: logitpair.paramserver.v1.ParameterServer.Held:input_type -> logitpair.paramserver.v1.HeldRequest
+	5,  // 9: logitpair.paramserver.v1.ParameterServer.Pull:output_type -> logitpair.paramserver.v1.PullChunk
+	7,  // 10: logitpair.paramserver.v1.ParameterServer.Push:output_type -> logitpair.paramserver.v1.PushAck
+	9,  // 11: logitpair.paramserver.v1.ParameterServer.Apply:output_type -> logitpair.paramserver.v1.ApplyResponse
+	11, // 12: logitpair.paramserver.v1.ParameterServer.State:output_type -> logitpair.paramserver.v1.ShardStatus
+	14, // 13: logitpair.paramserver.v1.ParameterServer.Checkpoint:output_type -> logitpair.paramserver.v1.CheckpointResponse
+	16, // 14: logitpair.paramserver.v1.ParameterServer.Restore:output_type -> logitpair.paramserver.v1.RestoreResponse
+	3,  // 15: logitpair.paramserver.v1.ParameterServer.FetchState:output_type -> logitpair.paramserver.v1.StateChunk
+	1,  // 16: logitpair.paramserver.v1.ParameterServer.Held:output_type -> logitpair.paramserver.v1.HeldResponse
+	9,  // [9:17] is the sub-list for method output_type
+	1,  // [1:9] is the sub-list for method input_type
 	1,  // [1:1] is the sub-list for extension type_name
 	1,  // [1:1] is the sub-list for extension extendee
 	0,  // [0:1] is the sub-list for field type_name
@@ -1175,7 +1266,7 @@ func file_logitpair_paramserver_v1_paramserver_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logitpair_paramserver_v1_paramserver_proto_rawDesc), len(file_logitpair_paramserver_v1_paramserver_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -53,6 +53,7 @@ const (
 	ParameterServer_Checkpoint_FullMethodName = "/logitpair.paramserver.v1.ParameterServer/Checkpoint"
 	ParameterServer_Restore_FullMethodName    = "/logitpair.paramserver.v1.ParameterServer/Restore"
 	ParameterServer_FetchState_FullMethodName = "/logitpair.paramserver.v1.ParameterServer/FetchState"
+	ParameterServer_Held_FullMethodName       = "/logitpair.paramserver.v1.ParameterServer/Held"
 )
 
 // ParameterServerClient is the client API for ParameterServer service.
@@ -104,6 +105,11 @@ type ParameterServerClient interface {
 	// whole-model state file in local training's format at a consistent
 	// checkpoint. FAILED_PRECONDITION when the shard is not at version `step`.
 	FetchState(ctx context.Context, in *FetchStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StateChunk], error)
+	// Held lists the versions whose saved state the shard holds intact (each
+	// file read back and checked against the shard's range), newest first.
+	// The coordinator rolls back to the newest version that every shard and
+	// the coordinator itself hold.
+	Held(ctx context.Context, in *HeldRequest, opts ...grpc.CallOption) (*HeldResponse, error)
 }
 
 type parameterServerClient struct {
@@ -205,6 +211,16 @@ func (c *parameterServerClient) FetchState(ctx context.Context, in *FetchStateRe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ParameterServer_FetchStateClient = grpc.ServerStreamingClient[StateChunk]
 
+func (c *parameterServerClient) Held(ctx context.Context, in *HeldRequest, opts ...grpc.CallOption) (*HeldResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HeldResponse)
+	err := c.cc.Invoke(ctx, ParameterServer_Held_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ParameterServerServer is the server API for ParameterServer service.
 // All implementations must embed UnimplementedParameterServerServer
 // for forward compatibility.
@@ -254,6 +270,11 @@ type ParameterServerServer interface {
 	// whole-model state file in local training's format at a consistent
 	// checkpoint. FAILED_PRECONDITION when the shard is not at version `step`.
 	FetchState(*FetchStateRequest, grpc.ServerStreamingServer[StateChunk]) error
+	// Held lists the versions whose saved state the shard holds intact (each
+	// file read back and checked against the shard's range), newest first.
+	// The coordinator rolls back to the newest version that every shard and
+	// the coordinator itself hold.
+	Held(context.Context, *HeldRequest) (*HeldResponse, error)
 	mustEmbedUnimplementedParameterServerServer()
 }
 
@@ -284,6 +305,9 @@ func (UnimplementedParameterServerServer) Restore(context.Context, *RestoreReque
 }
 func (UnimplementedParameterServerServer) FetchState(*FetchStateRequest, grpc.ServerStreamingServer[StateChunk]) error {
 	return status.Error(codes.Unimplemented, "method FetchState not implemented")
+}
+func (UnimplementedParameterServerServer) Held(context.Context, *HeldRequest) (*HeldResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Held not implemented")
 }
 func (UnimplementedParameterServerServer) mustEmbedUnimplementedParameterServerServer() {}
 func (UnimplementedParameterServerServer) testEmbeddedByValue()                         {}
@@ -407,6 +431,24 @@ func _ParameterServer_FetchState_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ParameterServer_FetchStateServer = grpc.ServerStreamingServer[StateChunk]
 
+func _ParameterServer_Held_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HeldRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParameterServerServer).Held(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ParameterServer_Held_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParameterServerServer).Held(ctx, req.(*HeldRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ParameterServer_ServiceDesc is the grpc.ServiceDesc for ParameterServer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -429,6 +471,10 @@ var ParameterServer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Restore",
 			Handler:    _ParameterServer_Restore_Handler,
+		},
+		{
+			MethodName: "Held",
+			Handler:    _ParameterServer_Held_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
