@@ -312,9 +312,13 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 			setTrainingConfig(t, o, func(s string) string { return strings.Replace(s, `"lr": 0.001`, `"lr": 0`, 1) })
 		}, []string{"--lr must be positive, got 0"}},
 		{"model too small for the shards", "", func(t *testing.T, o *Objects) {
-			setEnv(t, containerOf(t, o, "coordinator"), "CLUSTER_PS", func(e *corev1.EnvVar) { e.Value = "9" })
-			o.statefulSet("ps").Spec.Replicas = ptr(int32(9))
-		}, []string{"9 shards for 8 tensors"}},
+			// A madry-mnist of 122 parameters (conv 1+1, fc1 49+1, fc2 10+10).
+			setTrainingConfig(t, o, func(s string) string {
+				return strings.Replace(s, `"model": "madry-mnist",`, `"model": "madry-mnist", "model-config": {"conv1": 1, "conv2": 1, "hidden": 1},`, 1)
+			})
+			setEnv(t, containerOf(t, o, "coordinator"), "CLUSTER_PS", func(e *corev1.EnvVar) { e.Value = "123" })
+			o.statefulSet("ps").Spec.Replicas = ptr(int32(123))
+		}, []string{"123 shards for 122 parameters"}},
 		{"dataset directory not mounted in the workers", "", func(t *testing.T, o *Objects) {
 			setTrainingConfig(t, o, func(s string) string { return strings.Replace(s, `"/data/mnist"`, `"data/mnist"`, 1) })
 		}, []string{"the dataset directory data/mnist (data-dir) is on no volume mount"}},

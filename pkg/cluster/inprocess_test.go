@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -86,32 +87,55 @@ func sameBits(t *testing.T, what string, a, b []float32) {
 
 // TestOneWorkerEqualsLocalTraining (issue 5, test a): one worker, no backup,
 // two shards, K steps of ALP with RMSProp, weight decay and EMA give
-// bit-identical parameters to `logitpair train` with the same seed.
+// bit-identical parameters to `logitpair train` with the same seed. So do
+// 17 shards (the design card's --ps), which cut most of the tiny model's
+// tensors, decayed kernels included: weight decay, added by the shards over
+// the mask clipped to each range, reaches exactly the decayed elements.
 func TestOneWorkerEqualsLocalTraining(t *testing.T) {
-	cfg := tinyConfig(t)
-	c := newCluster(t, cfg, 1, 0, 2)
-	if err := c.Run(ctxFor(t)); err != nil {
-		t.Fatal(err)
+	for _, shards := range []int{2, 17} {
+		t.Run(fmt.Sprintf("%d shards", shards), func(t *testing.T) {
+			cfg := tinyConfig(t)
+			c := newCluster(t, cfg, 1, 0, shards)
+			if shards == 17 && !cutsADecayedTensor(c.Layout) {
+				t.Fatal("no shard edge falls inside a decayed tensor: the test would not check split weight decay")
+			}
+			if err := c.Run(ctxFor(t)); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Params(ctxFor(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
+			tr, err := train.NewTrainer(cpu.New(cpu.Options{Threads: 1}), cfg, loader, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := int64(0); i < cfg.Steps; i++ {
+				if _, err := tr.TrainStep(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sameBits(t, "cluster vs local training", got, tr.Params())
+			entries, _ := c.Log.Entries()
+			if len(entries) != int(cfg.Steps) {
+				t.Fatalf("commit log has %d entries, want %d", len(entries), cfg.Steps)
+			}
+		})
 	}
-	got, err := c.Params(ctxFor(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
-	tr, err := train.NewTrainer(cpu.New(cpu.Options{Threads: 1}), cfg, loader, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := int64(0); i < cfg.Steps; i++ {
-		if _, err := tr.TrainStep(); err != nil {
-			t.Fatal(err)
+}
+
+// cutsADecayedTensor reports whether a shard edge of l falls strictly inside
+// a tensor that weight decay applies to.
+func cutsADecayedTensor(l *Layout) bool {
+	for _, s := range l.Shards[1:] {
+		for _, r := range l.Params.Ranges {
+			if r.Role.Decayed() && r.Offset < s.Lo && s.Lo < r.Offset+r.Size {
+				return true
+			}
 		}
 	}
-	sameBits(t, "cluster vs local training", got, tr.Params())
-	entries, _ := c.Log.Entries()
-	if len(entries) != int(cfg.Steps) {
-		t.Fatalf("commit log has %d entries, want %d", len(entries), cfg.Steps)
-	}
+	return false
 }
 
 // TestBackupsDropTheStraggler (test b): W = 3 with b = 1 and worker 2 slowed
@@ -189,12 +213,20 @@ func TestReplayReproducesTheRun(t *testing.T) {
 // consistent checkpoint (model, EMA and optimizer state gathered from the
 // shards in local training's format) is resumed by `logitpair train
 // --resume`, and the result equals local training straight through.
+// The model, EMA and optimizer state are assembled from 2 shards and from
+// 17, whose ranges split tensors.
 func TestLocalTrainingResumesAClusterCheckpoint(t *testing.T) {
+	for _, shards := range []int{2, 17} {
+		t.Run(fmt.Sprintf("%d shards", shards), func(t *testing.T) { resumeClusterCheckpoint(t, shards) })
+	}
+}
+
+func resumeClusterCheckpoint(t *testing.T, shards int) {
 	cfg := tinyConfig(t)
 	cfg.Steps, cfg.CheckpointEvery = 4, 2
 	dir := t.TempDir()
 	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
-	c, err := NewInProcess(ctxFor(t), cfg, InProcessOptions{Workers: 1, Backups: 0, Shards: 2, Data: loader, CheckpointDir: dir,
+	c, err := NewInProcess(ctxFor(t), cfg, InProcessOptions{Workers: 1, Backups: 0, Shards: shards, Data: loader, CheckpointDir: dir,
 		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
 	if err != nil {
 		t.Fatal(err)

@@ -16,8 +16,8 @@ type Range struct {
 }
 
 // Layout maps named tensors onto one flat []float32 in a stable order (the
-// order given), so the parameter servers can shard the vector at tensor
-// boundaries.
+// order given), so the parameter servers can shard the vector by ranges
+// (paramserver.Partition) and name the tensors each range holds.
 type Layout struct {
 	Ranges []Range
 	Total  int

@@ -37,8 +37,9 @@ func TestPaperLayoutOverGRPC(t *testing.T) {
 	sec, _ := NewSecrets()
 	common := Common{JoinToken: sec.JoinToken, GossipKey: sec.GossipKey, GossipBind: "127.0.0.1:0", GossipFast: true}
 	tc := train.DefaultConfig()
-	// madry-mnist has 8 tensors, too few for 17 shards: a width-1
-	// pre-activation ResNet-50 on 28×28 grey images has hundreds.
+	// A width-1 pre-activation ResNet-50 on 28×28 grey images: hundreds of
+	// small tensors over the 17 shards (madry-mnist with --ps=17, every
+	// shard holding part of a tensor, is TestSeventeenShardsOfMadryMNIST).
 	tc.DataDir, tc.Model = dataDir, "resnet-v2-50"
 	tc.ModelConfig = models.Config{"width": 1, "classes": 10, "in_channels": 1, "image_size": 28}
 	tc.Objective, tc.AttackSteps, tc.StepSize, tc.Batch = "alp", 1, 0.1, 2

@@ -55,14 +55,23 @@
 //
 // # Sharding and buffers
 //
-// Partition cuts the flat vector at tensor boundaries into contiguous ranges
-// that minimize the largest shard. The non-trainable buffers (batch-norm
-// running statistics) are a second flat vector; BufferRange puts all of it
-// on shard 0: it is tiny (two floats per batch-norm channel, a few thousand
-// in all) next to the parameters, so there is nothing to balance, and one
-// owner keeps the buffer vector whole in one checkpoint. A Shard accepts any
-// buffer range (ShardConfig.BufLo, BufHi), so another placement needs no
-// change here. Buffers are averaged over S_t, never optimized.
+// Partition cuts the flat vector into contiguous ranges whose sizes differ
+// by at most one, cutting inside tensors where the balance falls, so any
+// number of shards from 1 to the number of parameters works with any model.
+// A split tensor trains exactly as a whole one: the mean is per element and
+// every rule after it is elementwise over the shard's range, with the
+// weight-decay mask (global coordinates) clipped to it. A shard's saved
+// states hold its range only, so Restore refuses, naming both ranges, a
+// state saved under another partition (another number of shards, or a
+// release that cut shards only at tensor boundaries).
+//
+// The non-trainable buffers (batch-norm running statistics) are a second
+// flat vector; BufferRange puts all of it on shard 0: it is tiny (two floats
+// per batch-norm channel, a few thousand in all) next to the parameters, so
+// there is nothing to balance, and one owner keeps the buffer vector whole
+// in one checkpoint. A Shard accepts any buffer range (ShardConfig.BufLo,
+// BufHi), so another placement needs no change here. Buffers are averaged
+// over S_t, never optimized.
 //
 // # Weight decay
 //

@@ -1,8 +1,11 @@
 package paramserver
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -72,5 +75,48 @@ func TestFileStoreRoundTripAndRetention(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "shard-0-000000000004.safetensors"), two, 0o644)
 	if held, _ := fs.Held(0); len(held) != 1 || held[0] != 2 {
 		t.Fatalf("Held = %v with a mislabelled file, want [2]", held)
+	}
+}
+
+// TestStateOfAnotherPartitionIsRefused: a shard whose directory holds a state
+// saved under another partition (here 2 shards of the small layout, the
+// shard now being shard 0 of 3) refuses to start, naming both ranges and
+// what to do, and leaves the file as it was.
+func TestStateOfAnotherPartitionIsRefused(t *testing.T) {
+	l := smallLayout()
+	dir := t.TempDir()
+	fs, err := NewFileStore(dir, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(shards int) ShardConfig {
+		parts, err := Partition(l, shards)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ConfigFor(baseConfig("rmsprop", l.Total, 1), parts[0], 0)
+	}
+	two := config(2)
+	s := mustShard(t, two, vec(two.Hi-two.Lo, 1, 5), fs)
+	if err := s.Save(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "shard-0-000000000000.safetensors")
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	three := config(3)
+	_, err = NewShard(three, vec(three.Hi-three.Lo, 1, 5), fs)
+	if !errors.Is(err, ErrRestore) {
+		t.Fatalf("NewShard over a state of [0,250): %v, want ErrRestore", err)
+	}
+	for _, want := range []string{"[0,250)", "[0,167)", "another partition", "empty directories"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Errorf("the saved state changed (%v)", err)
 	}
 }

@@ -522,9 +522,16 @@ func (s *Shard) Restore(st ShardState) error {
 	}
 	c := s.cfg
 	switch {
-	case st.Index != c.Index || st.Lo != c.Lo || st.Hi != c.Hi || st.BufLo != c.BufLo || st.BufHi != c.BufHi:
-		return bad("state of shard %d [%d,%d) buffers [%d,%d), shard %d holds [%d,%d) buffers [%d,%d)",
-			st.Index, st.Lo, st.Hi, st.BufLo, st.BufHi, c.Index, c.Lo, c.Hi, c.BufLo, c.BufHi)
+	case st.Index != c.Index:
+		return bad("state of shard %d given to shard %d", st.Index, c.Index)
+	case st.Lo != c.Lo || st.Hi != c.Hi || st.BufLo != c.BufLo || st.BufHi != c.BufHi:
+		// A shard's state cannot be re-cut: it holds its optimizer slots
+		// for its own range only.
+		return bad("the state holds parameters [%d,%d) and buffers [%d,%d), the shard [%d,%d) and [%d,%d): "+
+			"it was saved under another partition of the parameters (another number of shards, or a release "+
+			"that cut shards only at tensor boundaries); start the shards on empty directories, or continue "+
+			"the run in one process from the coordinator's checkpoint (logitpair train --resume)",
+			st.Lo, st.Hi, st.BufLo, st.BufHi, c.Lo, c.Hi, c.BufLo, c.BufHi)
 	case st.Version < 0:
 		return bad("negative version")
 	case len(st.Params) != len(s.params):

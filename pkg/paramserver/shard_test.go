@@ -126,12 +126,15 @@ func TestPushOrderIndependent(t *testing.T) {
 
 // TestShardedEqualsWhole: two shards (and more) of one vector, each pushed
 // its slice, equal one shard holding the whole vector bit for bit, with
-// weight decay, EMA and buffers, for each optimizer.
+// weight decay, EMA and buffers, for each optimizer. The partitions cut
+// inside tensors, decayed kernels included (2 shards cut fc1.weight, 17 cut
+// every kernel, 499 hold one parameter each), so weight decay must reach
+// exactly the decayed elements of a split tensor.
 func TestShardedEqualsWhole(t *testing.T) {
 	l := smallLayout()
 	const W, nbuf = 4, 10
 	for _, kind := range optim.KnownKinds() {
-		for _, k := range []int{2, 3, 8} {
+		for _, k := range []int{2, 3, 8, 17, l.Total} {
 			base := baseConfig(kind, l.Total, W)
 			base.Schedule = "warmup:2,cosine:10"
 			base.WeightDecay, base.Decay = 0.01, DecayRanges(l)
