@@ -32,6 +32,8 @@ type LocalCluster struct {
 	PS               int
 	Elastic          bool
 	Train            train.Config
+	// AllowConfigChange is the coordinator's --allow-config-change.
+	AllowConfigChange []string
 	// NoTLS runs the processes without mutual TLS (by default the
 	// launcher mints a development CA and certificate into DIR/tls).
 	NoTLS bool
@@ -147,6 +149,9 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 	coordArgs := append([]string{"coordinator", "--listen", "127.0.0.1:0", "--dir", filepath.Join(l.Dir, "coordinator"),
 		"--workers", strconv.Itoa(l.Workers), "--backups", strconv.Itoa(l.Backups), "--ps", strconv.Itoa(l.PS),
 		"--config", cfgPath, "--elastic=" + strconv.FormatBool(l.Elastic)}, common...)
+	if len(l.AllowConfigChange) > 0 {
+		coordArgs = append(coordArgs, "--allow-config-change", strings.Join(l.AllowConfigChange, ","))
+	}
 	if c.Coord, err = l.launch(ctx, "coordinator", coordArgs); err != nil {
 		c.Stop(5 * time.Second)
 		return nil, err
