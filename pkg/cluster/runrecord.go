@@ -111,8 +111,9 @@ func joinKeys(ds []train.KeyDiff) string {
 
 // CheckAllow validates --allow-config-change: every entry is a training or
 // cluster key (underscores read as dashes) that replay does not depend on.
-// It returns the normalized keys.
-func CheckAllow(allow []string) ([]string, error) {
+// It returns the normalized keys. ignore (RunCheck.Ignore) only shortens
+// the list of keys an error suggests.
+func CheckAllow(allow, ignore []string) ([]string, error) {
 	var out []string
 	for _, k := range allow {
 		k = strings.ReplaceAll(strings.TrimSpace(k), "_", "-")
@@ -125,8 +126,20 @@ func CheckAllow(allow []string) ([]string, error) {
 		case isShape && !s.independent:
 			return nil, fmt.Errorf("--allow-config-change: %s cannot change on a run: %s; start a new --dir to change it", k, s.why)
 		case !isShape && !train.ReplayIndependent(k):
-			return nil, fmt.Errorf("--allow-config-change: %s cannot change on a run: replay depends on it; start a new --dir to change it (keys that may change: %s, elastic)",
-				k, strings.Join(train.ReplayIndependentKeys(), ", "))
+			may := []string{}
+			for _, key := range train.ReplayIndependentKeys() {
+				if !slices.Contains(ignore, key) {
+					may = append(may, key)
+				}
+			}
+			for key, s := range shapeKeys {
+				if s.independent {
+					may = append(may, key)
+				}
+			}
+			slices.Sort(may)
+			return nil, fmt.Errorf("--allow-config-change: %s cannot change on a run: replay depends on it; start a new --dir to change it (keys that may change: %s)",
+				k, strings.Join(may, ", "))
 		}
 		out = append(out, k)
 	}
@@ -143,7 +156,7 @@ func CheckAllow(allow []string) ([]string, error) {
 // everything that can still fail at start, so that a start that fails
 // records no configuration that never ran.
 func CheckRun(dir string, now RunRecord, rc RunCheck, log *zap.Logger) (record func() error, err error) {
-	allow, err := CheckAllow(rc.Allow)
+	allow, err := CheckAllow(rc.Allow, rc.Ignore)
 	if err != nil {
 		return nil, err
 	}

@@ -218,8 +218,9 @@ func (l LocalCluster) StartPS(ctx context.Context, c *Cluster, k int) (*Proc, er
 }
 
 // StartCoordinator relaunches the coordinator on the same directory and
-// addresses file (its listen address is kept so the others reconnect).
-func (l LocalCluster) StartCoordinator(ctx context.Context, c *Cluster) (*Proc, error) {
+// addresses file (its listen address is kept so the others reconnect),
+// with extra flags after its own (they override them).
+func (l LocalCluster) StartCoordinator(ctx context.Context, c *Cluster, extra ...string) (*Proc, error) {
 	args := append([]string(nil), c.Coord.Args...)
 	for i := range args {
 		if args[i] == "--listen" {
@@ -229,7 +230,7 @@ func (l LocalCluster) StartCoordinator(ctx context.Context, c *Cluster) (*Proc, 
 			args[i+1] = c.Coord.Addr.Gossip
 		}
 	}
-	return l.launch(ctx, "coordinator", args)
+	return l.launch(ctx, "coordinator", append(args, extra...))
 }
 
 func (l LocalCluster) launch(ctx context.Context, name string, args []string) (*Proc, error) {
