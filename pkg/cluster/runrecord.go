@@ -109,11 +109,11 @@ func joinKeys(ds []train.KeyDiff) string {
 	return strings.Join(s, ",")
 }
 
-// CheckAllow validates --allow-config-change: every entry is a training or
+// checkAllow validates --allow-config-change: every entry is a training or
 // cluster key (underscores read as dashes) that replay does not depend on.
 // It returns the normalized keys. ignore (RunCheck.Ignore) only shortens
 // the list of keys an error suggests.
-func CheckAllow(allow, ignore []string) ([]string, error) {
+func checkAllow(allow, ignore []string) ([]string, error) {
 	var out []string
 	for _, k := range allow {
 		k = strings.ReplaceAll(strings.TrimSpace(k), "_", "-")
@@ -156,7 +156,7 @@ func CheckAllow(allow, ignore []string) ([]string, error) {
 // everything that can still fail at start, so that a start that fails
 // records no configuration that never ran.
 func CheckRun(dir string, now RunRecord, rc RunCheck, log *zap.Logger) (record func() error, err error) {
-	allow, err := CheckAllow(rc.Allow, rc.Ignore)
+	allow, err := checkAllow(rc.Allow, rc.Ignore)
 	if err != nil {
 		return nil, err
 	}
