@@ -20,16 +20,32 @@ func newTrainCmd() *cobra.Command {
 	c := train.DefaultConfig()
 	var finalize func() error
 	var dev string // per machine, not part of the training config
+	var force bool // this start's, not the run's: not part of the training config
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Adversarial training in one process (ALP, M-PGD, CLP, logit squeezing, ...)",
-		Args:  cobra.NoArgs,
+		Long: `Adversarial training in one process (ALP, M-PGD, CLP, logit squeezing, ...).
+
+Checkpoints go to --out. A new run refuses an --out that holds another run's
+checkpoints: --resume continues that run (--resume-from STEP from an older
+checkpoint, e.g. when the newest is corrupt), --force deletes that run's files
+(ckpt-*.safetensors, latest.json, best.safetensors, best.json; nothing else in
+the folder) once every flag and the data have been checked, and starts over.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := finalize(); err != nil {
 				return err
 			}
 			if err := c.Validate(); err != nil {
 				return err
+			}
+			if force && c.Resuming() {
+				return fmt.Errorf("--force and --resume exclude each other: --force replaces the run in --out, --resume continues it")
+			}
+			if !c.Resuming() {
+				if err := train.CheckOut(c.Out, force); err != nil {
+					return err
+				}
 			}
 			if _, err := device.Parse(dev); err != nil {
 				return err
@@ -74,6 +90,15 @@ func newTrainCmd() *cobra.Command {
 			if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 && tr.Progress == os.Stdout {
 				tr.Terminal = true
 			}
+			if force {
+				removed, err := train.RemoveRun(c.Out)
+				if len(removed) > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "INFO --force: deleted the %d files of the previous run in %s\n", len(removed), c.Out)
+				}
+				if err != nil {
+					return err
+				}
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %s (%d examples) with %s from step %d to %d; checkpoints in %s\n",
@@ -88,6 +113,7 @@ func newTrainCmd() *cobra.Command {
 	}
 	finalize = train.BindFlags(cmd.Flags(), &c)
 	device.Flag(cmd.Flags(), &dev)
+	cmd.Flags().BoolVar(&force, "force", false, "replace the run in --out: delete its ckpt-*.safetensors, latest.json and best.* (nothing else) and start over")
 	return cmd
 }
 

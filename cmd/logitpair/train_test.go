@@ -408,3 +408,91 @@ func TestTrainAndEvalImageFolders(t *testing.T) {
 		t.Fatalf("missing label: %v", err)
 	}
 }
+
+// TestTrainOutHoldsAnotherRun: a new run refuses an --out that holds
+// another run's checkpoints; --force replaces exactly that run's files,
+// after every flag has been checked, and leaves the folder's other files;
+// --force and --resume exclude each other.
+func TestTrainOutHoldsAnotherRun(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	args := []string{"train", "--dataset", "mnist", "--data-dir", writeData(t, dir), "--model-config", `{"conv1": 2, "conv2": 2, "hidden": 8}`,
+		"--objective", "plain", "--batch", "2", "--threads", "1", "--log-every", "0", "--out", out}
+	if _, err := run(t, append(args, "--steps", "2")...); err != nil {
+		t.Fatal(err)
+	}
+	notes := filepath.Join(out, "notes.txt")
+	os.WriteFile(notes, []byte("mine"), 0o644)
+	before := tensorsOf(t, filepath.Join(out, "ckpt-00000002.safetensors"))
+	for _, c := range []struct {
+		want string
+		args []string
+	}{
+		{"holds the checkpoints of another run (newest step 2", []string{"--steps", "1"}},
+		{"exclude each other", []string{"--steps", "1", "--force", "--resume"}},
+		{"--batch must be at least 1", []string{"--steps", "1", "--force", "--batch", "0"}},
+		{"unknown dataset", []string{"--steps", "1", "--force", "--dataset", "imagenet-22k"}},
+	} {
+		if _, err := run(t, append(args, c.args...)...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.args, err, c.want)
+		}
+		if !sameWeights(before, tensorsOf(t, filepath.Join(out, "ckpt-00000002.safetensors"))) {
+			t.Fatalf("%v: the earlier run's checkpoint changed", c.args)
+		}
+	}
+	if _, err := run(t, append(args, "--steps", "1", "--force")...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "ckpt-00000002.safetensors")); !os.IsNotExist(err) {
+		t.Fatalf("the replaced run's checkpoint is still there (%v)", err)
+	}
+	if p, err := train.ReadPointer(out); err != nil || p.Step != 1 {
+		t.Fatalf("latest.json %+v %v, want the new run's step 1", p, err)
+	}
+	if b, err := os.ReadFile(notes); err != nil || string(b) != "mine" {
+		t.Fatalf("--force touched an unrelated file: %q %v", b, err)
+	}
+}
+
+// TestTrainResumeCorruptNewest: --resume with a damaged newest checkpoint
+// fails naming it and the newest intact one, deleting nothing; --resume-from
+// that step continues the run.
+func TestTrainResumeCorruptNewest(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "run")
+	args := []string{"train", "--dataset", "mnist", "--data-dir", writeData(t, dir), "--model-config", `{"conv1": 2, "conv2": 2, "hidden": 8}`,
+		"--objective", "plain", "--batch", "2", "--threads", "1", "--log-every", "0", "--checkpoint-every", "2", "--out", out}
+	if _, err := run(t, append(args, "--steps", "4")...); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(out, "ckpt-00000004.state.safetensors")
+	if err := os.WriteFile(state, []byte("not a safetensors file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		entries, _ := os.ReadDir(out)
+		var s []string
+		for _, e := range entries {
+			s = append(s, e.Name())
+		}
+		return s
+	}
+	files := names()
+	_, err := run(t, append(args, "--steps", "6", "--resume")...)
+	for _, want := range []string{"the newest checkpoint in " + out + ", step 4, is corrupt", "ckpt-00000004.state.safetensors",
+		"the newest intact checkpoint is step 2", "--resume-from 2"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--resume: %v, want it to say %q", err, want)
+		}
+	}
+	if got := names(); strings.Join(got, " ") != strings.Join(files, " ") {
+		t.Fatalf("files %v after the failed resume, before %v", got, files)
+	}
+	text, err := run(t, append(args, "--steps", "6", "--resume-from", "2")...)
+	if err != nil || !strings.Contains(text, "from step 2 to 6") {
+		t.Fatalf("--resume-from 2: %v\n%s", err, text)
+	}
+	if p, err := train.ReadPointer(out); err != nil || p.Step != 6 {
+		t.Fatalf("latest.json %+v %v", p, err)
+	}
+}

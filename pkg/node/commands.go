@@ -61,9 +61,21 @@ func CoordinatorCommand() *cobra.Command {
 var coordinatorIgnoredFlags = []struct{ name, instead string }{
 	{"out", "the coordinator writes its commit log and checkpoints to --dir; use --dir"},
 	{"resume", "the coordinator always resumes from the commit log and checkpoints in --dir: start it again with the same --dir (and --listen)"},
+	{"resume-from", "the coordinator resumes from the newest consistent checkpoint every shard holds in --dir and the shards' dirs"},
 	{"validate-every", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval"},
 	{"validate-examples", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval"},
 	{"threads", "compute threads are a worker's: pass --threads to each logitpair worker"},
+}
+
+// coordinatorIgnoredKeys are the configuration keys of
+// coordinatorIgnoredFlags: a restarted coordinator does not compare them
+// with its run's record (cluster.CheckRun).
+func coordinatorIgnoredKeys() []string {
+	var out []string
+	for _, f := range coordinatorIgnoredFlags {
+		out = append(out, f.name)
+	}
+	return out
 }
 
 // refuseIgnoredFlags fails on the first flag of coordinatorIgnoredFlags
@@ -91,7 +103,15 @@ hands to the shards and workers, except --out (use --dir), --resume (resuming
 from --dir is automatic), --validate-every and --validate-examples (the cluster
 does not validate; use logitpair eval on its checkpoints) and --threads (a
 worker flag): given on the command line these are errors; in a --config file
-they are ignored.`,
+they are ignored.
+
+The first start on a --dir records the configuration in DIR/run.json. A
+restart on that --dir with a different configuration refuses to start and
+names the keys that differ: the commit log replays only under the
+configuration that wrote it. --allow-config-change=KEY,... lets keys that
+replay does not depend on change (log-every, checkpoint-every, keep, steps,
+data-dir, elastic, ...; see docs/OPERATIONS.md); the others never change on a
+run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := refuseIgnoredFlags(cmd); err != nil {
@@ -111,6 +131,7 @@ they are ignored.`,
 	fs.IntVar(&o.Backups, "backups", 3, "backup replicas b: a step averages the first W − b gradients")
 	fs.IntVar(&o.PS, "ps", 17, "parameter-server shards")
 	fs.BoolVar(&o.Elastic, "elastic", false, "with fewer than W − b live workers, average over the live ones instead of pausing")
+	fs.StringSliceVar(&o.AllowConfigChange, "allow-config-change", nil, "KEY,...: on a restart, accept changes of these keys from the configuration --dir's run was started with (only keys replay does not depend on: log-every, checkpoint-every, keep, steps, data-dir, elastic, ...)")
 	finalize = train.BindFlags(fs, &o.Train)
 	for _, f := range coordinatorIgnoredFlags {
 		fs.Lookup(f.name).Usage = "not used by the coordinator (an error here; ignored in --config): " + f.instead
@@ -231,6 +252,7 @@ func ClusterCommand() *cobra.Command {
 	fs.IntVar(&l.Backups, "backups", 1, "backup replicas")
 	fs.IntVar(&l.PS, "ps", 2, "parameter-server processes")
 	fs.BoolVar(&l.Elastic, "elastic", false, "elastic N")
+	fs.StringSliceVar(&l.AllowConfigChange, "allow-config-change", nil, "KEY,...: the coordinator's flag: on a run directory used before, accept changes of these keys that replay does not depend on")
 	fs.BoolVar(&l.NoTLS, "no-tls", false, "run without mutual TLS (default: a development CA and certificate are minted into DIR/tls)")
 	fs.StringVar(&l.Dir, "dir", "", "run directory (default: --out)")
 	finalize = train.BindFlags(fs, &l.Train)

@@ -39,6 +39,7 @@ func TestCoordinatorRefusesTrainingFlagsItIgnores(t *testing.T) {
 		{"--validate-every", []string{"--validate-every", "100"}, "logitpair eval"},
 		{"--validate-examples", []string{"--validate-examples", "500"}, "logitpair eval"},
 		{"--threads", []string{"--threads", "4"}, "logitpair worker"},
+		{"--resume-from", []string{"--resume-from", "3"}, "newest consistent checkpoint"},
 		{"--threads", []string{"--dir", t.TempDir(), "--steps", "10", "--threads=0"}, "logitpair worker"},
 	} {
 		o, err := runCoordinatorCommand(t, c.args...)
@@ -67,5 +68,9 @@ func TestCoordinatorRefusesTrainingFlagsItIgnores(t *testing.T) {
 	}
 	if o, err := runCoordinatorCommand(t, "--dir", coordDir, "--steps", "5"); err != nil || o == nil || o.Train.Steps != 5 {
 		t.Fatalf("plain flags: %+v %v", o, err)
+	}
+	if o, err := runCoordinatorCommand(t, "--dir", coordDir, "--allow-config-change", "log-every,checkpoint_every", "--allow-config-change", "steps"); err != nil ||
+		o == nil || strings.Join(o.AllowConfigChange, " ") != "log-every checkpoint_every steps" {
+		t.Fatalf("--allow-config-change: %+v %v", o, err)
 	}
 }

@@ -32,6 +32,8 @@ type LocalCluster struct {
 	PS               int
 	Elastic          bool
 	Train            train.Config
+	// AllowConfigChange is the coordinator's --allow-config-change.
+	AllowConfigChange []string
 	// NoTLS runs the processes without mutual TLS (by default the
 	// launcher mints a development CA and certificate into DIR/tls).
 	NoTLS bool
@@ -147,6 +149,9 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 	coordArgs := append([]string{"coordinator", "--listen", "127.0.0.1:0", "--dir", filepath.Join(l.Dir, "coordinator"),
 		"--workers", strconv.Itoa(l.Workers), "--backups", strconv.Itoa(l.Backups), "--ps", strconv.Itoa(l.PS),
 		"--config", cfgPath, "--elastic=" + strconv.FormatBool(l.Elastic)}, common...)
+	if len(l.AllowConfigChange) > 0 {
+		coordArgs = append(coordArgs, "--allow-config-change", strings.Join(l.AllowConfigChange, ","))
+	}
 	if c.Coord, err = l.launch(ctx, "coordinator", coordArgs); err != nil {
 		c.Stop(5 * time.Second)
 		return nil, err
@@ -213,8 +218,9 @@ func (l LocalCluster) StartPS(ctx context.Context, c *Cluster, k int) (*Proc, er
 }
 
 // StartCoordinator relaunches the coordinator on the same directory and
-// addresses file (its listen address is kept so the others reconnect).
-func (l LocalCluster) StartCoordinator(ctx context.Context, c *Cluster) (*Proc, error) {
+// addresses file (its listen address is kept so the others reconnect),
+// with extra flags after its own (they override them).
+func (l LocalCluster) StartCoordinator(ctx context.Context, c *Cluster, extra ...string) (*Proc, error) {
 	args := append([]string(nil), c.Coord.Args...)
 	for i := range args {
 		if args[i] == "--listen" {
@@ -224,7 +230,7 @@ func (l LocalCluster) StartCoordinator(ctx context.Context, c *Cluster) (*Proc, 
 			args[i+1] = c.Coord.Addr.Gossip
 		}
 	}
-	return l.launch(ctx, "coordinator", args)
+	return l.launch(ctx, "coordinator", append(args, extra...))
 }
 
 func (l LocalCluster) launch(ctx context.Context, name string, args []string) (*Proc, error) {

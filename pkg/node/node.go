@@ -308,6 +308,9 @@ type CoordinatorOptions struct {
 	Workers, Backups, PS int
 	Elastic              bool
 	Train                train.Config
+	// AllowConfigChange names the keys that may differ from the
+	// configuration the run in Dir was started with (cluster.CheckRun).
+	AllowConfigChange []string
 }
 
 // RunCoordinator runs the coordinator until the run is done or ctx ends.
@@ -322,6 +325,12 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
+	}
+	// The run's identity: checked here, recorded before the first step.
+	run := cluster.RunRecord{Train: o.Train, Cluster: cluster.Shape{Workers: o.Workers, Backups: o.Backups, PS: o.PS, Elastic: o.Elastic}}
+	recordRun, err := cluster.CheckRun(o.Dir, run, cluster.RunCheck{Allow: o.AllowConfigChange, Ignore: coordinatorIgnoredKeys()}, log)
+	if err != nil {
 		return err
 	}
 	be := cpu.New(cpu.Options{Threads: 1})
@@ -465,6 +474,9 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	cm.Attach(c)
 	log.Info("coordinator listening", zap.String("grpc", ln.Addr().String()), zap.String("gossip", gossip.Addr()),
 		zap.Int("workers", o.Workers), zap.Int("backups", o.Backups), zap.Int("ps", o.PS), zap.Int64("steps", o.Train.Steps))
+	if err := recordRun(); err != nil {
+		return err
+	}
 	runErr := c.Run(ctx)
 	if runErr == nil {
 		log.Info("run done", zap.Int64("steps", o.Train.Steps), zap.String("dir", o.Dir))

@@ -2,9 +2,12 @@ package train
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -146,27 +149,37 @@ func ReadPointer(dir string) (Pointer, error) {
 	return p, nil
 }
 
-// Restore loads the checkpoint latest.json points at into c's model,
-// optimizer and EMA, strictly, and returns its step. Nothing is modified when
-// any file is missing, corrupt or of another architecture.
-func Restore(dir string, c *Checkpoint) (int64, error) {
-	p, err := ReadPointer(dir)
+// Restore loads a checkpoint of dir into c's model, optimizer and EMA,
+// strictly, and returns its step: the one latest.json points at when from is
+// 0, else the checkpoint of step from. Nothing is modified, and no file is
+// touched, when any file is missing, corrupt or of another architecture; a
+// missing or corrupt checkpoint is a *CorruptCheckpointError naming the
+// newest intact one.
+func Restore(dir string, from int64, c *Checkpoint) (int64, error) {
+	var p Pointer
+	if from > 0 {
+		steps, err := CheckpointSteps(dir)
+		if err != nil {
+			return 0, fmt.Errorf("resume: %w", err)
+		}
+		if !slices.Contains(steps, from) {
+			return 0, fmt.Errorf("resume: --resume-from %d: %s holds no checkpoint of step %d (its checkpoints: %v)", from, dir, from, steps)
+		}
+		p = pointerAt(dir, from)
+	} else {
+		var err error
+		if p, err = ReadPointer(dir); err != nil {
+			steps, _ := CheckpointSteps(dir)
+			if errors.Is(err, fs.ErrNotExist) && len(steps) == 0 {
+				return 0, fmt.Errorf("resume: no checkpoint to resume from in %s: %w", dir, err)
+			}
+			return 0, corrupt(dir, -1, err, steps, true)
+		}
+	}
+	mf, sf, err := readCheckpoint(dir, p)
 	if err != nil {
-		return 0, fmt.Errorf("resume: no checkpoint to resume from in %s: %w", dir, err)
-	}
-	mf, err := safetensors.ReadFile(filepath.Join(dir, p.Model))
-	if err != nil {
-		return 0, fmt.Errorf("resume: %w", err)
-	}
-	sf, err := safetensors.ReadFile(filepath.Join(dir, p.State))
-	if err != nil {
-		return 0, fmt.Errorf("resume: %w", err)
-	}
-	if sf.Metadata["format"] != stateFormat {
-		return 0, fmt.Errorf("resume: %s is not a logitpair training state (format %q)", p.State, sf.Metadata["format"])
-	}
-	if s := sf.Metadata["step"]; s != strconv.FormatInt(p.Step, 10) || mf.Metadata["step"] != s {
-		return 0, fmt.Errorf("resume: %s, %s and latest.json disagree on the step (%s, %s, %d)", p.Model, p.State, mf.Metadata["step"], s, p.Step)
+		steps, _ := CheckpointSteps(dir)
+		return 0, corrupt(dir, p.Step, err, steps, from == 0)
 	}
 	if o := sf.Metadata["optimizer"]; o != c.Opt.Name() {
 		return 0, fmt.Errorf("resume: the checkpoint was trained with %s, this run uses %s", o, c.Opt.Name())
@@ -256,4 +269,158 @@ func stepOf(name string) (int64, bool) {
 	}
 	s, err := strconv.ParseInt(digits[:8], 10, 64)
 	return s, err == nil
+}
+
+// pointerAt is the Pointer of step's checkpoint in dir, named as Save names
+// its files.
+func pointerAt(dir string, step int64) Pointer {
+	p := Pointer{Step: step, Model: ckptName(step, ""), State: ckptName(step, ".state")}
+	if _, err := os.Stat(filepath.Join(dir, ckptName(step, "-ema"))); err == nil {
+		p.EMA = ckptName(step, "-ema")
+	}
+	return p
+}
+
+// readCheckpoint reads checkpoint p's model and state files and checks
+// that they are whole: both parse, the state is a logitpair training state,
+// and both agree with p on the step.
+func readCheckpoint(dir string, p Pointer) (mf, sf *safetensors.File, err error) {
+	if mf, err = safetensors.ReadFile(filepath.Join(dir, p.Model)); err != nil {
+		return nil, nil, err
+	}
+	if sf, err = safetensors.ReadFile(filepath.Join(dir, p.State)); err != nil {
+		return nil, nil, err
+	}
+	if sf.Metadata["format"] != stateFormat {
+		return nil, nil, fmt.Errorf("%s is not a logitpair training state (format %q)", p.State, sf.Metadata["format"])
+	}
+	if s := sf.Metadata["step"]; s != strconv.FormatInt(p.Step, 10) || mf.Metadata["step"] != s {
+		return nil, nil, fmt.Errorf("%s, %s and the step %d disagree on the step (%s, %s)", p.Model, p.State, p.Step, mf.Metadata["step"], s)
+	}
+	return mf, sf, nil
+}
+
+// CheckpointSteps returns the steps of which dir holds checkpoint files
+// (whole or not; regular files only), newest first.
+func CheckpointSteps(dir string) ([]int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[int64]bool{}
+	var out []int64
+	for _, e := range entries {
+		if s, ok := stepOf(e.Name()); ok && !seen[s] && e.Type().IsRegular() {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] > out[j] })
+	return out, nil
+}
+
+// CorruptCheckpointError is Restore's error for a checkpoint (or
+// latest.json) that is missing or damaged. Nothing was changed or deleted.
+type CorruptCheckpointError struct {
+	Dir string
+	// Step is the damaged checkpoint's step; -1 when latest.json itself is
+	// missing or damaged.
+	Step int64
+	// Newest: the damaged checkpoint is the newest, the one --resume takes.
+	Newest bool
+	Err    error
+	// Intact is the newest checkpoint (below Step) whose files read whole;
+	// HaveIntact is false when there is none.
+	Intact     int64
+	HaveIntact bool
+}
+
+func (e *CorruptCheckpointError) Error() string {
+	var what string
+	if e.Step < 0 {
+		what = fmt.Sprintf("the pointer to the newest checkpoint, %s, is missing or corrupt", filepath.Join(e.Dir, "latest.json"))
+	} else if e.Newest {
+		what = fmt.Sprintf("the newest checkpoint in %s, step %d, is corrupt or incomplete", e.Dir, e.Step)
+	} else {
+		what = fmt.Sprintf("the checkpoint of step %d in %s is corrupt or incomplete", e.Step, e.Dir)
+	}
+	if !e.HaveIntact {
+		return fmt.Sprintf("resume: %s (%v), and no intact checkpoint is left there: start a new run (another --out, or --force to replace this one)", what, e.Err)
+	}
+	return fmt.Sprintf("resume: %s (%v); the newest intact checkpoint is step %d (%s): resume from it with --resume-from %d (nothing was deleted)",
+		what, e.Err, e.Intact, ckptName(e.Intact, ""), e.Intact)
+}
+
+func (e *CorruptCheckpointError) Unwrap() error { return e.Err }
+
+// corrupt builds the error for the damaged checkpoint of step (-1:
+// latest.json), looking for the newest intact one among steps below it.
+func corrupt(dir string, step int64, err error, steps []int64, newest bool) error {
+	e := &CorruptCheckpointError{Dir: dir, Step: step, Newest: newest, Err: err}
+	for _, s := range steps {
+		if step >= 0 && s >= step {
+			continue
+		}
+		if _, _, err := readCheckpoint(dir, pointerAt(dir, s)); err == nil {
+			e.Intact, e.HaveIntact = s, true
+			break
+		}
+	}
+	return e
+}
+
+// runFileNames are the files besides ckpt-* that a run writes into its
+// output directory (Save, Trainer.keepBest).
+var runFileNames = []string{"latest.json", "best.safetensors", "best.json"}
+
+// RunFiles returns the files of a training run that dir holds: the
+// checkpoints (ckpt-*.safetensors), latest.json and best.safetensors and
+// best.json, sorted. A missing dir holds none.
+func RunFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if _, ok := stepOf(e.Name()); (ok || slices.Contains(runFileNames, e.Name())) && e.Type().IsRegular() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// CheckOut decides whether a new run (one that does not resume) may write
+// into dir: a directory that holds another run's files (RunFiles) is
+// refused unless force, which lets RemoveRun replace them.
+func CheckOut(dir string, force bool) error {
+	files, err := RunFiles(dir)
+	if err != nil || len(files) == 0 || force {
+		return err
+	}
+	what := fmt.Sprintf("%d files", len(files))
+	if steps, _ := CheckpointSteps(dir); len(steps) > 0 {
+		what = fmt.Sprintf("newest step %d, %d files", steps[0], len(files))
+	}
+	return fmt.Errorf("--out %s holds the checkpoints of another run (%s): pass --resume to continue it, --force to delete them (its ckpt-*.safetensors, latest.json and best.*, nothing else) and start over, or choose another --out", dir, what)
+}
+
+// RemoveRun deletes the files of the run in dir (RunFiles) and nothing
+// else, latest.json first so that no pointer outlives its checkpoint, and
+// returns their names.
+func RemoveRun(dir string) ([]string, error) {
+	files, err := RunFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(files, func(i, j int) bool { return files[i] == "latest.json" && files[j] != "latest.json" })
+	for i, f := range files {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			return files[:i], fmt.Errorf("--force: %w", err)
+		}
+	}
+	return files, nil
 }

@@ -25,7 +25,9 @@ import (
 
 // Config is every setting of a training run. The JSON names are the
 // configuration file's keys and the CLI's flag names; the cluster's
-// coordinator hands the same Config to its workers.
+// coordinator hands the same Config to its workers. Every key is classified
+// as one replay depends on or not (configdiff.go): a new field must be
+// added there too.
 type Config struct {
 	Dataset     string        `json:"dataset"`
 	DataDir     string        `json:"data-dir"`
@@ -72,6 +74,7 @@ type Config struct {
 
 	Out              string `json:"out"`
 	Resume           bool   `json:"resume"`
+	ResumeFrom       int64  `json:"resume-from"` // > 0: resume from this step's checkpoint, not the newest
 	InitFrom         string `json:"init-from"`
 	CheckpointEvery  int64  `json:"checkpoint-every"`
 	Keep             int    `json:"keep"`
@@ -113,6 +116,10 @@ func (c *Config) Load(path string) error {
 	}
 	return nil
 }
+
+// Resuming reports whether this start continues the run in Out (--resume
+// or --resume-from).
+func (c Config) Resuming() bool { return c.Resume || c.ResumeFrom > 0 }
 
 // JSON returns the configuration as JSON (stored in checkpoints).
 func (c Config) JSON() string {
@@ -239,7 +246,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--keep must be at least 1, got %d", c.Keep)
 	case c.ValidateEvery > 0 && c.ValidateExamples < 1:
 		return fmt.Errorf("--validate-examples must be at least 1 with --validate-every")
-	case c.Resume && c.InitFrom != "":
+	case c.ResumeFrom < 0:
+		return fmt.Errorf("--resume-from must be a checkpoint's step (≥ 1), got %d", c.ResumeFrom)
+	case c.Resuming() && c.InitFrom != "":
 		return fmt.Errorf("--resume and --init-from exclude each other: resume continues a run, init-from starts a new one from weights")
 	case c.Threads < 0:
 		return fmt.Errorf("--threads must be ≥ 0, got %d", c.Threads)

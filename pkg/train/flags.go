@@ -49,6 +49,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.Float64Var(&c.RMSPropEpsilon, "rmsprop-epsilon", c.RMSPropEpsilon, "RMSProp ε (TF1 rule, inside the square root)")
 	fs.StringVar(&c.Out, "out", c.Out, "output directory for checkpoints")
 	fs.BoolVar(&c.Resume, "resume", c.Resume, "resume from the newest checkpoint in --out")
+	fs.Int64Var(&c.ResumeFrom, "resume-from", c.ResumeFrom, "resume from the checkpoint of this step in --out instead of the newest (e.g. when the newest is corrupt); implies --resume")
 	fs.StringVar(&c.InitFrom, "init-from", c.InitFrom, "start from the weights of this model file (fine-tuning)")
 	fs.Int64Var(&c.CheckpointEvery, "checkpoint-every", c.CheckpointEvery, "steps between checkpoints (0: only at the end)")
 	fs.IntVar(&c.Keep, "keep", c.Keep, "checkpoints to keep")

@@ -95,8 +95,8 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 			return nil, err
 		}
 	}
-	if cfg.Resume {
-		step, err := Restore(cfg.Out, t.checkpoint())
+	if cfg.Resuming() {
+		step, err := Restore(cfg.Out, cfg.ResumeFrom, t.checkpoint())
 		if err != nil {
 			return nil, err
 		}
