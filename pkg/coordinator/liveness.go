@@ -115,6 +115,10 @@ func (c *Coordinator) Gossip(slot int, alive bool) {
 	}
 	if !s.suspect {
 		s.suspect = true
+		if !s.live {
+			c.mu.Unlock()
+			return // it left already
+		}
 		c.logger.Info("gossip suspects a worker; it is dropped only if it also misses steps",
 			zap.Int("slot", slot), zap.Int64("missed", c.missedLocked(slot)), zap.Int("missed_steps_to_drop", c.cfg.MissedSteps))
 	}

@@ -304,17 +304,18 @@ func TestKillAParameterServerRollsBackAndGoesOn(t *testing.T) {
 	if atKill >= 2*every {
 		t.Fatalf("the run was at step %d when the shard died, past the checkpoint at %d: the kill did not land where a rollback is needed", atKill, 2*every)
 	}
+	deadShardIsVisibleAndCheap(t, c, 1)
 	p, err := l.StartPS(ctx, c, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.PS[1] = p
 	waitDone(t, c, steps)
-	rb := coordLines(t, c, from, "rolling back to the last consistent checkpoint")
+	rb := coordLines(t, c, from, "rolling back")
 	if len(rb) != 1 {
 		t.Fatalf("%d rollbacks after the shard restarted, want 1\n%s", len(rb), c.LogTail("coordinator", 40))
 	}
-	if ck := num(t, rb[0], "checkpoint"); ck != every {
+	if ck := num(t, rb[0], "to_step"); ck != every {
 		t.Fatalf("rolled back to %d, want the checkpoint at %d", ck, every)
 	}
 	vs, _ := rb[0]["shard_versions"].([]any)

@@ -101,6 +101,8 @@ type Worker struct {
 	// params and bufs, so a retry after another shard failed does not fetch
 	// the healthy shards again.
 	pulled  []version
+	// computed is the version whose gradient is in grad and out.
+	computed computed
 	backoff *retry.Backoff
 	logLim  *retry.Limiter
 	// Sleep pauses between retries (tests count the pauses); nil means
@@ -149,6 +151,13 @@ func New(cfg Config, tw *train.Worker, shards []Shard, ranges []Range, coord Coo
 		pulled: make([]version, len(shards)), backoff: retry.New(cfg.RetryBase, cfg.RetryMax), logLim: retry.NewLimiter(cfg.LogEvery)}, nil
 }
 
+// computed is a gradient already computed, with its loss terms and timing.
+type computed struct {
+	v               version
+	terms           objective.Terms
+	attack, compute time.Duration
+}
+
 // version names one state of the parameters: a step within a rollback
 // generation (after a rollback, step t may be recomputed differently).
 type version struct {
@@ -181,14 +190,18 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		t0 := time.Now()
-		terms, err := w.tw.Gradient(t, w.cfg.Slot, w.cfg.Workers, w.grad)
-		if err != nil {
-			return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
+		// A retry of the same (step, generation) — its push or report
+		// failed — reuses the gradient: it is a function of that version.
+		if cur := (version{step: t, gen: st.Generation, ok: true}); w.computed.v != cur {
+			t0 := time.Now()
+			terms, err := w.tw.Gradient(t, w.cfg.Slot, w.cfg.Workers, w.grad)
+			if err != nil {
+				return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
+			}
+			w.computed = computed{v: cur, terms: terms, attack: w.tw.AttackTime, compute: time.Since(t0) - w.tw.AttackTime}
+			nn.Gather(w.tw.Model.Backend, nn.Buffers(w.tw.Model.Params()), w.out, false)
 		}
-		attackTime := w.tw.AttackTime
-		compute := time.Since(t0) - attackTime
-		nn.Gather(w.tw.Model.Backend, nn.Buffers(w.tw.Model.Params()), w.out, false)
+		terms, attackTime, compute := w.computed.terms, w.computed.attack, w.computed.compute
 		t1 := time.Now()
 		if err := w.push(ctx, t); err != nil {
 			if errors.Is(err, paramserver.ErrStale) && !errors.Is(err, ErrFatal) && ctx.Err() == nil {
@@ -312,6 +325,12 @@ func (w *Worker) parallel(ctx context.Context, fn func(ctx context.Context, k in
 // hold yet and loads it into the model.
 func (w *Worker) pull(ctx context.Context, t, gen int64) error {
 	want := version{step: t, gen: gen, ok: true}
+	for _, v := range w.pulled {
+		if v != want {
+			w.computed = computed{} // new parameters: a new gradient
+			break
+		}
+	}
 	err := w.parallel(ctx, func(ctx context.Context, k int) error {
 		if w.pulled[k] == want {
 			return nil
