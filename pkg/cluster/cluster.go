@@ -62,7 +62,7 @@ func (l *Layout) ShardConfig(cfg train.Config, k, workers int) (paramserver.Shar
 		return paramserver.ShardConfig{}, nil, err
 	}
 	base := paramserver.ShardConfig{Workers: workers, Optim: oc, Schedule: cfg.LRSchedule, LR: cfg.LR,
-		WeightDecay: cfg.WeightDecay, Decay: paramserver.DecayRanges(l.Params)}
+		WeightDecay: cfg.WeightDecay, Decay: train.DecayMask(l.Params)}
 	if cfg.EMA > 0 {
 		ec := optim.DefaultEMA()
 		ec.Decay = cfg.EMA

@@ -89,7 +89,6 @@ func NewInProcess(ctx context.Context, cfg train.Config, o InProcessOptions) (*I
 		return nil, err
 	}
 	wcfg := cfg
-	wcfg.WeightDecay = 0 // the shards add it after averaging
 	for w := 0; w < o.Workers; w++ {
 		m, err := models.New(o.Backend(w), cfg.Model, cfg.ModelConfig)
 		if err != nil {

@@ -877,7 +877,6 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 		return err
 	}
 	wcfg := cfg
-	wcfg.WeightDecay = 0 // the shards add it after averaging
 	// NewWorker builds the objective from the coordinator's config and, for
 	// ensemble-adv, loads the static models from its --static-models paths
 	// (which must exist on this worker's machine too).

@@ -107,3 +107,29 @@ func L2Loss(params []float32, wd float64, ranges []Range) (float64, error) {
 	}
 	return wd * 0.5 * s, nil
 }
+
+// WeightDecay is TF-slim's l2_regularizer(WD) over Mask (train.DecayMask):
+// the one way weight decay enters training. It is added to a complete
+// gradient where the optimizer runs — train.Trainer before its step,
+// paramserver.Shard after averaging the step's workers — so that one
+// worker in a cluster reproduces local training bit for bit. WD 0 is off.
+type WeightDecay struct {
+	WD   float64
+	Mask []Range
+}
+
+// Apply adds wd·θ over the mask to grad (AddWeightDecay).
+func (d WeightDecay) Apply(grad, params []float32) error {
+	if d.WD == 0 || len(d.Mask) == 0 {
+		return nil
+	}
+	return AddWeightDecay(grad, params, d.WD, d.Mask)
+}
+
+// Loss is the term wd·½·Σθ² over the mask (L2Loss); 0 when off.
+func (d WeightDecay) Loss(params []float32) (float64, error) {
+	if d.WD == 0 || len(d.Mask) == 0 {
+		return 0, nil
+	}
+	return L2Loss(params, d.WD, d.Mask)
+}

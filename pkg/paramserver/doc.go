@@ -76,10 +76,10 @@
 // # Weight decay
 //
 // The shard adds TF-slim's l2 gradient wd·θ to the mean gradient (after
-// averaging, once), over the decayed ranges clipped to the shard. Workers
-// of a cluster must therefore push the gradient of the loss without weight
-// decay (train.Worker adds it when its config's WeightDecay > 0: run cluster
-// workers with WeightDecay 0 and give the value to the shards instead).
+// averaging, once), over the decayed ranges clipped to the shard
+// (optim.WeightDecay, the one implementation, which train.Trainer also
+// calls). Workers push the gradient of the objective alone: train.Worker
+// never adds weight decay.
 //
 // # Commit log
 //

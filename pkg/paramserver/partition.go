@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/logitpair/logitpair/pkg/nn"
-	"github.com/logitpair/logitpair/pkg/optim"
 )
 
 // ShardRange is one shard's part of the flat parameter vector: the half-open
@@ -111,19 +110,6 @@ func BufferRange(index, total int) (lo, hi int) {
 		return 0, total
 	}
 	return 0, 0
-}
-
-// DecayRanges returns the weight-decay mask of a layout in global
-// coordinates: the ranges of the tensors whose Role.Decayed() is true (conv
-// and dense kernels).
-func DecayRanges(layout nn.Layout) []optim.Range {
-	var out []optim.Range
-	for _, r := range layout.Ranges {
-		if r.Role.Decayed() {
-			out = append(out, optim.Range{Lo: r.Offset, Hi: r.Offset + r.Size})
-		}
-	}
-	return out
 }
 
 // ConfigFor returns base with the shard's index and parameter range from r,

@@ -2,6 +2,7 @@ package paramserver
 
 import (
 	"fmt"
+	"github.com/logitpair/logitpair/pkg/train"
 	"slices"
 	"strings"
 	"testing"
@@ -184,12 +185,12 @@ func TestPartitionErrors(t *testing.T) {
 	}
 }
 
-func TestDecayRangesAndConfigFor(t *testing.T) {
+func TestDecayMaskAndConfigFor(t *testing.T) {
 	l := smallLayout()
-	d := DecayRanges(l)
+	d := train.DecayMask(l)
 	want := []optim.Range{{Lo: 0, Hi: 40}, {Lo: 44, Hi: 140}, {Lo: 148, Hi: 448}, {Lo: 460, Hi: 496}}
 	if !slices.Equal(d, want) {
-		t.Errorf("DecayRanges = %v, want %v", d, want)
+		t.Errorf("DecayMask = %v, want %v", d, want)
 	}
 	parts, _ := Partition(l, 2)
 	c0, c1 := ConfigFor(DefaultConfig(), parts[0], 7), ConfigFor(DefaultConfig(), parts[1], 7)

@@ -2,6 +2,7 @@ package paramserver
 
 import (
 	"context"
+	"github.com/logitpair/logitpair/pkg/train"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -28,7 +29,7 @@ func newTestCluster(t *testing.T, store Store) *testCluster {
 	}
 	base := baseConfig(optim.KindRMSProp, l.Total, replayWorkers)
 	base.Schedule, base.LR = "step:3:0.9", 0.02
-	base.WeightDecay, base.Decay = 0.005, DecayRanges(l)
+	base.WeightDecay, base.Decay = 0.005, train.DecayMask(l)
 	ema := optim.DefaultEMA()
 	base.EMA = &ema
 	init, initBuf := vec(l.Total, 0.2, 42), vec(replayBufs, 1, 43)

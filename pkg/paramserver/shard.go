@@ -32,7 +32,7 @@ type ShardConfig struct {
 	LR       float64
 	// WeightDecay is TF-slim's l2_regularizer weight (0: off), applied over
 	// Decay, the decayed ranges in global coordinates of the whole vector
-	// (DecayRanges(layout)); the shard clips them to [Lo, Hi).
+	// (train.DecayMask(layout), the one rule of which elements decay); the shard clips them to [Lo, Hi).
 	WeightDecay float64
 	Decay       []optim.Range
 	// EMA, when non-nil, keeps a moving average of the shard's parameters,
@@ -418,10 +418,8 @@ func (s *Shard) Apply(step int64, set []int) error {
 
 	mean := s.mean
 	s.average(mean, set, func(p pushed) []float32 { return p.grad })
-	if s.cfg.WeightDecay > 0 && len(s.decay) > 0 {
-		if err := optim.AddWeightDecay(mean, s.params, s.cfg.WeightDecay, s.decay); err != nil {
-			return s.errorf("apply", err, step, -1, "weight decay")
-		}
+	if err := (optim.WeightDecay{WD: s.cfg.WeightDecay, Mask: s.decay}).Apply(mean, s.params); err != nil {
+		return s.errorf("apply", err, step, -1, "weight decay")
 	}
 	// Step validates before it modifies anything: on an error (e.g. weight
 	// decay overflowing to Inf) the shard is unchanged.

@@ -2,6 +2,7 @@ package paramserver
 
 import (
 	"errors"
+	"github.com/logitpair/logitpair/pkg/train"
 	"math"
 	"slices"
 	"sync"
@@ -137,7 +138,7 @@ func TestShardedEqualsWhole(t *testing.T) {
 		for _, k := range []int{2, 3, 8, 17, l.Total} {
 			base := baseConfig(kind, l.Total, W)
 			base.Schedule = "warmup:2,cosine:10"
-			base.WeightDecay, base.Decay = 0.01, DecayRanges(l)
+			base.WeightDecay, base.Decay = 0.01, train.DecayMask(l)
 			ema := optim.EMAConfig{Decay: 0.9, UseNumUpdates: true}
 			base.EMA = &ema
 			init, initBuf := vec(l.Total, 0.3, 11), vec(nbuf, 1, 12)

@@ -36,6 +36,7 @@ type Trainer struct {
 	Step   int64 // steps done
 	params []float32
 	grad   []float32
+	decay  optim.WeightDecay
 	val    data.Source
 	// Progress receives one line per log interval (and a final one).
 	Progress io.Writer
@@ -86,7 +87,7 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 		return nil, err
 	}
 	t := &Trainer{Cfg: cfg, W: w, Opt: opt, Sched: sched, val: val, bestAcc: -1,
-		params: make([]float32, w.layout.Total), grad: make([]float32, w.layout.Total)}
+		params: make([]float32, w.layout.Total), grad: make([]float32, w.layout.Total), decay: optim.WeightDecay{WD: cfg.WeightDecay, Mask: DecayMask(w.layout)}}
 	nn.Gather(be, m.Trainable(), t.params, false)
 	if cfg.EMA > 0 {
 		ec := optim.DefaultEMA()
@@ -114,9 +115,32 @@ func (t *Trainer) checkpoint() *Checkpoint {
 	}}
 }
 
+// Gradient computes the current step's gradient into Grad(): the
+// objective's (train.Worker) plus weight decay (optim.WeightDecay over
+// DecayMask), whose term is in the returned loss; a non-finite loss is a
+// NonFiniteError.
+func (t *Trainer) Gradient() (objective.Terms, error) {
+	terms, err := t.W.Gradient(t.Step, 0, 1, t.grad)
+	if err != nil {
+		return terms, err
+	}
+	l2, err := t.decay.Loss(t.params)
+	if err != nil {
+		return terms, err
+	}
+	terms.Loss += l2
+	if math.IsNaN(terms.Loss) || math.IsInf(terms.Loss, 0) {
+		return terms, &NonFiniteError{Step: t.Step, Terms: terms}
+	}
+	return terms, t.decay.Apply(t.grad, t.params)
+}
+
+// Grad is the gradient of the last Gradient (live).
+func (t *Trainer) Grad() []float32 { return t.grad }
+
 // TrainStep runs one step: gradient, optimizer update, EMA.
 func (t *Trainer) TrainStep() (objective.Terms, error) {
-	terms, err := t.W.Gradient(t.Step, 0, 1, t.grad)
+	terms, err := t.Gradient()
 	if err != nil {
 		return terms, err
 	}

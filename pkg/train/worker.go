@@ -52,8 +52,9 @@ func splitmix(x uint64) uint64 {
 
 // Worker computes one training step's gradient: batch → attack (model in
 // evaluation mode) → objective (model in training mode) → backward → flat
-// gradient plus weight decay. Local training and every cluster worker run
-// this same code.
+// gradient of the objective. Local training and every cluster worker run
+// this same code; weight decay is added where the optimizer runs
+// (optim.WeightDecay).
 type Worker struct {
 	Cfg    Config
 	Model  *models.Model
@@ -62,11 +63,9 @@ type Worker struct {
 	obj    *objective.Objective
 	data   Batcher
 	layout nn.Layout
-	decay  []optim.Range
 	x      *tensor.Tensor
 	hostX  []float32
 	labels []int32
-	params []float32
 	static []*models.Model // ensemble-adv's static source models (evaluation mode, never updated)
 	eps    []float32       // per-example ε (--random-eps)
 	// AttackTime is how long the last Gradient spent crafting the
@@ -101,16 +100,10 @@ func NewWorker(cfg Config, m *models.Model, data Batcher) (*Worker, error) {
 			return nil, err
 		}
 	}
-	for _, r := range w.layout.Ranges {
-		if r.Role.Decayed() {
-			w.decay = append(w.decay, optim.Range{Lo: r.Offset, Hi: r.Offset + r.Size})
-		}
-	}
 	c, h, wd := m.Input[0], m.Input[1], m.Input[2]
 	w.x = be.New(cfg.Batch, c, h, wd)
 	w.hostX = make([]float32, cfg.Batch*c*h*wd)
 	w.labels = make([]int32, cfg.Batch)
-	w.params = make([]float32, w.layout.Total)
 	return w, nil
 }
 
@@ -118,12 +111,10 @@ func NewWorker(cfg Config, m *models.Model, data Batcher) (*Worker, error) {
 func (w *Worker) Layout() nn.Layout { return w.layout }
 
 // Gradient computes step's gradient for worker slot `slot` of `slots` at the
-// model's current parameters into grad (laid out as Layout), weight decay
-// included (TF-slim's wd·½·Σ‖W‖² over conv and dense kernels ⇒ +wd·W). The
-// returned Terms.Loss is the training loss, the objective's value plus that
-// weight-decay term (optim.L2Loss; the other terms are the objective's); a
-// non-finite loss, weight-decay term included, is an error naming the step
-// and the terms, returned before any gradient is computed.
+// model's current parameters into grad (laid out as Layout): the gradient
+// of the objective alone (weight decay is added by whoever applies the
+// optimizer, optim.WeightDecay). A non-finite loss is an error naming the step and the
+// terms, returned before any gradient is computed.
 func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objective.Terms, error) {
 	if len(grad) != w.layout.Total {
 		return objective.Terms{}, fmt.Errorf("gradient buffer of %d for %d parameters", len(grad), w.layout.Total)
@@ -165,28 +156,30 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 	z := w.Model.Forward(in, true)
 	dz, terms := w.obj.Loss(z, w.labels)
 	terms.Source = source
-	tr := w.Model.Trainable()
-	if w.Cfg.WeightDecay > 0 {
-		// The loss is the objective plus TF-slim's l2_regularizer term.
-		nn.Gather(w.be, tr, w.params, false)
-		l2, err := optim.L2Loss(w.params, w.Cfg.WeightDecay, w.decay)
-		if err != nil {
-			return terms, err
-		}
-		terms.Loss += l2
-	}
 	if math.IsNaN(terms.Loss) || math.IsInf(terms.Loss, 0) {
 		return terms, &NonFiniteError{Step: step, Terms: terms}
 	}
 	w.Model.Backward(dz, nn.Grad{Params: true})
-	nn.Gather(w.be, tr, grad, true)
-	if w.Cfg.WeightDecay > 0 {
-		if err := optim.AddWeightDecay(grad, w.params, w.Cfg.WeightDecay, w.decay); err != nil {
-			return terms, err
-		}
-	}
+	nn.Gather(w.be, w.Model.Trainable(), grad, true)
 	return terms, nil
 }
+
+// DecayMask is the one rule of which parameters weight decay applies to:
+// the elements of the layout's tensors whose Role.Decayed() is true (conv
+// and dense kernels; not biases or batch-norm parameters), in the layout's
+// flat coordinates. Weight decay itself (optim.WeightDecay) is added where
+// the optimizer runs, after the gradient is complete: by train.Trainer, and
+// by paramserver.Shard after averaging.
+func DecayMask(layout nn.Layout) []optim.Range {
+	var out []optim.Range
+	for _, r := range layout.Ranges {
+		if r.Role.Decayed() {
+			out = append(out, optim.Range{Lo: r.Offset, Hi: r.Offset + r.Size})
+		}
+	}
+	return out
+}
+
 
 // NonFiniteError reports a NaN or infinite loss.
 type NonFiniteError struct {

@@ -113,11 +113,9 @@ type Worker struct {
 }
 
 // New wires a worker. tw must be built with the cluster's training config
-// and weight decay 0 (the shards add it after averaging).
+// (its gradient is the objective's; the shards add weight decay after
+// averaging, train.Decay).
 func New(cfg Config, tw *train.Worker, shards []Shard, ranges []Range, coord Coordinator, logger *zap.Logger) (*Worker, error) {
-	if tw.Cfg.WeightDecay != 0 {
-		return nil, errors.New("worker: the training step must run without weight decay: the shards add it after averaging")
-	}
 	if len(shards) != len(ranges) || len(shards) == 0 {
 		return nil, fmt.Errorf("worker: %d shards, %d ranges", len(shards), len(ranges))
 	}
