@@ -11,6 +11,7 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/train"
 )
 
 // clusterCommand is `cluster` (from pkg/node) with the hidden `log` and
@@ -71,7 +72,7 @@ is wrong.`,
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "ok: steps 0..%d each committed exactly once", expect-1)
 			if dir != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "; final checkpoint %s", filepath.Join(dir, ckptName(expect)))
+				fmt.Fprintf(cmd.ErrOrStderr(), "; final checkpoint %s", filepath.Join(dir, train.ModelFileName(expect)))
 			}
 			fmt.Fprintln(cmd.ErrOrStderr())
 			return nil
@@ -182,11 +183,9 @@ func checkFinalCheckpoint(dir string, n int64) error {
 	if step != n {
 		return fmt.Errorf("%s: the newest consistent checkpoint is step %d, want the final step %d", dir, step, n)
 	}
-	p := filepath.Join(dir, ckptName(n))
+	p := filepath.Join(dir, train.ModelFileName(n))
 	if _, err := os.Stat(p); err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
 	}
 	return nil
 }
-
-func ckptName(step int64) string { return fmt.Sprintf("ckpt-%08d.safetensors", step) }

@@ -60,7 +60,7 @@ func (f FileCheckpoints) SetLastCheckpoint(step int64) error {
 	if err != nil {
 		return err
 	}
-	r = checkpointRecord{Step: step, Model: modelFileName(step), Steps: recordCheckpoint(r.Steps, step)}
+	r = checkpointRecord{Step: step, Model: train.ModelFileName(step), Steps: recordCheckpoint(r.Steps, step)}
 	b, _ := json.MarshalIndent(r, "", "  ")
 	if err := os.MkdirAll(f.Dir, 0o755); err != nil {
 		return err
@@ -77,14 +77,13 @@ func (f FileCheckpoints) Held() ([]int64, error) {
 	}
 	var out []int64
 	for i := len(r.Steps) - 1; i >= 0; i-- {
-		if _, err := safetensors.ReadFile(filepath.Join(f.Dir, modelFileName(r.Steps[i]))); err == nil {
+		if _, err := safetensors.ReadFile(filepath.Join(f.Dir, train.ModelFileName(r.Steps[i]))); err == nil {
 			out = append(out, r.Steps[i])
 		}
 	}
 	return out, nil
 }
 
-func modelFileName(step int64) string { return fmt.Sprintf("ckpt-%08d.safetensors", step) }
 
 // StateFetcher is a shard that can hand over its optimizer state.
 type StateFetcher interface {

@@ -243,7 +243,7 @@ func ClusterCommand() *cobra.Command {
 			if err != nil || !ok {
 				return fmt.Errorf("%w: no checkpoint recorded (%v)", ErrNotDone, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "done: %s\n", filepath.Join(l.Dir, "coordinator", fmt.Sprintf("ckpt-%08d.safetensors", rec)))
+			fmt.Fprintf(cmd.OutOrStdout(), "done: %s\n", filepath.Join(l.Dir, "coordinator", train.ModelFileName(rec)))
 			return nil
 		},
 	}

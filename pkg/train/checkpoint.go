@@ -44,9 +44,16 @@ type Pointer struct {
 	EMA   string `json:"ema,omitempty"`
 }
 
+// ckptName is the one rule of checkpoint file names: ckpt-<step, 8
+// digits><suffix>.safetensors ("" the model, ".state" the optimizer state,
+// "-ema" the EMA model).
 func ckptName(step int64, suffix string) string {
 	return fmt.Sprintf("ckpt-%08d%s.safetensors", step, suffix)
 }
+
+// ModelFileName is the name of the model file of the checkpoint at step,
+// in local training's folders and the cluster coordinator's alike.
+func ModelFileName(step int64) string { return ckptName(step, "") }
 
 // Checkpoint is what Save writes and Load restores.
 type Checkpoint struct {
