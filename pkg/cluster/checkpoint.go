@@ -84,7 +84,6 @@ func (f FileCheckpoints) Held() ([]int64, error) {
 	return out, nil
 }
 
-
 // StateFetcher is a shard that can hand over its optimizer state.
 type StateFetcher interface {
 	FetchState(ctx context.Context, step int64) (kind string, slots []optim.NamedState, err error)

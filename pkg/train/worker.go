@@ -180,7 +180,6 @@ func DecayMask(layout nn.Layout) []optim.Range {
 	return out
 }
 
-
 // NonFiniteError reports a NaN or infinite loss.
 type NonFiniteError struct {
 	Step  int64

@@ -100,11 +100,11 @@ type Worker struct {
 	// pulled[k] is the (step, generation) whose slice of shard k is in
 	// params and bufs, so a retry after another shard failed does not fetch
 	// the healthy shards again.
-	pulled  []version
+	pulled []version
 	// computed is the version whose gradient is in grad and out.
 	computed computed
-	backoff *retry.Backoff
-	logLim  *retry.Limiter
+	backoff  *retry.Backoff
+	logLim   *retry.Limiter
 	// Sleep pauses between retries (tests count the pauses); nil means
 	// retry.Sleep.
 	Sleep func(ctx context.Context, d time.Duration) error
