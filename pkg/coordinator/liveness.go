@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,9 +14,11 @@ import (
 //
 //   - gossip (memberlist) says it is dead (Gossip(slot, false)), and
 //   - it missed Config.MissedSteps steps: steps committed since its last
-//     report, plus, while the current step waits without its report, the
-//     number of step times (the recent mean, at least MinStepTime) that
-//     passed since the step opened or since it was last heard from.
+//     report, plus, while the current step cannot be decided without the
+//     suspects (the reports and the unsuspected workers still computing are
+//     fewer than N), the number of step times (the recent mean, at least
+//     MinStepTime) that passed since the step opened or since it was last
+//     heard from.
 //
 // On a loaded machine gossip probes time out while the worker's pushes and
 // reports still arrive; its reports keep its missed count at zero, so it is
@@ -59,6 +62,9 @@ func (c *Coordinator) missedLocked(slot int) int64 {
 		return 0 // it reported the current step
 	}
 	missed := c.step - s.from
+	if !c.blockedLocked() {
+		return missed
+	}
 	per := max(c.stepTime, c.cfg.MinStepTime)
 	start := c.opened
 	if s.since.After(start) {
@@ -68,6 +74,20 @@ func (c *Coordinator) missedLocked(slot int) int64 {
 		missed += int64(waited / per)
 	}
 	return missed
+}
+
+// blockedLocked reports whether the current step waits on suspects: the
+// reports so far and the live workers gossip does not suspect that have not
+// reported yet cannot make N. Only then does waiting time count as missed
+// steps; otherwise the healthy workers will decide the step anyway.
+func (c *Coordinator) blockedLocked() bool {
+	pending := 0
+	for w, s := range c.slots {
+		if s.live && !s.suspect && s.from <= c.step && !slices.Contains(c.reports, w) {
+			pending++
+		}
+	}
+	return len(c.reports)+pending < c.requiredLocked()
 }
 
 // SetLive records a worker slot's liveness as certain: false when it left

@@ -119,3 +119,31 @@ func TestAStepWaitingForADeadWorkerDropsItAfterMissedStepTimes(t *testing.T) {
 		t.Fatalf("log %+v, want step 1 made by worker 0 alone", es)
 	}
 }
+
+// Waiting time counts against a suspect only while the step cannot be
+// decided without it: here worker 2, unsuspected, is still computing and
+// will make N = 3 with workers 0 and 1.
+func TestWaitingTimeCountsOnlyWhenTheStepIsBlocked(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	rel := &releases{}
+	r := livenessRig(t, 4, 1, false, clk, rel)
+	r.step(0, 0, 1, 2, 3)
+	r.c.Gossip(3, false)
+	for _, w := range []int{0, 1} {
+		for _, s := range r.shards {
+			if err := s.S.Push(1, w, []float32{1, 1, 1}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, _, err := r.c.Report(1, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.add(time.Hour)
+	time.Sleep(50 * time.Millisecond) // probes run; none may drop worker 3
+	if got := rel.get(); len(got) != 0 {
+		t.Fatalf("released %v while worker 2 could still decide the step", got)
+	}
+	r.c.Gossip(2, false) // now the step waits on suspects only
+	waitFor(t, "the release", func() bool { return len(rel.get()) == 2 })
+}
