@@ -47,6 +47,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/retry"
 	"github.com/logitpair/logitpair/pkg/rpc"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/tlsutil"
@@ -216,26 +217,25 @@ func (c Common) startGossip(ctx context.Context, name string, meta membership.Me
 	return n, nil
 }
 
-// joinWithRetry joins the gossip cluster at addr, retrying with exponential
-// backoff (250 ms doubling to 4 s) until it succeeds, ctx ends or window has
-// passed; the error then names the address, the attempts and the last cause.
+// joinWithRetry joins the gossip cluster at addr, retrying with jittered
+// exponential backoff (retry.Backoff, 250 ms doubling to 4 s) until it
+// succeeds, ctx ends or window has passed; the error then names the
+// address, the attempts and the last cause.
 func joinWithRetry(ctx context.Context, n *membership.Node, addr string, window time.Duration) error {
 	deadline := time.Now().Add(window)
-	wait := 250 * time.Millisecond
+	bo := retry.New(250*time.Millisecond, 4*time.Second)
 	for attempt := 1; ; attempt++ {
 		err := n.Join(addr)
 		if err == nil {
 			return nil
 		}
+		wait := bo.Next()
 		if time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("joining the gossip cluster at %s: %d attempts over %s: %w", addr, attempt, window, err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("joining the gossip cluster at %s: %w (last attempt: %v)", addr, ctx.Err(), err)
-		case <-time.After(wait):
+		if serr := retry.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("joining the gossip cluster at %s: %w (last attempt: %v)", addr, serr, err)
 		}
-		wait = min(2*wait, 4*time.Second)
 	}
 }
 
@@ -643,21 +643,26 @@ func joinCoordinator(ctx context.Context, addr string, opts []grpc.DialOption, r
 		return nil, nil, nil, err
 	}
 	cc := rpc.NewCoordClient(conn)
-	for attempt := 0; ; attempt++ {
+	// Until the coordinator answers: jittered backoff from 300 ms to 5 s,
+	// a log line at most every 10 s.
+	bo, lim := retry.New(300*time.Millisecond, 5*time.Second), retry.NewLimiter(10*time.Second)
+	for {
 		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := cc.Join(jctx, role, preferred, self, node)
 		cancel()
 		if err == nil {
 			return conn, cc, resp, nil
 		}
-		if attempt%10 == 0 {
-			log.Info("joining the coordinator", zap.String("coordinator", addr), zap.Error(err))
+		if c := status.Code(err); c == codes.PermissionDenied || c == codes.Unauthenticated || c == codes.InvalidArgument {
+			conn.Close() // retrying cannot help: the credentials or the request are wrong
+			return nil, nil, nil, fmt.Errorf("joining the coordinator at %s: %w", addr, err)
 		}
-		select {
-		case <-ctx.Done():
+		if ok, _ := lim.Allow(); ok {
+			log.Info("joining the coordinator", zap.String("coordinator", addr), zap.Int("attempts", bo.Failures()+1), zap.Error(err))
+		}
+		if serr := bo.Wait(ctx); serr != nil {
 			conn.Close()
-			return nil, nil, nil, fmt.Errorf("joining the coordinator at %s: %w (last error: %v)", addr, ctx.Err(), err)
-		case <-time.After(300 * time.Millisecond):
+			return nil, nil, nil, fmt.Errorf("joining the coordinator at %s: %w (last error: %v)", addr, serr, err)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
 	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/retry"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
 
@@ -43,38 +44,41 @@ func (c *CoordClient) Report(ctx context.Context, step int64, slot int, terms ob
 	return ack.GetAccepted(), worker.StepState{Step: ack.GetCurrentStep(), Generation: ack.GetGeneration(), Done: ack.GetDone()}, nil
 }
 
-// waitRetry is the pause before asking again after an early answer that
-// came back at once (a coordinator that is not running its loop).
-const waitRetry = 100 * time.Millisecond
+// waitRetry is the least pause before asking again after an early answer
+// that came back at once (a coordinator that is not running its loop), and
+// the first pause after UNAVAILABLE, doubling (with jitter) to waitRetryMax.
+const (
+	waitRetry    = 100 * time.Millisecond
+	waitRetryMax = 2 * time.Second
+)
 
 // WaitStep implements worker.Coordinator: it blocks while the global step
 // is step in generation gen (−1, −1: the current state as soon as the
 // coordinator knows it), asking the server again after each of its early
-// (capped) answers and, after a pause, after UNAVAILABLE (a coordinator
-// that is recovering, not running yet, or unreachable), until ctx ends.
+// (capped) answers and, after a growing pause, after UNAVAILABLE (a
+// coordinator that is recovering, not running yet, or unreachable), until
+// ctx ends.
 func (c *CoordClient) WaitStep(ctx context.Context, step, gen int64) (worker.StepState, error) {
+	bo := retry.New(waitRetry, waitRetryMax)
 	for {
 		t0 := time.Now()
 		r, err := c.c.WaitStep(ctx, &coordinatorv1.WaitStepRequest{Step: step + 1, Generation: gen})
 		if status.Code(err) == codes.Unavailable && ctx.Err() == nil {
-			select {
-			case <-time.After(waitRetry):
+			if retry.Sleep(ctx, bo.Next()) == nil {
 				continue
-			case <-ctx.Done():
 			}
 		}
 		if err != nil {
 			return worker.StepState{}, fromStatus(err)
 		}
+		bo.Reset()
 		st := worker.StepState{Step: r.GetCurrentStep(), Generation: r.GetGeneration(), Done: r.GetDone(), Paused: r.GetPaused(), Reason: r.GetReason()}
 		if st.Step != step || st.Generation != gen || st.Done {
 			return st, nil
 		}
 		if time.Since(t0) < waitRetry {
-			select {
-			case <-time.After(waitRetry):
-			case <-ctx.Done():
-				return st, ctx.Err()
+			if err := retry.Sleep(ctx, waitRetry); err != nil {
+				return st, err
 			}
 		}
 	}
