@@ -231,7 +231,7 @@ func ClusterCommand() *cobra.Command {
 	fs.IntVar(&l.Backups, "backups", 1, "backup replicas")
 	fs.IntVar(&l.PS, "ps", 2, "parameter-server processes")
 	fs.BoolVar(&l.Elastic, "elastic", false, "elastic N")
-	fs.BoolVar(&l.NoTLS, "no-tls", false, "run without mutual TLS (default: a development CA and one certificate per role are minted into DIR/tls/ROLE)")
+	fs.BoolVar(&l.NoTLS, "no-tls", false, "run without mutual TLS (default: a development CA and certificate are minted into DIR/tls)")
 	fs.StringVar(&l.Dir, "dir", "", "run directory (default: --out)")
 	finalize = train.BindFlags(fs, &l.Train)
 	cmd.AddCommand(local)

@@ -33,8 +33,7 @@ type LocalCluster struct {
 	Elastic          bool
 	Train            train.Config
 	// NoTLS runs the processes without mutual TLS (by default the
-	// launcher mints a development CA and one certificate per role into
-	// DIR/tls/ROLE).
+	// launcher mints a development CA and a certificate per role into DIR/tls).
 	NoTLS bool
 	// StartTimeout bounds waiting for a process to announce its address.
 	StartTimeout time.Duration
