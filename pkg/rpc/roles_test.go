@@ -43,13 +43,13 @@ func TestRoleTableCoversEveryMethod(t *testing.T) {
 			methods["/"+sd.ServiceName+"/"+s.StreamName] = true
 		}
 	}
-	if len(methods) != 13 {
+	if len(methods) < 13 {
 		t.Fatalf("%d methods in the descriptors: %v", len(methods), methods)
 	}
 	for m := range methods {
 		roles, ok := methodRoles[m]
 		if !ok {
-			t.Errorf("%s is not in the role table (methodRoles): no role may call it", m)
+			t.Errorf("%s is not in the role table (methodRoles in roles.go), so every caller is refused: add it with the roles that call it", m)
 		}
 		if len(roles) == 0 {
 			t.Errorf("%s: no role may call it", m)
