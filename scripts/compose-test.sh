@@ -7,14 +7,15 @@
 #     ps-0, ps-1, worker-0..3; --workers 4 --backups 1 --ps 2) under a unique
 #     project name with fresh secrets, deploy/compose/train-test.yaml (60
 #     steps, PGD-3, a checkpoint every 10 steps) and short gossip timers;
-#     checks that the one-shot `certs` minted the TLS set (without the CA's
-#     key);
+#     checks that the one-shot `certs` minted the TLS set, one certificate
+#     per role on the role's own volume (without the CA's key);
 #  2b. before the workers are started (so that training does not run ahead
 #     of the fault schedule meanwhile), checks that the cluster really runs
 #     with mutual TLS and the join token, from one-off containers on the
 #     cluster's network (`logitpair cluster status`; the compose service
-#     `status`): with the certificate and the token the coordinator answers
-#     and a shard's gRPC is reached; a plaintext client is refused at the
+#     `status`, with the worker's certificate): with the certificate and the
+#     token the coordinator answers and a shard's gRPC is reached (Status is
+#     allowed to every role); a plaintext client is refused at the
 #     transport by both (Unavailable, where a plaintext server would
 #     answer); a wrong token is refused over TLS; then starts the workers;
 #  3. once training has progressed, crashes worker-1, checks that its restart
@@ -25,8 +26,9 @@
 #     the commit log holds steps 0..N-1 each exactly once and that the final
 #     checkpoint ckpt-N exists and is recorded as consistent
 #     (`logitpair cluster log --expect-steps N`); checks that every process
-#     logged "mutual TLS on" and none the "no TLS" warning, in every run of
-#     its container, and that running `certs` again keeps the set.
+#     logged "mutual TLS on" with its own role and none the "no TLS"
+#     warning, in every run of its container, and that running `certs` again
+#     keeps the set.
 #
 # A crash is `docker kill --signal SIGQUIT` (the Go runtime dumps its
 # goroutines and exits with status 2, no cleanup): `docker kill` with SIGKILL
@@ -170,7 +172,7 @@ oneoff() {
 	timeout 90 "${COMPOSE[@]}" -p "$project" -f "$root/deploy/compose/docker-compose.yml" run --rm -T --no-deps "$@" 2>&1
 }
 # cli [DOCKER-RUN-OPTIONS...] -- ARGS...: the logitpair CLI in a container on
-# the cluster's network with the volume tls at /etc/logitpair/tls and the
+# the cluster's network with the worker's TLS volume at /etc/logitpair/tls and the
 # secrets in its environment (plain `docker run`: several times faster to
 # start than `compose run`, so training does not run ahead of the fault
 # schedule meanwhile). Bounded by 60 seconds.
@@ -220,16 +222,16 @@ coord="$(cid coordinator)"
 
 certs_log="$(docker logs "$(cid certs)" 2>&1)"
 [ "$(docker inspect -f '{{.State.ExitCode}}' "$(cid certs)")" = 0 ] || fail "certs failed: $certs_log"
-for f in ca.crt tls.crt tls.key; do
+for f in ca.crt {coordinator,paramserver,worker}/{ca.crt,tls.crt,tls.key}; do
 	grep -qx "wrote /data/$f" <<<"$certs_log" || fail "certs did not write $f: $certs_log"
 done
 ! grep -q 'ca\.key' <<<"$certs_log" || fail "certs wrote the CA's key into the volume: $certs_log"
-log "certs minted the TLS set into the volume tls"
+log "certs minted the TLS set, one certificate per role, into the volumes tls and tls-ROLE"
 
 # --- TLS and the join token -------------------------------------------------
 net="$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}' "$coord")"
-tls_volume="$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/etc/logitpair/tls"}}{{.Name}}{{end}}{{end}}' "$coord")"
-[ -n "$net" ] && [ -n "$tls_volume" ] || fail "the coordinator's network or TLS volume not found"
+tls_volume="$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/data/worker"}}{{.Name}}{{end}}{{end}}' "$(cid certs)")"
+[ -n "$net" ] && [ -n "$tls_volume" ] || fail "the coordinator's network or the workers' TLS volume not found"
 # The compose service status: `cluster status` with the certificate and
 # the token (retried until the coordinator serves).
 status_out=""
@@ -301,12 +303,17 @@ bin/static/logitpair cluster log --expect-steps "$steps" "$work/coordinator" >"$
 	fail "commit log check failed (entries in $work/commit-log.txt; COMPOSE_TEST_KEEP=1 keeps it)"
 for s in coordinator ps-0 ps-1 worker-0 worker-1 worker-2 worker-3; do
 	c="$(cid "$s")"
+	case "$s" in
+	ps-*) role=paramserver ;;
+	worker-*) role=worker ;;
+	*) role="$s" ;;
+	esac
 	runs=$(($(docker inspect -f '{{.RestartCount}}' "$c") + 1))
-	on="$(log_count "$c" '"msg":"mutual TLS on"')"
-	[ "$on" -ge "$runs" ] || fail "$s: \"mutual TLS on\" logged $on times in $runs runs"
+	on="$(log_count "$c" "\"msg\":\"mutual TLS on\".*\"role\":\"$role\"")"
+	[ "$on" -ge "$runs" ] || fail "$s: \"mutual TLS on\" with role $role logged $on times in $runs runs"
 	[ "$(log_count "$c" '"msg":"no TLS')" = 0 ] || fail "$s logged the \"no TLS\" warning"
 done
-log "every process ran with mutual TLS (no \"no TLS\" warning)"
+log "every process ran with mutual TLS and its role's certificate (no \"no TLS\" warning)"
 out="$(oneoff certs)" || fail "certs failed on the second run: $out"
 grep -qF 'kept the existing certificate set in /data' <<<"$out" || fail "certs on the second run: $out"
 log "certs keeps the set on the next start"

@@ -33,7 +33,8 @@ func newClusterStatusCmd() *cobra.Command {
 		Long: `Calls the coordinator's Status RPC once and prints the global step, the live
 workers, the last consistent checkpoint and every member. It connects like the
 cluster's processes: with --tls-ca, --tls-cert and --tls-key over mutual TLS
-(the coordinator's certificate must carry the dialed host, or --tls-server-name),
+(any role's certificate of ` + "`logitpair certs`" + `: Status is open to every role; the
+coordinator's certificate must carry the dialed host, or --tls-server-name),
 without them in plaintext; --join-token is sent with the call (over TLS only
 when TLS is on). A coordinator that runs with TLS refuses a plaintext client,
 and one with a join token refuses a call without it: both are errors here.`,

@@ -24,7 +24,8 @@ func (fakeCoordinator) Status(context.Context, *coordinatorv1.StatusRequest) (*c
 		Members: []*coordinatorv1.MemberStatus{{Role: "paramserver", Slot: 1, Address: "ps-1:7071", NodeName: "ps-1", Live: true, LastStep: 42}}}, nil
 }
 
-// mintTestDir writes a certificate set for localhost into a fresh directory.
+// mintTestDir writes a certificate set (one per role) for localhost into a
+// fresh directory.
 func mintTestDir(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tls")
@@ -35,17 +36,18 @@ func mintTestDir(t *testing.T) string {
 }
 
 // TestClusterStatus: `cluster status` reaches a coordinator that requires
-// mutual TLS and a join token with the right certificate and token, and is
-// refused in plaintext, with a wrong token, and with a certificate from
-// another CA.
+// mutual TLS, a join token and a role with the right certificate (any
+// role's) and token, and is refused in plaintext, with a wrong token, and
+// with a certificate from another CA.
 func TestClusterStatus(t *testing.T) {
-	dir := mintTestDir(t)
-	id, err := tlsutil.Load(tlsutil.DirFiles(dir), nil)
+	top := mintTestDir(t)
+	dir := filepath.Join(top, tlsutil.RoleWorker)
+	id, err := tlsutil.Load(tlsutil.RoleFiles(top, tlsutil.RoleCoordinator), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const token = "0123456789abcdef0123456789abcdef"
-	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(id.ServerCredentials())}, rpc.TokenAuth(token)...)...)
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.Creds(id.ServerCredentials())}, rpc.NewGuard(rpc.GuardConfig{Token: token, Roles: true}).ServerOptions()...)...)
 	coordinatorv1.RegisterCoordinatorServer(srv, fakeCoordinator{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,7 +86,12 @@ func TestClusterStatus(t *testing.T) {
 	if _, err := status(tlsArgs(dir)...); err == nil || !strings.Contains(err.Error(), "join token") {
 		t.Fatalf("no token: %v", err)
 	}
-	if _, err := status(append(tlsArgs(mintTestDir(t)), "--join-token", token)...); err == nil {
+	for _, r := range []string{tlsutil.RoleCoordinator, tlsutil.RoleParamServer} {
+		if _, err := status(append(tlsArgs(filepath.Join(top, r)), "--join-token", token)...); err != nil {
+			t.Fatalf("with the %s certificate: %v", r, err)
+		}
+	}
+	if _, err := status(append(tlsArgs(filepath.Join(mintTestDir(t), tlsutil.RoleWorker)), "--join-token", token)...); err == nil {
 		t.Fatal("a certificate from another CA was accepted")
 	}
 	for _, c := range []struct {

@@ -42,6 +42,14 @@ for name in "${names[@]}"; do
 	ctx="bin/images/$name"
 	rm -rf "$ctx"
 	mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/data"
+	if [ "$name" = logitpair ]; then
+		# `logitpair certs --out /data` in the compose service certs writes
+		# each role's directory onto a volume of its own mounted at
+		# /data/ROLE: a named volume takes the ownership of the image's
+		# directory it is mounted on, so these must exist, owned by the
+		# image's user, for the certs to be writable.
+		mkdir -p "$ctx/data/coordinator" "$ctx/data/paramserver" "$ctx/data/worker"
+	fi
 	# A hard link when bin/ and the context share a file system, else a copy.
 	ln "$bin" "$ctx/rootfs/usr/local/bin/$name" 2>/dev/null || cp "$bin" "$ctx/rootfs/usr/local/bin/$name"
 	# The classic builder's deprecation notice is noise here (BuildKit needs

@@ -24,6 +24,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/node"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -35,12 +36,21 @@ type Layout struct {
 }
 
 // userSecrets are the Secrets the user creates before applying an overlay
-// (README.md, "Secrets"), with their keys. Nothing in the overlays creates
-// them: they hold the cluster's credentials.
-var userSecrets = map[string][]string{
-	"logitpair-secrets": {"gossip-key", "join-token"},
-	"logitpair-tls":     {"ca.crt", "tls.crt", "tls.key"},
-}
+// (README.md, "Secrets"), with their keys: the shared secrets and one TLS
+// Secret per role (tlsSecret). Nothing in the overlays creates them: they
+// hold the cluster's credentials.
+var userSecrets = func() map[string][]string {
+	m := map[string][]string{"logitpair-secrets": {"gossip-key", "join-token"}}
+	for _, r := range tlsutil.AllRoles {
+		m[tlsSecret(r)] = []string{tlsutil.CAFile, tlsutil.CertFile, tlsutil.KeyFile}
+	}
+	return m
+}()
+
+// tlsSecret is the Secret holding role's directory of `logitpair certs`:
+// the CA certificate and the role's certificate and key. A process mounts
+// only its own role's.
+func tlsSecret(role string) string { return "logitpair-tls-" + role }
 
 // userClaims are the PersistentVolumeClaims the user creates and fills
 // (README.md, "Datasets").
@@ -945,6 +955,16 @@ func (k *checker) files(cs []*container) {
 		}
 		if set != 3 {
 			k.errorf("%s: --tls-ca, --tls-cert and --tls-key must all be set (mutual TLS), %d are", c, set)
+		}
+		for _, f := range []string{"tls-cert", "tls-key"} {
+			if p := c.flag(f); p != "" {
+				if m, _ := mountOf(c.C, p); m != nil {
+					if v := volumeOf(&c.W.Template.Spec, m.Name); v != nil && v.Secret != nil && v.Secret.SecretName != tlsSecret(c.Role) {
+						k.errorf("%s: --%s is in Secret %q, want %q: each role gets its own certificate, and the servers refuse another role's calls",
+							c, f, v.Secret.SecretName, tlsSecret(c.Role))
+					}
+				}
+			}
 		}
 		if c.Role == roleCoordinator || c.Role == roleParamServer {
 			dir := c.flag("dir")

@@ -294,7 +294,10 @@ func TestChecksCatchBrokenManifests(t *testing.T) {
 		}, []string{"nvidia.com/gpu request 2 must equal its limit 1", "nvidia.com/gpu request 2, limit 1, want 1"}},
 		{"TLS key not in the Secret", "", func(t *testing.T, o *Objects) {
 			setArg(t, containerOf(t, o, "ps"), "--tls-key=", "--tls-key=/etc/logitpair/tls/tls.pem")
-		}, []string{`--tls-key=/etc/logitpair/tls/tls.pem is not a file of Secret "logitpair-tls"`}},
+		}, []string{`--tls-key=/etc/logitpair/tls/tls.pem is not a file of Secret "logitpair-tls-paramserver"`}},
+		{"a worker with the coordinator's certificate", "", func(t *testing.T, o *Objects) {
+			volume(t, o, "worker", "tls").Secret.SecretName = "logitpair-tls-coordinator"
+		}, []string{`Job/worker container worker: --tls-cert is in Secret "logitpair-tls-coordinator", want "logitpair-tls-worker"`}},
 		{"TLS file on no mount", "", func(t *testing.T, o *Objects) {
 			setArg(t, containerOf(t, o, "worker"), "--tls-ca=", "--tls-ca=/etc/tls/ca.crt")
 		}, []string{"--tls-ca=/etc/tls/ca.crt is on no volume mount"}},

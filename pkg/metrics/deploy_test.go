@@ -85,6 +85,9 @@ func registeredNames(t *testing.T) map[string]bool {
 	if _, err := NewWorker(r3, 0); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := NewAuth(&recorder{Registerer: prometheus.NewRegistry(), names: r.names}); err != nil {
+		t.Fatal(err)
+	}
 	out := map[string]bool{}
 	for n, hist := range r.names {
 		if !strings.HasPrefix(n, Namespace+"_") {
@@ -113,6 +116,9 @@ func TestRegisteredNamesAreComplete(t *testing.T) {
 	c.SetStatusSource(func() coordinator.Status { return coordinator.Status{} })
 	c.Committed(0)
 	c.Committed(1)
+	if _, err := NewAuth(reg); err != nil {
+		t.Fatal(err)
+	}
 	s, _ := NewShard(reg, 0)
 	s.SetStatsSource(func() paramserver.Stats { return paramserver.Stats{} }, nil)
 	s.errs.WithLabelValues("push")

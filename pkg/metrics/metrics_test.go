@@ -18,6 +18,8 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/rpc"
@@ -474,5 +476,54 @@ func TestOneRegistryPerProcess(t *testing.T) {
 	}
 	if !goRoutines || !process {
 		t.Errorf("NewRegistry lacks the Go (%v) or process (%v) collector", goRoutines, process)
+	}
+}
+
+// TestAuthRefused: logitpair_auth_refused_total exports every reason from
+// zero and counts what an rpc.Guard refuses, here a call with a wrong join
+// token.
+func TestAuthRefused(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	am, err := NewAuth(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rpc.RefusalReasons {
+		if v := value(t, reg, "logitpair_auth_refused_total", map[string]string{"reason": r}); v != 0 {
+			t.Fatalf("%s: %v before any refusal, want 0", r, v)
+		}
+	}
+	g := rpc.NewGuard(rpc.GuardConfig{Token: "tok", OnRefused: am.Refused})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(g.ServerOptions()...)
+	tc := train.DefaultConfig()
+	tc.ModelConfig = models.Config{"hidden": 8}
+	reg2, err := rpc.NewRegistry(rpc.RegistryConfig{Train: tc, Workers: 1, Layout: &cluster.Layout{
+		Params: nn.Layout{Total: 4}, Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 4}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc.NewCoordServer(nil, reg2).Register(srv)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), rpc.WithToken("guess"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := rpc.NewCoordClient(conn).Join(ctx, rpc.RoleWorker, -1, "", "w"); err == nil {
+		t.Fatal("a wrong token was accepted")
+	}
+	if v := value(t, reg, "logitpair_auth_refused_total", map[string]string{"reason": rpc.RefusedToken}); v != 1 {
+		t.Fatalf("token refusals %v, want 1", v)
+	}
+	if v := value(t, reg, "logitpair_auth_refused_total", map[string]string{"reason": rpc.RefusedRole}); v != 0 {
+		t.Fatalf("role refusals %v, want 0", v)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/rpc"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -26,26 +27,25 @@ func noTokenWarnings(logs *observer.ObservedLogs) []observer.LoggedEntry {
 // without TLS — and says nothing of the kind with a token.
 func TestNoJoinTokenWarnsAtStart(t *testing.T) {
 	f := mintTestCerts(t)
-	withTLS := Common{TLSCA: f.CA, TLSCert: f.Cert, TLSKey: f.Key}
 	for _, c := range []struct {
-		name    string
-		c       Common
-		serving bool
-		want    string
+		name string
+		c    Common
+		role string
+		want string
 	}{
-		{"server without TLS", Common{}, true, "no join token: this server checks none, so anyone who can reach this port can join"},
-		{"worker without TLS", Common{}, false, "no join token: this worker sends none"},
-		{"server with TLS", withTLS, true, "no join token: this server checks none, so any process with a certificate from --tls-ca"},
-		{"worker with TLS", withTLS, false, "no join token: this worker sends none"},
+		{"server without TLS", Common{}, rpc.RoleCoordinator, "no join token: this server checks none, so anyone who can reach this port can join"},
+		{"worker without TLS", Common{}, rpc.RoleWorker, "no join token: this worker sends none"},
+		{"server with TLS", withTLS(Common{}, f[rpc.RoleParamServer]), rpc.RoleParamServer, "no join token: this server checks none, so any process with a certificate from --tls-ca"},
+		{"worker with TLS", withTLS(Common{}, f[rpc.RoleWorker]), rpc.RoleWorker, "no join token: this worker sends none"},
 	} {
-		_, logs := ready(t, c.c, c.serving)
+		_, logs := ready(t, c.c, c.role)
 		w := noTokenWarnings(logs)
 		if len(w) != 1 || !strings.HasPrefix(w[0].Message, c.want) || !strings.Contains(w[0].Message, "--join-token") {
 			t.Errorf("%s: warnings %v, want one beginning %q", c.name, w, c.want)
 		}
 		withToken := c.c
 		withToken.JoinToken = "tok"
-		if _, logs := ready(t, withToken, c.serving); len(noTokenWarnings(logs)) != 0 {
+		if _, logs := ready(t, withToken, c.role); len(noTokenWarnings(logs)) != 0 {
 			t.Errorf("%s with a token: %v", c.name, noTokenWarnings(logs))
 		}
 	}

@@ -35,7 +35,7 @@ type LocalCluster struct {
 	// AllowConfigChange is the coordinator's --allow-config-change.
 	AllowConfigChange []string
 	// NoTLS runs the processes without mutual TLS (by default the
-	// launcher mints a development CA and certificate into DIR/tls).
+	// launcher mints a development CA and a certificate per role into DIR/tls).
 	NoTLS bool
 	// StartTimeout bounds waiting for a process to announce its address.
 	StartTimeout time.Duration
@@ -100,8 +100,9 @@ func NewSecrets() (Secrets, error) {
 type Cluster struct {
 	L       LocalCluster
 	Secrets Secrets
-	// TLS are the certificate files every process uses (empty with NoTLS).
-	TLS     tlsutil.Files
+	// TLS are the certificate files of each role's processes, by role
+	// (empty with NoTLS).
+	TLS     map[string]tlsutil.Files
 	Coord   *Proc
 	PS      []*Proc
 	Workers []*Proc
@@ -145,10 +146,10 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	common := append([]string{"--join-token", sec.JoinToken, "--gossip-key", sec.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}, c.tlsArgs()...)
+	common := []string{"--join-token", sec.JoinToken, "--gossip-key", sec.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}
 	coordArgs := append([]string{"coordinator", "--listen", "127.0.0.1:0", "--dir", filepath.Join(l.Dir, "coordinator"),
 		"--workers", strconv.Itoa(l.Workers), "--backups", strconv.Itoa(l.Backups), "--ps", strconv.Itoa(l.PS),
-		"--config", cfgPath, "--elastic=" + strconv.FormatBool(l.Elastic)}, common...)
+		"--config", cfgPath, "--elastic=" + strconv.FormatBool(l.Elastic)}, append(common, c.tlsArgs(tlsutil.RoleCoordinator)...)...)
 	if len(l.AllowConfigChange) > 0 {
 		coordArgs = append(coordArgs, "--allow-config-change", strings.Join(l.AllowConfigChange, ","))
 	}
@@ -159,6 +160,7 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 	join := []string{"--coordinator", c.Coord.Addr.GRPC, "--gossip-join", c.Coord.Addr.Gossip}
 	for k := 0; k < l.PS; k++ {
 		args := append([]string{"paramserver", "--index", strconv.Itoa(k), "--listen", "127.0.0.1:0", "--dir", filepath.Join(l.Dir, fmt.Sprintf("ps-%d", k))}, append(join, common...)...)
+		args = append(args, c.tlsArgs(tlsutil.RoleParamServer)...)
 		p, err := l.launch(ctx, fmt.Sprintf("ps-%d", k), args)
 		if err != nil {
 			c.Stop(5 * time.Second)
@@ -177,26 +179,32 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 	return c, nil
 }
 
-// mintLocalCerts mints a development CA and one certificate for
-// localhost and 127.0.0.1 into dir (replacing an earlier run's; the CA key
-// is not kept) and returns the files.
-func mintLocalCerts(dir string) (tlsutil.Files, error) {
+// mintLocalCerts mints a development CA and one certificate per role
+// (the servers' for localhost and the loopback addresses) into dir
+// (replacing an earlier run's; the CA key is not kept) and returns each
+// role's files.
+func mintLocalCerts(dir string) (map[string]tlsutil.Files, error) {
 	files, err := tlsutil.Mint(tlsutil.MintOptions{Hosts: "localhost,127.0.0.1,::1"})
 	if err != nil {
-		return tlsutil.Files{}, err
+		return nil, err
 	}
 	if _, err := tlsutil.WriteDir(dir, files, true); err != nil {
-		return tlsutil.Files{}, err
+		return nil, err
 	}
-	return tlsutil.DirFiles(dir), nil
+	out := map[string]tlsutil.Files{}
+	for _, r := range tlsutil.AllRoles {
+		out[r] = tlsutil.RoleFiles(dir, r)
+	}
+	return out, nil
 }
 
-// tlsArgs are the --tls-* flags of every process (none with NoTLS).
-func (c *Cluster) tlsArgs() []string {
-	if c.TLS == (tlsutil.Files{}) {
+// tlsArgs are the --tls-* flags of a process of role (none with NoTLS).
+func (c *Cluster) tlsArgs(role string) []string {
+	f, ok := c.TLS[role]
+	if !ok {
 		return nil
 	}
-	return []string{"--tls-ca", c.TLS.CA, "--tls-cert", c.TLS.Cert, "--tls-key", c.TLS.Key}
+	return []string{"--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key}
 }
 
 // StartWorker launches worker w (asking for slot w), e.g. to replace a
@@ -204,7 +212,7 @@ func (c *Cluster) tlsArgs() []string {
 func (l LocalCluster) StartWorker(ctx context.Context, c *Cluster, w int) (*Proc, error) {
 	args := []string{"worker", "--slot", strconv.Itoa(w), "--threads", "1", "--coordinator", c.Coord.Addr.GRPC, "--gossip-join", c.Coord.Addr.Gossip,
 		"--join-token", c.Secrets.JoinToken, "--gossip-key", c.Secrets.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}
-	args = append(args, c.tlsArgs()...)
+	args = append(args, c.tlsArgs(tlsutil.RoleWorker)...)
 	return l.launch(ctx, fmt.Sprintf("worker-%d", w), args)
 }
 
@@ -213,7 +221,7 @@ func (l LocalCluster) StartPS(ctx context.Context, c *Cluster, k int) (*Proc, er
 	args := []string{"paramserver", "--index", strconv.Itoa(k), "--listen", "127.0.0.1:0", "--dir", filepath.Join(l.Dir, fmt.Sprintf("ps-%d", k)),
 		"--coordinator", c.Coord.Addr.GRPC, "--gossip-join", c.Coord.Addr.Gossip,
 		"--join-token", c.Secrets.JoinToken, "--gossip-key", c.Secrets.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}
-	args = append(args, c.tlsArgs()...)
+	args = append(args, c.tlsArgs(tlsutil.RoleParamServer)...)
 	return l.launch(ctx, fmt.Sprintf("ps-%d", k), args)
 }
 

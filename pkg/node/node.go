@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -99,10 +100,12 @@ func (c Common) tlsFiles() tlsutil.Files {
 }
 
 // initTransport checks the TLS flags (all three or none), loads the
-// certificates, and without TLS warns loudly (serving: this process
-// listens for gRPC). Every Run function calls it before dialOptions and
+// certificates and checks that the certificate carries this process's role
+// (rpc.Role*), and without TLS warns loudly (a coordinator or shard listens
+// for gRPC). Every Run function calls it before dialOptions and
 // serverOptions.
-func (c *Common) initTransport(log *zap.Logger, serving bool) error {
+func (c *Common) initTransport(log *zap.Logger, role string) error {
+	serving := tlsutil.Serves(role)
 	f := c.tlsFiles()
 	if err := f.Check(); err != nil {
 		return err
@@ -113,7 +116,7 @@ func (c *Common) initTransport(log *zap.Logger, serving bool) error {
 			return fmt.Errorf("--tls-server-name needs --tls-ca, --tls-cert and --tls-key")
 		}
 		if serving {
-			log.Warn("no TLS: anyone who can reach this port can read the model's parameters, and the join token travels in the clear, so whoever sees it can join the cluster and push gradients; set --tls-ca, --tls-cert and --tls-key (logitpair certs)")
+			log.Warn("no TLS: anyone who can reach this port can read the model's parameters, and the join token travels in the clear, so whoever sees it can join the cluster and push gradients; roles are not enforced either, so any caller with the token can Apply, Checkpoint or Restore a shard or join as one; set --tls-ca, --tls-cert and --tls-key (logitpair certs)")
 		} else {
 			log.Warn("no TLS: the join token, parameters and gradients travel in the clear and the servers are not authenticated; set --tls-ca, --tls-cert and --tls-key (logitpair certs)")
 		}
@@ -130,10 +133,13 @@ func (c *Common) initTransport(log *zap.Logger, serving bool) error {
 	if err != nil {
 		return err
 	}
+	if err := id.RequireRole(role); err != nil {
+		return err
+	}
 	c.tls = id
 	leaf := id.Leaf()
 	log.Info("mutual TLS on", zap.String("ca", f.CA), zap.String("cert", f.Cert), zap.String("subject", leaf.Subject.CommonName),
-		zap.Strings("dns", leaf.DNSNames), zap.Time("not_after", leaf.NotAfter))
+		zap.String("role", id.Role()), zap.Strings("dns", leaf.DNSNames), zap.Time("not_after", leaf.NotAfter))
 	c.warnNoJoinToken(log, serving, true)
 	return nil
 }
@@ -178,13 +184,21 @@ func (c Common) dialOptions() []grpc.DialOption {
 	return opts
 }
 
-func (c Common) serverOptions() []grpc.ServerOption {
+// serverOptions are a gRPC server's credentials and guard (rpc.Guard: the
+// join token, with TLS the role table; refusals logged at a bounded rate
+// and counted in reg's logitpair_auth_refused_total).
+func (c Common) serverOptions(log *zap.Logger, reg prometheus.Registerer) ([]grpc.ServerOption, error) {
 	c.checkTransport()
+	am, err := metrics.NewAuth(reg)
+	if err != nil {
+		return nil, err
+	}
+	g := rpc.NewGuard(rpc.GuardConfig{Token: c.JoinToken, Roles: c.tls != nil, Log: log, OnRefused: am.Refused})
 	var opts []grpc.ServerOption
 	if c.tls != nil {
-		opts = append(opts, grpc.Creds(c.tls.ServerCredentials()))
+		opts = append(opts, grpc.Creds(g.Credentials(c.tls.ServerCredentials())))
 	}
-	return append(opts, rpc.TokenAuth(c.JoinToken)...)
+	return append(opts, g.ServerOptions()...), nil
 }
 
 // gossipJoinWindow bounds how long a process keeps retrying its first gossip
@@ -321,7 +335,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if o.PS < 1 {
 		return fmt.Errorf("--ps must be at least 1, got %d", o.PS)
 	}
-	if err := o.initTransport(log, true); err != nil {
+	if err := o.initTransport(log, rpc.RoleCoordinator); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
@@ -390,7 +404,11 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(o.serverOptions()...)
+	sopts, err := o.serverOptions(log, promReg)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(sopts...)
 	cs := rpc.NewCoordServer(nil, reg, rpc.WithOnReport(func(step int64, slot int, terms objective.Terms, t worker.Timing) {
 		cm.Report(step, slot, terms, t)
 		pageFeed.report(step, slot, terms, t)
@@ -705,7 +723,7 @@ func advertiseAddr(advertise string, ln net.Addr) (string, error) {
 
 // RunParamServer runs shard Index until ctx ends.
 func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) error {
-	if err := o.initTransport(log, true); err != nil {
+	if err := o.initTransport(log, rpc.RoleParamServer); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", o.Listen)
@@ -759,7 +777,11 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(append(o.serverOptions(), sm.ServerOptions()...)...)
+	sopts, err := o.serverOptions(log, promReg)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(append(sopts, sm.ServerOptions()...)...)
 	pss := rpc.NewPSServer(shard)
 	pss.Register(srv)
 	sm.SetStatsSource(shard.S.Stats, func() int64 { return pss.Stats().MalformedPushes })
@@ -810,7 +832,7 @@ type WorkerOptions struct {
 
 // RunWorker joins the cluster and works until the run is done or ctx ends.
 func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
-	if err := o.initTransport(log, false); err != nil {
+	if err := o.initTransport(log, rpc.RoleWorker); err != nil {
 		return err
 	}
 	promReg := metrics.NewRegistry()

@@ -3,11 +3,13 @@ package node
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -24,11 +26,12 @@ import (
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
-// mintTestCerts writes a CA and a certificate for 127.0.0.1 into a fresh
-// directory.
-func mintTestCerts(t *testing.T) tlsutil.Files {
+// mintTestCerts writes a CA (its key too) and a certificate per role (the
+// servers' for 127.0.0.1) into a fresh directory and returns each role's
+// files.
+func mintTestCerts(t *testing.T) map[string]tlsutil.Files {
 	t.Helper()
-	files, err := tlsutil.Mint(tlsutil.MintOptions{Hosts: "127.0.0.1,localhost"})
+	files, err := tlsutil.Mint(tlsutil.MintOptions{Hosts: "127.0.0.1,localhost", WriteCAKey: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +39,17 @@ func mintTestCerts(t *testing.T) tlsutil.Files {
 	if _, err := tlsutil.WriteDir(dir, files, false); err != nil {
 		t.Fatal(err)
 	}
-	return tlsutil.DirFiles(dir)
+	out := map[string]tlsutil.Files{}
+	for _, r := range tlsutil.AllRoles {
+		out[r] = tlsutil.RoleFiles(dir, r)
+	}
+	return out
+}
+
+// withTLS is c with f as its --tls-* flags.
+func withTLS(c Common, f tlsutil.Files) Common {
+	c.TLSCA, c.TLSCert, c.TLSKey = f.CA, f.Cert, f.Key
+	return c
 }
 
 // serveCoord runs a coordinator's registry service with c's server options
@@ -54,7 +67,11 @@ func serveCoord(t *testing.T, c Common) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer(c.serverOptions()...)
+	opts, err := c.serverOptions(zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(opts...)
 	rpc.NewCoordServer(nil, reg).Register(s)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Serve(ln) }()
@@ -76,10 +93,10 @@ func join(t *testing.T, c Common, addr string) error {
 	return err
 }
 
-func ready(t *testing.T, c Common, serving bool) (Common, *observer.ObservedLogs) {
+func ready(t *testing.T, c Common, role string) (Common, *observer.ObservedLogs) {
 	t.Helper()
 	core, logs := observer.New(zapcore.InfoLevel)
-	if err := c.initTransport(zap.New(core), serving); err != nil {
+	if err := c.initTransport(zap.New(core), role); err != nil {
 		t.Fatal(err)
 	}
 	return c, logs
@@ -87,49 +104,103 @@ func ready(t *testing.T, c Common, serving bool) (Common, *observer.ObservedLogs
 
 // TestTransportTLS: with --tls-* a process's server requires the client
 // certificate and its clients present it with the token; a process without
-// TLS, or with certificates from another CA, cannot join.
+// TLS, with certificates from another CA, or with a certificate of the
+// wrong role cannot join; a process refuses at start a certificate of
+// another role than its own or one without a role.
 func TestTransportTLS(t *testing.T) {
 	f := mintTestCerts(t)
-	secure := Common{JoinToken: "tok", TLSCA: f.CA, TLSCert: f.Cert, TLSKey: f.Key}
-	srv, logs := ready(t, secure, true)
+	srv, logs := ready(t, withTLS(Common{JoinToken: "tok"}, f[rpc.RoleCoordinator]), rpc.RoleCoordinator)
 	if logs.FilterMessage("mutual TLS on").Len() != 1 || logs.FilterLevelExact(zapcore.WarnLevel).Len() != 0 {
 		t.Fatalf("logs %v", logs.All())
 	}
+	if r := logs.FilterMessage("mutual TLS on").All()[0].ContextMap()["role"]; r != rpc.RoleCoordinator {
+		t.Fatalf("role logged %v", r)
+	}
 	addr := serveCoord(t, srv)
-	cli, _ := ready(t, secure, false)
+	secure := withTLS(Common{JoinToken: "tok"}, f[rpc.RoleWorker])
+	cli, _ := ready(t, secure, rpc.RoleWorker)
 	if err := join(t, cli, addr); err != nil {
 		t.Fatal(err)
 	}
 	byName := secure
-	byName.TLSServerName = "localhost" // a DNS SAN of the certificate
-	byName, _ = ready(t, byName, false)
+	byName.TLSServerName = "localhost" // a DNS SAN of the coordinator's certificate
+	byName, _ = ready(t, byName, rpc.RoleWorker)
 	if err := join(t, byName, addr); err != nil {
 		t.Fatal(err)
 	}
-	plain, _ := ready(t, Common{JoinToken: "tok"}, false)
+	plain, _ := ready(t, Common{JoinToken: "tok"}, rpc.RoleWorker)
 	if err := join(t, plain, addr); status.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext client: %v", err)
 	}
 	o := mintTestCerts(t)
-	other, _ := ready(t, Common{JoinToken: "tok", TLSCA: o.CA, TLSCert: o.Cert, TLSKey: o.Key}, false)
+	other, _ := ready(t, withTLS(Common{JoinToken: "tok"}, o[rpc.RoleWorker]), rpc.RoleWorker)
 	if err := join(t, other, addr); status.Code(err) != codes.Unavailable {
 		t.Fatalf("client from another CA: %v", err)
 	}
-	noToken, _ := ready(t, Common{TLSCA: f.CA, TLSCert: f.Cert, TLSKey: f.Key}, false)
+	noToken, _ := ready(t, withTLS(Common{}, f[rpc.RoleWorker]), rpc.RoleWorker)
 	if err := join(t, noToken, addr); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("client without the token: %v", err)
 	}
+	// A shard's certificate in a process that joins as a worker: the
+	// coordinator refuses (a member acts only as its certificate's role).
+	var asShard Common
+	asShard, _ = ready(t, withTLS(Common{JoinToken: "tok"}, f[rpc.RoleParamServer]), rpc.RoleParamServer)
+	if err := join(t, asShard, addr); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "Join") {
+		t.Fatalf("worker join with a shard's certificate: %v", err)
+	}
+	// At start: another role's certificate, and one without a role.
+	wrongRole := withTLS(Common{}, f[rpc.RoleCoordinator])
+	err := wrongRole.initTransport(zap.NewNop(), rpc.RoleWorker)
+	if err == nil || !strings.Contains(err.Error(), "is a coordinator certificate, but this process is a worker") {
+		t.Fatalf("worker with the coordinator's certificate: %v", err)
+	}
+	legacy := withTLS(Common{}, roleless(t, f[rpc.RoleCoordinator]))
+	err = legacy.initTransport(zap.NewNop(), rpc.RoleParamServer)
+	if err == nil || !strings.Contains(err.Error(), "carries no role") || !strings.Contains(err.Error(), "logitpair certs") {
+		t.Fatalf("a certificate without a role: %v", err)
+	}
 }
 
-// TestTransportWithoutTLS: without --tls-* a server warns loudly, and the
-// join token is still sent and checked over plaintext.
+// roleless writes a certificate without a role (as every certificate was
+// before roles) for 127.0.0.1, issued by the CA of the set mintTestCerts
+// wrote f into, and returns its files.
+func roleless(t *testing.T, f tlsutil.Files) tlsutil.Files {
+	t.Helper()
+	top := filepath.Dir(filepath.Dir(f.CA)) // the set's directory, above the role's
+	caPEM, err := os.ReadFile(filepath.Join(top, tlsutil.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(top, tlsutil.CAKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := tlsutil.ParseCA(caPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, k, err := ca.Issue(tlsutil.CertOptions{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := tlsutil.WriteDir(dir, []tlsutil.DirFile{{Name: tlsutil.CAFile, Data: caPEM, Perm: 0o644},
+		{Name: tlsutil.CertFile, Data: c, Perm: 0o644}, {Name: tlsutil.KeyFile, Data: k, Perm: 0o600}}, false); err != nil {
+		t.Fatal(err)
+	}
+	return tlsutil.DirFiles(dir)
+}
+
+// TestTransportWithoutTLS: without --tls-* a server warns loudly (roles
+// are not enforced either), and the join token is still sent and checked
+// over plaintext.
 func TestTransportWithoutTLS(t *testing.T) {
-	srv, logs := ready(t, Common{JoinToken: "tok"}, true)
+	srv, logs := ready(t, Common{JoinToken: "tok"}, rpc.RoleCoordinator)
 	warn := logs.FilterLevelExact(zapcore.WarnLevel).All()
-	if len(warn) != 1 || !strings.HasPrefix(warn[0].Message, "no TLS: anyone who can reach this port can") {
+	if len(warn) != 1 || !strings.HasPrefix(warn[0].Message, "no TLS: anyone who can reach this port can") || !strings.Contains(warn[0].Message, "roles are not enforced") {
 		t.Fatalf("warnings %v", warn)
 	}
-	cli, logs := ready(t, Common{JoinToken: "tok"}, false)
+	cli, logs := ready(t, Common{JoinToken: "tok"}, rpc.RoleWorker)
 	if w := logs.FilterLevelExact(zapcore.WarnLevel).All(); len(w) != 1 || !strings.HasPrefix(w[0].Message, "no TLS") {
 		t.Fatalf("client warnings %v", w)
 	}
@@ -137,7 +208,7 @@ func TestTransportWithoutTLS(t *testing.T) {
 	if err := join(t, cli, addr); err != nil {
 		t.Fatal(err)
 	}
-	wrong, _ := ready(t, Common{JoinToken: "guess"}, false)
+	wrong, _ := ready(t, Common{JoinToken: "guess"}, rpc.RoleWorker)
 	if err := join(t, wrong, addr); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("wrong token: %v", err)
 	}
@@ -146,8 +217,8 @@ func TestTransportWithoutTLS(t *testing.T) {
 // TestTransportFlagErrors: the TLS flags go together, and bad files are
 // named before anything listens.
 func TestTransportFlagErrors(t *testing.T) {
-	f := mintTestCerts(t)
-	o := mintTestCerts(t)
+	f := mintTestCerts(t)[rpc.RoleParamServer]
+	o := mintTestCerts(t)[rpc.RoleParamServer]
 	for _, c := range []struct {
 		c    Common
 		want string
@@ -159,7 +230,7 @@ func TestTransportFlagErrors(t *testing.T) {
 		{Common{TLSCA: f.CA, TLSCert: f.Cert, TLSKey: o.Key}, "does not match the certificate"},
 		{Common{TLSCA: f.CA, TLSCert: o.Cert, TLSKey: o.Key}, "not signed by the CA"},
 	} {
-		err := c.c.initTransport(zap.NewNop(), true)
+		err := c.c.initTransport(zap.NewNop(), rpc.RoleParamServer)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want %q", c.c, err, c.want)
 		}

@@ -39,11 +39,21 @@
 // UNAVAILABLE; context errors → DEADLINE_EXCEEDED / CANCELED; anything else
 // → INTERNAL.
 //
-// # Authentication
+// # Authentication and roles
 //
-// TokenAuth (server) and WithToken (client) guard every RPC of both services
-// with a shared join token sent as the metadata `authorization: Bearer
-// <token>`. The credential works on plaintext connections (tests, a trusted
-// network) and unchanged on TLS, where TokenCredentials(token, true) refuses
-// to send it in the clear.
+// A Guard (NewGuard; TokenAuth for the token alone) checks every RPC of both
+// services before any handler runs: first the shared join token, sent as
+// the metadata `authorization: Bearer <token>` (WithToken,
+// TokenCredentials), then, with mutual TLS, the role of the caller's
+// verified certificate (tlsutil.CertRole) against the role table
+// (methodRoles in roles.go, the one place that says which role may call
+// which method; a request that names a role — Join, GetAssignment, Leave —
+// must name the certificate's). A wrong token is UNAUTHENTICATED, a role
+// that may not make the call PERMISSION_DENIED naming the method and the
+// role. Guard.Credentials wraps the server's TLS credentials so that failed
+// handshakes are reported too; every refusal goes to a hook (pkg/metrics
+// counts them) and to the log, at most a line a second per reason. The
+// token works on plaintext connections (tests, a trusted network) and
+// unchanged on TLS, where TokenCredentials(token, true) refuses to send it
+// in the clear; roles need TLS.
 package rpc

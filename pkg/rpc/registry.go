@@ -11,13 +11,16 @@ import (
 
 	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
 	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
-// Roles of JoinRequest.role.
+// Roles of JoinRequest.role and of certificates (pkg/tlsutil owns the
+// names; see MethodRoles).
 const (
-	RoleWorker      = "worker"
-	RoleParamServer = "paramserver"
+	RoleWorker      = tlsutil.RoleWorker
+	RoleParamServer = tlsutil.RoleParamServer
+	RoleCoordinator = tlsutil.RoleCoordinator
 )
 
 // RegistryConfig describes the run a Registry hands out.

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -143,11 +145,18 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 
 // CertOptions configures CA.Issue.
 type CertOptions struct {
-	// CommonName of the subject (default "logitpair node").
+	// CommonName of the subject (default "logitpair ROLE", or "logitpair
+	// node" without a role).
 	CommonName string
+	// Role goes into the certificate as the URI SAN logitpair://role/ROLE
+	// (see RoleURI). A role that serves nothing (Serves: the worker) gets a
+	// client-only certificate (ClientAuth, no host names). Empty: no role,
+	// as certificates were before roles (tests of refusing them).
+	Role string
 	// Hosts become the subject alternative names: IP addresses as IP SANs,
 	// names (wildcards such as *.ps.default.svc allowed) as DNS SANs. See
-	// ParseHosts.
+	// ParseHosts. Required unless the role serves nothing, and then not
+	// allowed.
 	Hosts []string
 	// NotBefore is the start of validity (zero: now − 5 minutes).
 	NotBefore time.Time
@@ -156,16 +165,37 @@ type CertOptions struct {
 	Validity time.Duration
 }
 
-// Issue mints an ECDSA P-256 certificate signed by ca, good for both ends
-// of a mutual-TLS connection (ServerAuth and ClientAuth), and its key, both
-// PEM (the key PKCS #8).
+// Issue mints an ECDSA P-256 certificate signed by ca and its key, both PEM
+// (the key PKCS #8): good for both ends of a mutual-TLS connection
+// (ServerAuth and ClientAuth) with the hosts as SANs, or for the client end
+// only for a role that serves nothing.
 func (ca *CA) Issue(o CertOptions) (certPEM, keyPEM []byte, err error) {
+	serves := true
+	var uris []*url.URL
+	if o.Role != "" {
+		if err := CheckRole(o.Role); err != nil {
+			return nil, nil, err
+		}
+		serves = Serves(o.Role)
+		uris = []*url.URL{RoleURI(o.Role)}
+	}
 	if o.CommonName == "" {
 		o.CommonName = "logitpair node"
+		if o.Role != "" {
+			o.CommonName = "logitpair " + o.Role
+		}
 	}
-	sans, err := ParseHosts(strings.Join(o.Hosts, ","))
-	if err != nil {
-		return nil, nil, err
+	var sans SANs
+	eku := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	if serves {
+		if sans, err = ParseHosts(strings.Join(o.Hosts, ",")); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if len(o.Hosts) > 0 {
+			return nil, nil, fmt.Errorf("a %s certificate is for clients only and carries no host names, got %s", o.Role, strings.Join(o.Hosts, ","))
+		}
+		eku = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
 	nb, na, err := validity(o.NotBefore, o.Validity)
 	if err != nil {
@@ -191,9 +221,10 @@ func (ca *CA) Issue(o CertOptions) (certPEM, keyPEM []byte, err error) {
 		NotBefore:    nb,
 		NotAfter:     na,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  eku,
 		DNSNames:     sans.DNS,
 		IPAddresses:  sans.IPs,
+		URIs:         uris,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
@@ -315,7 +346,8 @@ type DirFile struct {
 	Perm os.FileMode
 }
 
-// WriteDir writes files into dir (created 0700 if missing), each atomically
+// WriteDir writes files into dir (created 0700 if missing, as are the
+// subdirectories a file name may include), each atomically
 // (pkg/atomicfile) with its mode. Unless force is set it writes nothing
 // when any of them exists with other content, naming them; a file that
 // already holds exactly the same bytes is left alone. It returns the paths
@@ -347,6 +379,9 @@ func WriteDir(dir string, files []DirFile, force bool) ([]string, error) {
 	}
 	for _, f := range todo {
 		p := filepath.Join(dir, f.Name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil { // a role's subdirectory
+			return write, err
+		}
 		if err := atomicfile.Write(p, f.Data, f.Perm); err != nil {
 			return write, fmt.Errorf("writing %s: %w", p, err)
 		}
@@ -357,23 +392,45 @@ func WriteDir(dir string, files []DirFile, force bool) ([]string, error) {
 
 // MintOptions configures Mint.
 type MintOptions struct {
-	// Hosts is the comma-separated SAN list of the node certificate.
+	// Hosts is the comma-separated SAN list of the certificates of the
+	// roles that serve (coordinator, paramserver); workers' certificates
+	// carry none.
 	Hosts string
-	// CA signs the node certificate; nil mints a new CA.
+	// Roles to issue a certificate for (default AllRoles).
+	Roles []string
+	// CA signs the certificates; nil mints a new CA.
 	CA *CA
 	// WriteCAKey puts the CA's key (ca.key) among the files; a launcher
 	// that never issues again leaves it out.
 	WriteCAKey bool
-	// Validity of a new CA and of the node certificate (zero: one year).
+	// Validity of a new CA and of the certificates (zero: one year).
 	Validity time.Duration
 }
 
-// Mint issues a node certificate (from o.CA or a new CA) and returns the
-// directory's files: ca.crt, ca.key (with WriteCAKey), tls.crt and
-// tls.key; keys are mode 0600, certificates 0644.
+// Mint issues one certificate per role (from o.CA or a new CA) and returns
+// the files of a certificate directory:
+//
+//	ca.crt, ca.key (with WriteCAKey)      the CA
+//	ROLE/ca.crt, ROLE/tls.crt, ROLE/tls.key   for each role
+//
+// Each ROLE directory is complete on its own (the CA bundle, the role's
+// certificate and key), so it can be mounted, or made a Kubernetes TLS
+// Secret, for that role's processes alone. Keys are mode 0600,
+// certificates 0644.
 func Mint(o MintOptions) ([]DirFile, error) {
-	if _, err := ParseHosts(o.Hosts); err != nil {
-		return nil, err
+	roles := o.Roles
+	if len(roles) == 0 {
+		roles = AllRoles
+	}
+	for _, r := range roles {
+		if err := CheckRole(r); err != nil {
+			return nil, err
+		}
+	}
+	if slices.ContainsFunc(roles, Serves) {
+		if _, err := ParseHosts(o.Hosts); err != nil {
+			return nil, err
+		}
 	}
 	ca := o.CA
 	if ca == nil {
@@ -382,18 +439,32 @@ func Mint(o MintOptions) ([]DirFile, error) {
 			return nil, err
 		}
 	}
-	certPEM, keyPEM, err := ca.Issue(CertOptions{Hosts: strings.Split(o.Hosts, ","), Validity: o.Validity})
-	if err != nil {
-		return nil, err
-	}
 	files := []DirFile{{CAFile, ca.CertPEM, 0o644}}
 	if o.WriteCAKey {
 		files = append(files, DirFile{CAKeyFile, ca.KeyPEM, 0o600})
 	}
-	return append(files, DirFile{CertFile, certPEM, 0o644}, DirFile{KeyFile, keyPEM, 0o600}), nil
+	for _, r := range roles {
+		co := CertOptions{Role: r, Validity: o.Validity}
+		if Serves(r) {
+			co.Hosts = strings.Split(o.Hosts, ",")
+		}
+		certPEM, keyPEM, err := ca.Issue(co)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, DirFile{filepath.Join(r, CAFile), ca.CertPEM, 0o644},
+			DirFile{filepath.Join(r, CertFile), certPEM, 0o644}, DirFile{filepath.Join(r, KeyFile), keyPEM, 0o600})
+	}
+	return files, nil
 }
 
-// DirFiles are the Files of a certificate directory written by Mint.
+// DirFiles are the Files of a directory holding ca.crt, tls.crt and
+// tls.key: one role's directory of a set Mint wrote (RoleFiles), or a
+// Kubernetes TLS Secret mounted as a volume.
 func DirFiles(dir string) Files {
 	return Files{CA: filepath.Join(dir, CAFile), Cert: filepath.Join(dir, CertFile), Key: filepath.Join(dir, KeyFile)}
 }
+
+// RoleFiles are the Files of role's directory in a set Mint wrote into
+// dir.
+func RoleFiles(dir, role string) Files { return DirFiles(filepath.Join(dir, role)) }

@@ -2,8 +2,20 @@
 // a node's identity (a CA bundle, a certificate and its key, all PEM) into
 // gRPC transport credentials — servers require and verify a client
 // certificate signed by the CA, clients verify the server against the same
-// CA, TLS 1.3 only — and it mints development CAs and node certificates
-// (`logitpair certs`, `logitpair cluster local`).
+// CA, TLS 1.3 only — and it mints development CAs and one certificate per
+// role (`logitpair certs`, `logitpair cluster local`).
+//
+// # Roles
+//
+// A certificate carries its role — coordinator, paramserver or worker
+// (AllRoles) — as the URI subject alternative name logitpair://role/NAME
+// (RoleURI, read back by CertRole). The gRPC servers (pkg/rpc) decide from
+// the role of the verified client certificate which methods a caller may
+// use, and every process checks at start that its certificate carries its
+// own role (Identity.RequireRole). Certificates of the roles that serve
+// (coordinator, paramserver) carry the hosts they are dialed by and both
+// ServerAuth and ClientAuth; a worker serves nothing, so its certificate
+// carries no host and ClientAuth only, and cannot pass for a server's.
 //
 // Loading checks everything a handshake would later trip over and names the
 // file and the problem: a missing or unreadable file, a file with no PEM
@@ -18,9 +30,10 @@
 // and the previous one kept. The CA bundle is read once: a new CA needs a
 // restart (put the old and the new CA in one bundle to roll it).
 //
-// A certificate directory (see WriteDir and the constants CAFile, CertFile,
-// KeyFile, ...) uses the names Kubernetes TLS Secrets use: ca.crt, tls.crt,
-// tls.key.
+// A certificate directory (see Mint, WriteDir and the constants CAFile,
+// CertFile, KeyFile, ...) holds the CA (ca.crt, ca.key) and a directory per
+// role that uses the names Kubernetes TLS Secrets use: ROLE/ca.crt,
+// ROLE/tls.crt, ROLE/tls.key.
 package tlsutil
 
 import (
@@ -72,6 +85,7 @@ type Identity struct {
 	roots    *x509.CertPool
 	caName   string
 	files    Files // empty for FromPEM identities (no reload)
+	role     string
 	onReload func(leaf *x509.Certificate, err error)
 	now      func() time.Time
 
@@ -120,6 +134,9 @@ func Load(f Files, onReload func(leaf *x509.Certificate, err error)) (*Identity,
 	if err != nil {
 		return nil, err
 	}
+	if id.role, err = CertRole(cert.Leaf); err != nil {
+		return nil, fmt.Errorf("TLS certificate (--tls-cert) %s: %w", f.Cert, err)
+	}
 	id.cert, id.certSt, id.keySt = cert, cs, ks
 	return id, nil
 }
@@ -135,6 +152,9 @@ func FromPEM(caPEM, certPEM, keyPEM []byte) (*Identity, error) {
 	cert, err := id.checkPair(certPEM, keyPEM, "TLS certificate", "TLS key")
 	if err != nil {
 		return nil, err
+	}
+	if id.role, err = CertRole(cert.Leaf); err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
 	}
 	id.cert = cert
 	return id, nil
@@ -263,6 +283,11 @@ func hasBlock(b []byte, types ...string) bool {
 	}
 }
 
+// Role is the role of the certificate (CertRole), "" for a certificate
+// without one. It is fixed at Load: a rotated certificate with another role
+// is not taken.
+func (id *Identity) Role() string { return id.role }
+
 // Leaf is the certificate in use.
 func (id *Identity) Leaf() *x509.Certificate {
 	return id.current().Leaf
@@ -282,6 +307,9 @@ func (id *Identity) current() *tls.Certificate {
 		return id.cert // a file being replaced: keep the current pair
 	}
 	cert, cs, ks, err := id.loadPair()
+	if err == nil {
+		err = id.sameRole(cert.Leaf)
+	}
 	if err != nil {
 		// Report each distinct failure once; try again at the next change.
 		id.certSt, id.keySt = cs, ks
@@ -336,4 +364,18 @@ func (id *Identity) ServerCredentials() credentials.TransportCredentials {
 // credentials (grpc.WithTransportCredentials).
 func (id *Identity) ClientCredentials(serverName string) credentials.TransportCredentials {
 	return credentials.NewTLS(id.ClientConfig(serverName))
+}
+
+// sameRole refuses a reloaded certificate whose role differs from the one
+// the process started with: what a process may do is decided at start (its
+// flags, the servers it talks to), so a role changes with a restart.
+func (id *Identity) sameRole(leaf *x509.Certificate) error {
+	r, err := CertRole(leaf)
+	if err != nil {
+		return fmt.Errorf("TLS certificate (--tls-cert) %s: %w", id.files.Cert, err)
+	}
+	if r != id.role {
+		return fmt.Errorf("TLS certificate (--tls-cert) %s now carries role %q, not %q as at start: restart the process to change its role", id.files.Cert, r, id.role)
+	}
+	return nil
 }

@@ -3,8 +3,10 @@ package tlsutil
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +14,8 @@ import (
 	"time"
 )
 
-// mintDir writes a CA and a node certificate for hosts into a fresh
-// directory and returns it with the CA.
+// mintDir writes a CA and a certificate per role (the servers' for hosts)
+// into a fresh directory and returns it with the CA.
 func mintDir(t *testing.T, hosts string) (string, *CA) {
 	t.Helper()
 	ca, err := NewCA(CAOptions{})
@@ -43,37 +45,68 @@ func wantErr(t *testing.T, what string, err error, parts ...string) {
 	}
 }
 
-// TestMintAndLoad: a minted directory loads; the node certificate carries
-// both EKUs, the SANs split into IP and DNS names, a one-year validity
-// within the CA's, and the keys are private files.
+// TestMintAndLoad: a minted directory holds one directory per role, each
+// of which loads on its own; the serving roles' certificates carry both
+// EKUs and the SANs split into IP and DNS names, the worker's is for
+// clients only with no host names; each carries its role as the URI SAN
+// logitpair://role/ROLE, parsed back by CertRole; a one-year validity
+// within the CA's; the keys are private files.
 func TestMintAndLoad(t *testing.T) {
 	dir, _ := mintDir(t, "coordinator,ps-0,*.ps.default.svc,LocalHost,127.0.0.1,::1")
-	id, err := Load(DirFiles(dir), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := id.Leaf()
-	if strings.Join(leaf.DNSNames, ",") != "coordinator,ps-0,*.ps.default.svc,localhost" {
-		t.Fatalf("DNS SANs %v", leaf.DNSNames)
-	}
-	if len(leaf.IPAddresses) != 2 || !leaf.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) || !leaf.IPAddresses[1].Equal(net.IPv6loopback) {
-		t.Fatalf("IP SANs %v", leaf.IPAddresses)
-	}
-	if len(leaf.ExtKeyUsage) != 2 || leaf.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth || leaf.ExtKeyUsage[1] != x509.ExtKeyUsageClientAuth {
-		t.Fatalf("EKU %v", leaf.ExtKeyUsage)
-	}
-	if d := leaf.NotAfter.Sub(leaf.NotBefore); d != DefaultValidity {
-		t.Fatalf("validity %v", d)
-	}
-	for _, h := range []string{"ps-0", "x.ps.default.svc", "localhost", "127.0.0.1"} {
-		if err := leaf.VerifyHostname(h); err != nil {
-			t.Errorf("host %s: %v", h, err)
+	for _, role := range AllRoles {
+		id, err := Load(RoleFiles(dir, role), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := id.Leaf()
+		if id.Role() != role || len(leaf.URIs) != 1 || leaf.URIs[0].String() != "logitpair://role/"+role {
+			t.Fatalf("%s: role %q, URIs %v", role, id.Role(), leaf.URIs)
+		}
+		if got, err := CertRole(leaf); err != nil || got != role {
+			t.Fatalf("%s: CertRole %q %v", role, got, err)
+		}
+		if err := id.RequireRole(role); err != nil {
+			t.Fatal(err)
+		}
+		if d := leaf.NotAfter.Sub(leaf.NotBefore); d != DefaultValidity {
+			t.Fatalf("%s: validity %v", role, d)
+		}
+		if leaf.Subject.CommonName != "logitpair "+role {
+			t.Fatalf("%s: common name %q", role, leaf.Subject.CommonName)
+		}
+		if role == RoleWorker {
+			if len(leaf.DNSNames)+len(leaf.IPAddresses) != 0 || len(leaf.ExtKeyUsage) != 1 || leaf.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth {
+				t.Fatalf("worker: SANs %v %v, EKU %v: want none and ClientAuth only", leaf.DNSNames, leaf.IPAddresses, leaf.ExtKeyUsage)
+			}
+			continue
+		}
+		if strings.Join(leaf.DNSNames, ",") != "coordinator,ps-0,*.ps.default.svc,localhost" {
+			t.Fatalf("%s: DNS SANs %v", role, leaf.DNSNames)
+		}
+		if len(leaf.IPAddresses) != 2 || !leaf.IPAddresses[0].Equal(net.ParseIP("127.0.0.1")) || !leaf.IPAddresses[1].Equal(net.IPv6loopback) {
+			t.Fatalf("%s: IP SANs %v", role, leaf.IPAddresses)
+		}
+		if len(leaf.ExtKeyUsage) != 2 || leaf.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth || leaf.ExtKeyUsage[1] != x509.ExtKeyUsageClientAuth {
+			t.Fatalf("%s: EKU %v", role, leaf.ExtKeyUsage)
+		}
+		for _, h := range []string{"ps-0", "x.ps.default.svc", "localhost", "127.0.0.1"} {
+			if err := leaf.VerifyHostname(h); err != nil {
+				t.Errorf("%s: host %s: %v", role, h, err)
+			}
+		}
+		if err := leaf.VerifyHostname("ps-1"); err == nil {
+			t.Errorf("%s: ps-1 is not among the SANs", role)
 		}
 	}
-	if err := leaf.VerifyHostname("ps-1"); err == nil {
-		t.Error("ps-1 is not among the SANs")
+	if err := must(Load(RoleFiles(dir, RoleWorker), nil)).RequireRole(RoleCoordinator); err == nil ||
+		!strings.Contains(err.Error(), "is a worker certificate, but this process is a coordinator") {
+		t.Fatalf("RequireRole of another role: %v", err)
 	}
-	for name, perm := range map[string]os.FileMode{CAFile: 0o644, CAKeyFile: 0o600, CertFile: 0o644, KeyFile: 0o600} {
+	perms := map[string]os.FileMode{CAFile: 0o644, CAKeyFile: 0o600}
+	for _, r := range AllRoles {
+		perms[filepath.Join(r, CAFile)], perms[filepath.Join(r, CertFile)], perms[filepath.Join(r, KeyFile)] = 0o644, 0o644, 0o600
+	}
+	for name, perm := range perms {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -89,21 +122,109 @@ func TestMintAndLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2, k2, err := ca.Issue(CertOptions{Hosts: []string{"ps-9"}})
+	c2, k2, err := ca.Issue(CertOptions{Hosts: []string{"ps-9"}, Role: RoleParamServer})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := FromPEM(cb, c2, k2); err != nil {
 		t.Fatal(err)
 	}
+	// A subset of the roles, and only workers need no hosts.
+	files, err := Mint(MintOptions{Roles: []string{RoleWorker}, CA: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name)
+	}
+	if want := "ca.crt worker/ca.crt worker/tls.crt worker/tls.key"; strings.Join(names, " ") != want {
+		t.Fatalf("files %v, want %s", names, want)
+	}
+	_, err = Mint(MintOptions{Roles: []string{RoleCoordinator}, CA: ca})
+	wantErr(t, "a serving role without hosts", err, "--hosts", "no host names")
+	_, err = Mint(MintOptions{Hosts: "localhost", Roles: []string{"admin"}, CA: ca})
+	wantErr(t, "unknown role", err, `unknown role "admin"`, "coordinator, paramserver, worker")
+	_, _, err = ca.Issue(CertOptions{Role: RoleWorker, Hosts: []string{"localhost"}})
+	wantErr(t, "worker with hosts", err, "clients only", "no host names")
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestCertRole: a certificate without a role URI has role ""; other URI
+// SANs are ignored; an unknown role and two roles are errors; ParseRoles
+// names bad entries.
+func TestCertRole(t *testing.T) {
+	ca, err := NewCA(CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafWith := func(uris ...string) *x509.Certificate {
+		t.Helper()
+		c := &x509.Certificate{Subject: pkix.Name{CommonName: "test"}}
+		for _, s := range uris {
+			u, err := url.Parse(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.URIs = append(c.URIs, u)
+		}
+		return c
+	}
+	for _, c := range []struct {
+		uris []string
+		role string
+		err  string
+	}{
+		{nil, "", ""},
+		{[]string{"spiffe://example.org/ns/x", "https://logitpair.example"}, "", ""},
+		{[]string{"spiffe://example.org/ns/x", "logitpair://role/paramserver"}, RoleParamServer, ""},
+		{[]string{"logitpair://role/worker", "logitpair://role/worker"}, RoleWorker, ""},
+		{[]string{"logitpair://role/admin"}, "", `unknown role "admin"`},
+		{[]string{"logitpair://role/worker", "logitpair://role/coordinator"}, "", "two roles, worker and coordinator"},
+	} {
+		got, err := CertRole(leafWith(c.uris...))
+		if c.err != "" {
+			wantErr(t, strings.Join(c.uris, " "), err, c.err)
+			continue
+		}
+		if err != nil || got != c.role {
+			t.Errorf("%v: %q %v, want %q", c.uris, got, err, c.role)
+		}
+	}
+	// A role-less certificate (as before roles) loads, with role "".
+	cp, kp, err := ca.Issue(CertOptions{Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := FromPEM(ca.CertPEM, cp, kp)
+	if err != nil || id.Role() != "" {
+		t.Fatalf("role-less: %q %v", id.Role(), err)
+	}
+	wantErr(t, "RequireRole without a role", id.RequireRole(RoleWorker), "carries no role", "logitpair certs", "worker/")
+
+	if r, err := ParseRoles(" worker, coordinator "); err != nil || strings.Join(r, ",") != "worker,coordinator" {
+		t.Fatalf("ParseRoles: %v %v", r, err)
+	}
+	for in, want := range map[string]string{"": "no role given", "worker,shard": `unknown role "shard"`, "worker,worker": `"worker" given twice`} {
+		_, err := ParseRoles(in)
+		wantErr(t, in, err, "--roles", want)
+	}
 }
 
 // TestLoadErrors: each broken input is refused with the file and the
 // problem named.
 func TestLoadErrors(t *testing.T) {
-	dir, ca := mintDir(t, "localhost")
+	top, ca := mintDir(t, "localhost")
+	dir := filepath.Join(top, RoleParamServer)
 	f := DirFiles(dir)
-	other, _ := mintDir(t, "localhost")
+	otop, _ := mintDir(t, "localhost")
+	other := filepath.Join(otop, RoleParamServer)
 	write := func(name string, b []byte) string {
 		p := filepath.Join(t.TempDir(), name)
 		if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -214,15 +335,20 @@ func TestWriteDirRefusesToOverwrite(t *testing.T) {
 
 // TestMutualHandshake: two identities from one CA complete a TLS 1.3
 // handshake in both roles; a client without a certificate, a server name
-// not in the certificate, and an identity from another CA do not.
+// not in the certificate, an identity from another CA and a worker's
+// certificate as a server's do not.
 func TestMutualHandshake(t *testing.T) {
 	dir, _ := mintDir(t, "localhost,127.0.0.1")
-	a, err := Load(DirFiles(dir), nil)
+	a, err := Load(RoleFiles(dir, RoleCoordinator), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Load(RoleFiles(dir, RoleWorker), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	odir, _ := mintDir(t, "localhost,127.0.0.1")
-	other, err := Load(DirFiles(odir), nil)
+	other, err := Load(RoleFiles(odir, RoleCoordinator), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +362,10 @@ func TestMutualHandshake(t *testing.T) {
 	}{
 		{"same CA", a.ServerConfig(), a.ClientConfig("localhost"), true},
 		{"same CA by IP", a.ServerConfig(), a.ClientConfig("127.0.0.1"), true},
+		{"worker as client", a.ServerConfig(), w.ClientConfig("localhost"), true},
+		// A worker's certificate is for clients only (and names no host):
+		// it cannot pass for a server's.
+		{"worker as server", w.ServerConfig(), a.ClientConfig("localhost"), false},
 		{"client without certificate", a.ServerConfig(), noCert, false},
 		{"wrong server name", a.ServerConfig(), a.ClientConfig("ps-7"), false},
 		{"client from another CA", a.ServerConfig(), other.ClientConfig("localhost"), false},
@@ -291,7 +421,8 @@ func handshake(t *testing.T, server, client *tls.Config) error {
 // the next handshake; a half-written (mismatched) pair is ignored and
 // reported, and the previous certificate kept.
 func TestReload(t *testing.T) {
-	dir, ca := mintDir(t, "localhost")
+	top, ca := mintDir(t, "localhost")
+	dir := filepath.Join(top, RoleCoordinator)
 	var reloads []string
 	id, err := Load(DirFiles(dir), func(leaf *x509.Certificate, err error) {
 		if err != nil {
@@ -304,7 +435,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := id.Leaf().SerialNumber
-	c2, k2, err := ca.Issue(CertOptions{CommonName: "rotated", Hosts: []string{"localhost"}})
+	c2, k2, err := ca.Issue(CertOptions{CommonName: "rotated", Hosts: []string{"localhost"}, Role: RoleCoordinator})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,5 +460,24 @@ func TestReload(t *testing.T) {
 	}
 	if err := handshake(t, id.ServerConfig(), id.ClientConfig("localhost")); err != nil {
 		t.Fatal(err)
+	}
+	// A certificate of another role written over the files is refused
+	// (roles change with a restart), the rotated one kept.
+	c3, k3, err := ca.Issue(CertOptions{CommonName: "other role", Hosts: []string{"localhost"}, Role: RoleParamServer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := future.Add(time.Hour)
+	for name, b := range map[string][]byte{CertFile: c3, KeyFile: k3} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(filepath.Join(dir, name), later, later)
+	}
+	if got := id.Leaf(); got.Subject.CommonName != "rotated" || id.Role() != RoleCoordinator {
+		t.Fatalf("a certificate of another role was taken: %q", got.Subject.CommonName)
+	}
+	if len(reloads) != 3 || !strings.Contains(reloads[2], `now carries role "paramserver", not "coordinator"`) {
+		t.Fatalf("reload reports %q", reloads)
 	}
 }
