@@ -206,3 +206,15 @@ func TestClusterLocalRunFinishAndContinue(t *testing.T) {
 		t.Fatalf("final checkpoint %d %v %v, want 5", step, ok, err)
 	}
 }
+
+func TestProcessEnvGOGC(t *testing.T) {
+	env := []string{"PATH=/bin", "HOME=/root"}
+	got := processEnv(env)
+	if len(got) != 3 || got[2] != "GOGC="+localGOGC || len(env) != 2 {
+		t.Errorf("processEnv(%q) = %q, want GOGC=%s added (and its argument untouched)", env, got, localGOGC)
+	}
+	set := []string{"GOGC=200", "PATH=/bin"}
+	if got := processEnv(set); len(got) != 2 || got[0] != "GOGC=200" {
+		t.Errorf("processEnv(%q) = %q, want the operator's GOGC kept", set, got)
+	}
+}
