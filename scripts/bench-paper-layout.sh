@@ -31,6 +31,7 @@ bin/logitpair data fetch mnist --dir data/mnist >/dev/null
 if [ -n "${OUT:-}" ]; then
 	out=$OUT
 	rm -rf "$out"
+	mkdir -p "$out"
 else
 	out=$(mktemp -d)
 	trap 'rm -rf "$out"' EXIT

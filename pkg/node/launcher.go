@@ -401,11 +401,10 @@ func (l LocalCluster) launch(ctx context.Context, name string, args []string) (*
 }
 
 // localGOGC is the Go garbage collector's target every process of a local
-// cluster gets unless GOGC is set: they run by the dozen on one machine, and
-// their heaps are mostly allocated once (the training set, the parameter
-// vectors, the layer buffers), so collecting at 1.5× the live heap instead
-// of Go's default 2× takes about a quarter off each process's memory for a
-// few percent more CPU (docs/BENCHMARKS.md).
+// cluster gets unless GOGC is set: they run by the dozen on one machine, so
+// their headroom adds up, and collecting at 1.5× the live heap instead of
+// Go's default 2× takes about a quarter off each process's memory for some
+// 7% more CPU (measured at batch 8: docs/BENCHMARKS.md).
 const localGOGC = "50"
 
 // processEnv is env with GOGC=localGOGC added when env does not set GOGC.
