@@ -47,24 +47,39 @@ timeout "$timeout_s" bin/logitpair cluster local --workers "$workers" --backups 
 	--out "$out/run" >"$out/launcher.log" 2>&1 &
 launcher=$!
 
-# descendants PID: PID and every process below it (timeout → cluster
-# local → the cluster's processes).
-descendants() {
-	echo "$1"
-	local c
-	for c in $(pgrep -P "$1" || true); do descendants "$c"; done
+# tree PID: PID and every process below it (timeout → cluster local → the
+# cluster's processes), from one `ps` (a loop over 70 processes forking per
+# process falls behind on a loaded machine).
+tree() {
+	ps -e -o pid=,ppid= | awk -v root="$1" '
+		{ parent[$1] = $2 }
+		END {
+			in_tree[root] = 1
+			do {
+				grew = 0
+				for (p in parent) if (!(p in in_tree) && (parent[p] in in_tree)) { in_tree[p] = 1; grew = 1 }
+			} while (grew)
+			for (p in in_tree) if (p in parent) print p
+		}'
 }
 
-# Sample the whole tree every second until it exits.
+# files NAME PID...: /proc/PID/NAME of the processes still there.
+files() {
+	local name=$1 p
+	shift
+	for p in "$@"; do
+		if [ -r "/proc/$p/$name" ]; then echo "/proc/$p/$name"; fi
+	done
+}
+
+# Sample the whole tree every second until it exits: the sums of VmRSS and
+# of Pss, each read by one awk over all the processes' files.
 peak_rss=0 peak_pss=0 peak_procs=0 load_mid=""
 while kill -0 "$launcher" 2>/dev/null; do
-	rss=0 pss=0 n=0
-	for p in $(descendants "$launcher"); do
-		r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
-		s=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true)
-		[ -n "$r" ] && rss=$((rss + r)) && n=$((n + 1))
-		[ -n "$s" ] && pss=$((pss + s))
-	done
+	pids=$(tree "$launcher")
+	n=$(echo "$pids" | wc -w)
+	rss=$(files status $pids | xargs awk '/^VmRSS:/ {s += $2} END {print s + 0}' 2>/dev/null || echo 0)
+	pss=$(files smaps_rollup $pids | xargs awk '/^Pss:/ {s += $2} END {print s + 0}' 2>/dev/null || echo 0)
 	((rss > peak_rss)) && peak_rss=$rss
 	((pss > peak_pss)) && peak_pss=$pss
 	((n > peak_procs)) && peak_procs=$n

@@ -208,7 +208,8 @@ func (l LocalCluster) Start(ctx context.Context) (*Cluster, error) {
 			}
 			if c.runEnding(ctx) {
 				mu.Lock()
-				c.Notes = append(c.Notes, fmt.Sprintf("%s did not start (%v), but the run completed without it", name, err))
+				first, _, _ := strings.Cut(err.Error(), "\n")
+				c.Notes = append(c.Notes, fmt.Sprintf("%s did not start (%s), but the run completed without it", name, first))
 				mu.Unlock()
 				return
 			}
@@ -359,7 +360,8 @@ func (l LocalCluster) launch(ctx context.Context, name string, args []string) (*
 	addrFile := filepath.Join(l.Dir, "addr", name+".json")
 	os.Remove(addrFile)
 	args = append(args, "--addr-file", addrFile, "--http-listen", "127.0.0.1:0")
-	logf, err := os.OpenFile(filepath.Join(l.Dir, "logs", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logPath := filepath.Join(l.Dir, "logs", name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -388,7 +390,9 @@ func (l LocalCluster) launch(ctx context.Context, name string, args []string) (*
 		select {
 		case err := <-p.done:
 			p.done <- err
-			return nil, fmt.Errorf("%s exited before listening (%v); see %s", name, err, filepath.Join(l.Dir, "logs", name+".log"))
+			// Its last lines say why (e.g. a coordinator refusing a changed
+			// configuration on an existing directory).
+			return nil, fmt.Errorf("%s exited before listening (%v); the end of %s:\n%s", name, err, logPath, logTail(logPath, 5))
 		case <-deadline.C:
 			p.Kill()
 			return nil, fmt.Errorf("%s did not announce its address within %v", name, l.StartTimeout)
@@ -503,7 +507,12 @@ func (c *Cluster) stop(grace time.Duration) []procExit {
 
 // LogTail returns the last n lines of a process's log (for error messages).
 func (c *Cluster) LogTail(name string, n int) string {
-	f, err := os.Open(filepath.Join(c.L.Dir, "logs", name+".log"))
+	return logTail(filepath.Join(c.L.Dir, "logs", name+".log"), n)
+}
+
+// logTail returns the last n lines of the file at path ("" when unreadable).
+func logTail(path string, n int) string {
+	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -216,5 +217,22 @@ func TestProcessEnvGOGC(t *testing.T) {
 	set := []string{"GOGC=200", "PATH=/bin"}
 	if got := processEnv(set); len(got) != 2 || got[0] != "GOGC=200" {
 		t.Errorf("processEnv(%q) = %q, want the operator's GOGC kept", set, got)
+	}
+}
+
+// TestStartReportsWhyAProcessExited: a process that exits before listening
+// is reported with the end of its log, which says why.
+func TestStartReportsWhyAProcessExited(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "fake-logitpair")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\necho 'coordinator: refusing to start: the configuration differs'\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tc := train.DefaultConfig()
+	l := LocalCluster{Exe: exe, Dir: filepath.Join(dir, "run"), Workers: 2, PS: 1, Train: tc, NoTLS: true, StartTimeout: time.Minute}
+	_, err := l.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "coordinator exited before listening (exit status 3)") ||
+		!strings.Contains(err.Error(), "refusing to start: the configuration differs") {
+		t.Fatalf("Start: %v, want the coordinator's exit and the end of its log", err)
 	}
 }
