@@ -226,3 +226,18 @@ func writeRunRecord(path string, r RunRecord) error {
 	}
 	return nil
 }
+
+// ReadRunRecord reads the run record a coordinator left in dir; ok is false
+// when there is none.
+func ReadRunRecord(dir string) (rec RunRecord, ok bool, err error) {
+	path := filepath.Join(dir, RunRecordFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return RunRecord{}, false, nil
+	}
+	if err != nil {
+		return RunRecord{}, false, err
+	}
+	rec, err = readRunRecord(path, b)
+	return rec, err == nil, err
+}

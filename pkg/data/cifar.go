@@ -71,7 +71,7 @@ func LoadCIFARBatches(paths ...string) (*Dataset, error) {
 		total += len(b) / CIFARRecordSize
 	}
 	d := &Dataset{Name: "cifar10", C: 3, H: 32, W: 32, Classes: 10,
-		Images: make([]float32, total*px), Labels: make([]int32, total)}
+		Pixels: make([]uint8, total*px), Labels: make([]int32, total)}
 	k := 0
 	for i, b := range raws {
 		for off := 0; off < len(b); off += CIFARRecordSize {
@@ -79,7 +79,7 @@ func LoadCIFARBatches(paths ...string) (*Dataset, error) {
 				return nil, formatErr(paths[i], int64(off), nil, "label %d of record %d out of range [0,10)", b[off], off/CIFARRecordSize)
 			}
 			d.Labels[k] = int32(b[off])
-			bytesToFloat(d.Images[k*px:(k+1)*px], b[off+1:off+CIFARRecordSize])
+			copy(d.Pixels[k*px:(k+1)*px], b[off+1:off+CIFARRecordSize])
 			k++
 		}
 	}

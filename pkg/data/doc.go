@@ -15,9 +15,10 @@
 // length, and Example decodes one example into a caller-provided slice. Two
 // kinds exist:
 //
-//   - [*Dataset] holds all images in memory (Images is N·C·H·W float32). The
-//     fixed-format loaders ([Load], [LoadIDX], [LoadCIFAR10], [LoadSVHN])
-//     return one.
+//   - [*Dataset] holds all images in memory: as bytes (Pixels, N·C·H·W,
+//     value b/255) for 8-bit sources, converted to float32 per example, or
+//     as float32 (Images) otherwise. The fixed-format loaders ([Load],
+//     [LoadIDX], [LoadCIFAR10], [LoadSVHN]) return one.
 //   - [*ImageFolder] decodes JPEG/PNG files lazily, on each call of Example,
 //     because ImageNet-sized folders do not fit in memory as float32. Use
 //     [Materialize] to decode a small folder once into a [*Dataset].

@@ -130,8 +130,10 @@ func LoadIDX(imagesPath, labelsPath string, classes int) (*Dataset, error) {
 	if h == 0 || w == 0 {
 		return nil, formatErr(imagesPath, 8, nil, "empty image size %dx%d", h, w)
 	}
+	// The pixels stay bytes (see Dataset), sharing the file's buffer: its
+	// only other content is the 16-byte header.
 	d := &Dataset{Name: "idx", C: 1, H: h, W: w, Classes: classes,
-		Images: make([]float32, len(pix)), Labels: make([]int32, n)}
+		Pixels: pix, Labels: make([]int32, n)}
 	for i, b := range lab {
 		if int(b) >= classes {
 			return nil, formatErr(labelsPath, int64(8+i), nil,
@@ -139,19 +141,7 @@ func LoadIDX(imagesPath, labelsPath string, classes int) (*Dataset, error) {
 		}
 		d.Labels[i] = int32(b)
 	}
-	bytesToFloat(d.Images, pix)
 	return d, nil
-}
-
-// bytesToFloat writes b/255 into dst.
-func bytesToFloat(dst []float32, b []byte) {
-	var lut [256]float32
-	for i := range lut {
-		lut[i] = float32(i) / 255
-	}
-	for i, v := range b {
-		dst[i] = lut[v]
-	}
 }
 
 // fileData is a file's content, decompressed if it was gzip.
@@ -184,6 +174,7 @@ func readMaybeGzip(path string) (fileData, error) {
 		return fileData{}, formatErr(path, br.Size()-int64(br.Len()), err, "bad gzip header")
 	}
 	var out bytes.Buffer
+	out.Grow(gzipSizeHint(raw) + bytes.MinRead) // ReadFrom needs MinRead free bytes to see EOF without growing
 	_, err = io.Copy(&out, io.LimitReader(zr, maxDecompressed+1))
 	if err == nil && out.Len() > maxDecompressed {
 		err = errors.New("decompressed data larger than 4 GiB")
@@ -193,6 +184,20 @@ func readMaybeGzip(path string) (fileData, error) {
 			"corrupt or truncated gzip stream (after %d decompressed bytes)", out.Len())
 	}
 	return fileData{b: out.Bytes(), gzip: true}, nil
+}
+
+// gzipSizeHint is the decompressed size a gzip file's trailer states (ISIZE,
+// the size mod 2³²), so that the buffer is allocated once at its final size
+// (a loaded dataset keeps it: see LoadIDX). It is only a hint: 0 when the
+// file is too short, and never more than deflate's maximum expansion of the
+// compressed size (about 1032:1) or maxDecompressed, so that a forged
+// trailer cannot make a small file allocate gigabytes.
+func gzipSizeHint(raw []byte) int {
+	if len(raw) < 18 { // 10-byte header + 8-byte trailer
+		return 0
+	}
+	isize := int64(binary.LittleEndian.Uint32(raw[len(raw)-4:]))
+	return int(min(isize, 1032*int64(len(raw)), maxDecompressed))
 }
 
 // parseIDX checks the magic and dimensions of an IDX file and returns its

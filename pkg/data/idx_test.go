@@ -179,8 +179,8 @@ func TestLoadIDXGenericShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []float32{0, 1, 0.2, 0.4, 0, 0}
-	if d.H != 2 || d.W != 3 || !equalF(d.Images, want, 1e-7) {
-		t.Fatalf("got %dx%d %v", d.H, d.W, d.Images)
+	if d.H != 2 || d.W != 3 || !equalF(d.Image(0), want, 1e-7) {
+		t.Fatalf("got %dx%d %v", d.H, d.W, d.Image(0))
 	}
 }
 

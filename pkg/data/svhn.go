@@ -31,8 +31,7 @@ func LoadSVHN(path string) (*Dataset, error) {
 		return nil, formatErr(path, off, nil, "SVHN array y has dimensions %v for %d images in X%s", y.dims, n, note)
 	}
 	const plane = 32 * 32
-	d := &Dataset{Name: "svhn", C: 3, H: 32, W: 32, Classes: 10,
-		Images: make([]float32, n*3*plane), Labels: make([]int32, n)}
+	d := &Dataset{Name: "svhn", C: 3, H: 32, W: 32, Classes: 10, Labels: make([]int32, n)}
 	for i := 0; i < n; i++ {
 		v := y.value(i)
 		if v != math.Trunc(v) || v < 1 || v > 10 {
@@ -42,24 +41,25 @@ func LoadSVHN(path string) (*Dataset, error) {
 		d.Labels[i] = int32(v) % 10
 	}
 	if x.dataType == miUINT8 {
-		var lut [256]float32
-		for i := range lut {
-			lut[i] = float32(i) / 255
-		}
+		// Kept as bytes (see Dataset).
+		d.Pixels = make([]uint8, n*3*plane)
 		// MATLAB index h + 32·(w + 32·(c + 3·n)) → CHW index c·1024 + h·32 + w:
 		// within one (c,n) plane a transpose.
 		for k := 0; k < n*3; k++ {
 			src := x.data[k*plane : (k+1)*plane]
-			dst := d.Images[k*plane : (k+1)*plane]
+			dst := d.Pixels[k*plane : (k+1)*plane]
 			for w := 0; w < 32; w++ {
 				col := src[w*32 : w*32+32]
 				for h, b := range col {
-					dst[h*32+w] = lut[b]
+					dst[h*32+w] = b
 				}
 			}
 		}
 		return d, nil
 	}
+	// Other numeric types (double, single, …) may hold values between the
+	// 8-bit steps: kept as float32.
+	d.Images = make([]float32, n*3*plane)
 	for k := 0; k < n*3; k++ {
 		for w := 0; w < 32; w++ {
 			for h := 0; h < 32; h++ {

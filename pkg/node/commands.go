@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -206,7 +204,15 @@ func ClusterCommand() *cobra.Command {
 	local := &cobra.Command{
 		Use:   "local",
 		Short: "Start a whole cluster as separate processes on loopback and wait for the run to finish",
-		Args:  cobra.NoArgs,
+		Long: `Start a whole cluster as separate processes on loopback (the coordinator first, then the shards and
+the workers together) and wait for the run to finish.
+
+It exits 0 when the run is complete (the coordinator has recorded its checkpoint at --steps), whatever
+the processes did after that; anything odd is printed as a note. On a directory whose run is already
+complete it says so and exits 0 without starting anything: use a new --out, or raise --steps to continue
+the run from its last step. On a directory whose run stopped early, the coordinator resumes it from its
+commit log.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := finalize(); err != nil {
 				return err
@@ -219,32 +225,9 @@ func ClusterCommand() *cobra.Command {
 				return err
 			}
 			l.Exe, l.Out = exe, cmd.OutOrStdout()
-			if l.Dir == "" {
-				l.Dir = l.Train.Out
-			}
 			ctx, stop := signalContext()
 			defer stop()
-			c, err := l.Start(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Stop(15 * time.Second)
-			fmt.Fprintf(cmd.OutOrStdout(), "cluster running: %d workers (%d backups), %d shards; logs in %s\n", l.Workers, l.Backups, l.PS, filepath.Join(l.Dir, "logs"))
-			select {
-			case err := <-c.Coord.done:
-				c.Coord.done <- err
-				if err != nil {
-					return fmt.Errorf("coordinator: %v\n%s", err, c.LogTail("coordinator", 20))
-				}
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			rec, ok, err := FileCheckpointsOf(filepath.Join(l.Dir, "coordinator"))
-			if err != nil || !ok {
-				return fmt.Errorf("%w: no checkpoint recorded (%v)", ErrNotDone, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "done: %s\n", filepath.Join(l.Dir, "coordinator", train.ModelFileName(rec)))
-			return nil
+			return l.Run(ctx)
 		},
 	}
 	fs := local.Flags()
