@@ -33,9 +33,15 @@ func (f FileCheckpoints) LastCheckpoint() (int64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
+	path := filepath.Join(f.Dir, "cluster-checkpoint.json")
 	var r checkpointRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return 0, false, fmt.Errorf("%s: %w", filepath.Join(f.Dir, "cluster-checkpoint.json"), err)
+		return 0, false, fmt.Errorf("%s: %w", path, err)
+	}
+	// SetLastCheckpoint writes both fields; anything else is damage, and a
+	// rollback to a step no shard holds would never succeed.
+	if r.Step < 0 || r.Model != modelFileName(r.Step) {
+		return 0, false, fmt.Errorf("%s is damaged: step %d with model %q (want a step ≥ 0 and its model file name)", path, r.Step, r.Model)
 	}
 	return r.Step, true, nil
 }
