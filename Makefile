@@ -175,22 +175,28 @@ bench:
 ## testdata/fuzz/FuzzXxx/, where `go test` then replays them. Not part of
 ## `make test`, which runs the committed seed corpora. FUZZMINIMIZETIME bounds
 ## the shrinking of each new input (go test's default of 60s would spend a
-## short budget on it); FUZZFLAGS adds flags (e.g. -parallel 1).
+## short budget on it); FUZZFLAGS adds flags (e.g. -parallel 1). A bare
+## "context deadline exceeded" with no failing input written is Go 1.26's
+## race at the end of -fuzztime (go.dev/issue/75804, fixed in Go 1.27), not
+## a finding: it is reported and not counted.
 FUZZTIME ?= 15s
 FUZZMINIMIZETIME ?= 20x
 FUZZFLAGS ?=
 fuzz: deps
-	@failed=; \
+	@failed=; out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
 	for f in $$(grep -l '^func Fuzz' $$(find pkg cmd -name '*_test.go' | sort)); do \
 		dir=./$$(dirname "$$f"); \
 		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$f"); do \
 			echo "fuzz: $$t in $$dir for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) \
-				-fuzzminimizetime $(FUZZMINIMIZETIME) $(FUZZFLAGS) "$$dir" || failed="$$failed $$dir:$$t"; \
+			if $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) \
+				-fuzzminimizetime $(FUZZMINIMIZETIME) $(FUZZFLAGS) "$$dir" 2>&1 | tee "$$out"; then :; \
+			elif grep -q 'context deadline exceeded' "$$out" && ! grep -q 'Failing input written' "$$out"; then \
+				echo "fuzz: $$t: the fuzzing engine's end-of-budget race (go.dev/issue/75804), no failing input: not counted"; \
+			else failed="$$failed $$dir:$$t"; fi; \
 		done; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed" >&2; exit 1; fi; \
-	echo "fuzz: every target ran $(FUZZTIME) without a failure"
+	echo "fuzz: every target ran $(FUZZTIME) without a failing input"
 
 ## static: fully static binaries into bin/static/ (OpenBLAS linked in).
 static: deps
