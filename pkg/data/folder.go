@@ -353,6 +353,13 @@ var (
 	jpegMagic = []byte{0xff, 0xd8}
 )
 
+// maxImagePixels caps the size of an image file's picture (2^25 pixels,
+// e.g. 8192×4096): the decoders allocate the whole image as soon as its
+// header is read, so a file of a few bytes claiming 65535×65535 pixels would
+// otherwise cost gigabytes before the missing data were noticed. (A
+// variable: the fuzz test lowers it to keep each input cheap.)
+var maxImagePixels int64 = 1 << 25
+
 type countingReader struct {
 	r io.Reader
 	n int64
@@ -375,13 +382,21 @@ func DecodeImageFile(path string, h, w, resize int, dst []float32) error {
 	}
 	cr := &countingReader{r: bytes.NewReader(b)}
 	var img image.Image
+	var cfg image.Config
 	switch {
 	case bytes.HasPrefix(b, pngMagic):
-		img, err = png.Decode(bufio.NewReader(cr))
+		if cfg, err = png.DecodeConfig(bytes.NewReader(b)); err == nil && int64(cfg.Width)*int64(cfg.Height) <= maxImagePixels {
+			img, err = png.Decode(bufio.NewReader(cr))
+		}
 	case bytes.HasPrefix(b, jpegMagic):
-		img, err = jpeg.Decode(cr)
+		if cfg, err = jpeg.DecodeConfig(bytes.NewReader(b)); err == nil && int64(cfg.Width)*int64(cfg.Height) <= maxImagePixels {
+			img, err = jpeg.Decode(cr)
+		}
 	default:
 		return formatErr(path, 0, nil, "not a JPEG or PNG file")
+	}
+	if err == nil && img == nil {
+		return formatErr(path, 0, nil, "image of %dx%d pixels is larger than the %d-pixel limit: scale it down first", cfg.Width, cfg.Height, maxImagePixels)
 	}
 	if err != nil {
 		return formatErr(path, cr.n, err, "cannot decode image (decoder had read %d of %d bytes)", cr.n, len(b))

@@ -26,7 +26,7 @@ func writeFile(t *testing.T, dir, name string, b []byte) string {
 	return p
 }
 
-func gzipBytes(t *testing.T, b []byte) []byte {
+func gzipBytes(t testing.TB, b []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
@@ -151,7 +151,7 @@ func matElement(bo byteOrder, v matVar) (elem []byte, dataAt int64) {
 	return append(elem, content...), dataAt
 }
 
-func matFile(t *testing.T, bo byteOrder, compress bool, vars ...matVar) ([]byte, []matLayout) {
+func matFile(t testing.TB, bo byteOrder, compress bool, vars ...matVar) ([]byte, []matLayout) {
 	t.Helper()
 	hdr := []byte("MATLAB 5.0 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024")
 	hdr = append(hdr, bytes.Repeat([]byte{' '}, 116-len(hdr))...)

@@ -66,6 +66,33 @@ func ParseKey(s string) ([]byte, error) {
 	return nil, fmt.Errorf("gossip key: %d bytes, want 16, 24 or 32", len(k))
 }
 
+// ParseBind splits a gossip listen address (--gossip-bind, host:port; an
+// empty host listens on every interface, port 0 is chosen by the OS).
+func ParseBind(s string) (host string, port int, err error) {
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.ParseUint(ps, 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q: want a number from 0 to 65535", ps)
+	}
+	return host, int(p), nil
+}
+
+// decodeMeta decodes a member's metadata; anything that is not a Meta with
+// a role and a slot ≥ −1 is not one of ours.
+func decodeMeta(b []byte) (Meta, error) {
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Meta{}, err
+	}
+	if m.Role == "" || m.Slot < -1 {
+		return Meta{}, fmt.Errorf("metadata %q: want a role and a slot ≥ -1", b)
+	}
+	return m, nil
+}
+
 // Node is this process's membership.
 type Node struct {
 	ml   *memberlist.Memberlist
@@ -90,8 +117,8 @@ func (e events) NotifyLeave(nd *memberlist.Node)  { e.n.event(nd, false) }
 func (e events) NotifyUpdate(nd *memberlist.Node) { e.n.event(nd, true) }
 
 func (n *Node) event(nd *memberlist.Node, alive bool) {
-	var m Meta
-	if err := json.Unmarshal(nd.Meta, &m); err != nil {
+	m, err := decodeMeta(nd.Meta)
+	if err != nil {
 		return // not one of ours
 	}
 	n.mu.Lock()

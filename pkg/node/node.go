@@ -212,12 +212,10 @@ func (c Common) startGossip(ctx context.Context, name string, meta membership.Me
 	if err != nil {
 		return nil, err
 	}
-	host, port, err := net.SplitHostPort(c.GossipBind)
+	host, p, err := membership.ParseBind(c.GossipBind)
 	if err != nil {
 		return nil, fmt.Errorf("--gossip-bind %q: %w", c.GossipBind, err)
 	}
-	var p int
-	fmt.Sscan(port, &p)
 	n, err := membership.Start(membership.Config{Name: name, Meta: meta, BindAddr: host, BindPort: p, Key: key, Fast: c.GossipFast, OnEvent: onEvent})
 	if err != nil {
 		return nil, err

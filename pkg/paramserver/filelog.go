@@ -208,7 +208,12 @@ func parseRecords(path string, data []byte) (entries []Entry, end int64, torn st
 			return nil, 0, "", corrupt("record of %d bytes holds %d workers", n, count)
 		}
 		for i := range int(count) {
-			e.Workers = append(e.Workers, int(binary.LittleEndian.Uint32(payload[12+4*i:])))
+			w := binary.LittleEndian.Uint32(payload[12+4*i:])
+			if w > 1<<31-1 {
+				// Append refuses these; what it cannot write is damage.
+				return nil, 0, "", corrupt("worker %d of step %d is not below 2^31", w, e.Step)
+			}
+			e.Workers = append(e.Workers, int(w))
 		}
 		var last int64
 		if len(entries) > 0 {

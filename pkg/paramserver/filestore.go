@@ -154,8 +154,8 @@ func (f *FileStore) Held(index int) ([]int64, error) {
 	return out, nil
 }
 
-// loadChecked loads version v of shard index and checks that the file says
-// what its name does; ok is false with the reason otherwise.
+// loadChecked loads version v of shard index (LoadStep checks the file
+// against its name and itself); ok is false with the reason otherwise.
 func (f *FileStore) loadChecked(index int, v int64) (ShardState, bool, error) {
 	st, ok, err := f.LoadStep(index, v)
 	switch {
@@ -163,8 +163,6 @@ func (f *FileStore) loadChecked(index int, v int64) (ShardState, bool, error) {
 		return st, false, err
 	case !ok:
 		return st, false, fmt.Errorf("vanished while being read")
-	case st.Index != index || st.Version != v:
-		return st, false, fmt.Errorf("holds shard %d version %d, its name says shard %d version %d", st.Index, st.Version, index, v)
 	}
 	return st, true, nil
 }
@@ -220,7 +218,35 @@ func (f *FileStore) LoadStep(index int, step int64) (ShardState, bool, error) {
 	if st.Buffers == nil {
 		st.Buffers = []float32{}
 	}
+	if err := checkStored(st, index, step, file.Has("params")); err != nil {
+		return st, false, fmt.Errorf("%s: %w", p, err)
+	}
 	return st, true, nil
+}
+
+// checkStored checks a decoded state file against its name and itself:
+// what Save writes is shard index's state at version step, with one value
+// per parameter in every slot and one per buffer of its buffer range.
+func checkStored(st ShardState, index int, step int64, hasParams bool) error {
+	n := len(st.Params)
+	switch {
+	case st.Index != index || st.Version != step:
+		return fmt.Errorf("holds shard %d at version %d, its name says shard %d at version %d", st.Index, st.Version, index, step)
+	case !hasParams:
+		return fmt.Errorf("no params tensor")
+	case st.Lo < 0 || st.Hi < st.Lo || st.Hi-st.Lo != n:
+		return fmt.Errorf("parameter range [%d,%d) with %d values", st.Lo, st.Hi, n)
+	case st.BufLo < 0 || st.BufHi < st.BufLo || st.BufHi-st.BufLo != len(st.Buffers):
+		return fmt.Errorf("buffer range [%d,%d) with %d values", st.BufLo, st.BufHi, len(st.Buffers))
+	case st.EMA != nil && len(st.EMA) != n:
+		return fmt.Errorf("EMA of %d values for %d parameters", len(st.EMA), n)
+	}
+	for _, s := range st.Optim {
+		if len(s.Data) != n {
+			return fmt.Errorf("optimizer slot %q of %d values for %d parameters", s.Name, len(s.Data), n)
+		}
+	}
+	return nil
 }
 
 // MemStepStore is an in-memory StepStore.

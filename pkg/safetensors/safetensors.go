@@ -136,11 +136,13 @@ func ReadFile(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return read(fh, st.Size(), path)
+	return read(fh, st.Size(), path, true)
 }
 
-// Read reads and validates a safetensors file of size bytes from r.
-func Read(r io.Reader, size int64) (*File, error) { return read(r, size, "") }
+// Read reads and validates a safetensors file of size bytes from r. size is
+// not trusted for allocation: a reader that ends early gives a *FormatError
+// after buffering only what it delivered.
+func Read(r io.Reader, size int64) (*File, error) { return read(r, size, "", false) }
 
 type headerEntry struct {
 	DType       *DType   `json:"dtype"`
@@ -148,7 +150,27 @@ type headerEntry struct {
 	DataOffsets *[]int64 `json:"data_offsets"`
 }
 
-func read(r io.Reader, size int64, name string) (*File, error) {
+// readN reads exactly n bytes from r. With sized (n is a file's size from
+// stat) the buffer is allocated at once; otherwise it grows as data arrives,
+// so that a wrong size cannot allocate more than the reader holds plus 1 MiB.
+func readN(r io.Reader, n int64, sized bool) ([]byte, int64, error) {
+	if sized {
+		b := make([]byte, n)
+		k, err := io.ReadFull(r, b)
+		return b, int64(k), err
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(min(n, 1<<20)))
+	k, err := io.CopyN(&buf, r, n)
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return buf.Bytes(), k, err
+}
+
+// read decodes a file of size bytes from r; sized says size comes from the
+// file system (ReadFile) rather than from the caller (Read).
+func read(r io.Reader, size int64, name string, sized bool) (*File, error) {
 	f := &File{Metadata: map[string]string{}, name: name}
 	if size < 8 {
 		return nil, f.errorf(0, "truncated header: file is %d bytes, need 8 for the header length", size)
@@ -164,14 +186,14 @@ func read(r io.Reader, size int64, name string) (*File, error) {
 	if int64(hlen) > size-8 {
 		return nil, f.errorf(0, "header length %d larger than the file (%d bytes after the length prefix)", hlen, size-8)
 	}
-	hdr := make([]byte, hlen)
-	if n, err := io.ReadFull(r, hdr); err != nil {
-		return nil, f.errorf(8+int64(n), "truncated header: read %d of %d bytes: %v", n, hlen, err)
+	hdr, n, err := readN(r, int64(hlen), sized)
+	if err != nil {
+		return nil, f.errorf(8+n, "truncated header: read %d of %d bytes: %v", n, hlen, err)
 	}
 	dataStart := 8 + int64(hlen)
-	data := make([]byte, size-dataStart)
-	if n, err := io.ReadFull(r, data); err != nil {
-		return nil, f.errorf(dataStart+int64(n), "truncated data section: read %d of %d bytes: %v", n, len(data), err)
+	data, n, err := readN(r, size-dataStart, sized)
+	if err != nil {
+		return nil, f.errorf(dataStart+n, "truncated data section: read %d of %d bytes: %v", n, size-dataStart, err)
 	}
 
 	entries, order, err := f.parseHeader(hdr)
@@ -281,6 +303,10 @@ func (f *File) parseHeader(hdr []byte) (map[string]headerEntry, []string, error)
 				f.Metadata[k] = v
 			}
 			continue
+		}
+		if key == "" {
+			// Add and Encode refuse it too: a file must survive a round trip.
+			return nil, nil, f.errorf(off, "empty tensor name")
 		}
 		if _, dup := entries[key]; dup {
 			return nil, nil, f.errorf(off, "duplicate tensor name %q", key)

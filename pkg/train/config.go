@@ -11,8 +11,10 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -99,7 +101,7 @@ func DefaultConfig() Config {
 }
 
 // Load reads a YAML or JSON configuration file over c (keys it does not set
-// keep their value). Unknown keys are errors.
+// keep their value). Unknown keys are errors. On an error c is unchanged.
 func (c *Config) Load(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -111,9 +113,16 @@ func (c *Config) Load(path string) error {
 	}
 	dec := json.NewDecoder(strings.NewReader(string(j)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
+	// Decode into a copy (the decoder writes fields as it goes, and into
+	// the map and the slice's array in place), so that a bad key at the
+	// end of the file leaves nothing half-applied.
+	next := *c
+	next.ModelConfig = maps.Clone(c.ModelConfig)
+	next.StaticModels = slices.Clone(c.StaticModels)
+	if err := dec.Decode(&next); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
+	*c = next
 	return nil
 }
 
