@@ -11,34 +11,16 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/logitpair/logitpair/pkg/internal/fuzzcheck"
 )
 
 // The fuzz targets write each input to a file in a directory made once per
 // process (the fuzz function runs one input at a time) and load it with the
 // loader the commands use.
-
-// allocated returns the bytes fn allocated on the heap: the least of up to
-// three runs while over limit, as the count includes whatever another
-// goroutine (the fuzzing engine's) allocated meanwhile. fn must be
-// repeatable.
-func allocated(limit uint64, fn func()) uint64 {
-	least := ^uint64(0)
-	for range 3 {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		fn()
-		runtime.ReadMemStats(&after)
-		least = min(least, after.TotalAlloc-before.TotalAlloc)
-		if least <= limit {
-			break
-		}
-	}
-	return least
-}
 
 // gunzipped bounds the bytes a file decompresses to: deflate expands at
 // most 1032-fold, and only a file with the gzip magic is decompressed.
@@ -135,7 +117,7 @@ func FuzzLoadIDX(f *testing.F) {
 		var d *Dataset
 		var err error
 		limit := 16*(gunzipped(images)+gunzipped(labels)) + 1<<20
-		if n := allocated(limit, func() { d, err = LoadIDX(imPath, lbPath, 10) }); n > limit {
+		if n := fuzzcheck.Allocated(limit, func() { d, err = LoadIDX(imPath, lbPath, 10) }); n > limit {
 			t.Fatalf("loading %d+%d bytes allocated %d (limit %d)", len(images), len(labels), n, limit)
 		}
 		if err != nil {
@@ -182,7 +164,7 @@ func FuzzLoadCIFAR(f *testing.F) {
 		var d *Dataset
 		var err error
 		limit := 16*uint64(len(b)) + 1<<20
-		if n := allocated(limit, func() { d, err = LoadCIFARBatches(path) }); n > limit {
+		if n := fuzzcheck.Allocated(limit, func() { d, err = LoadCIFARBatches(path) }); n > limit {
 			t.Fatalf("loading %d bytes allocated %d (limit %d)", len(b), n, limit)
 		}
 		if err != nil {
@@ -255,7 +237,7 @@ func FuzzLoadSVHN(f *testing.F) {
 		var d *Dataset
 		var err error
 		limit := 32*1032*uint64(len(b)) + 1<<20 // zlib-compressed elements
-		if n := allocated(limit, func() { d, err = LoadSVHN(path) }); n > limit {
+		if n := fuzzcheck.Allocated(limit, func() { d, err = LoadSVHN(path) }); n > limit {
 			t.Fatalf("loading %d bytes allocated %d (limit %d)", len(b), n, limit)
 		}
 		if err != nil {
@@ -325,7 +307,7 @@ func FuzzDecodeImageFile(f *testing.F) {
 			// The decoded image (≤ 8 bytes a pixel, +16 for a progressive
 			// JPEG's coefficients) and its float planes (12 bytes a pixel).
 			limit := uint64(48*padded) + 64*uint64(len(b)) + 1<<20
-			if n := allocated(limit, func() { err = DecodeImageFile(path, 8, 8, resize, dst) }); n > limit {
+			if n := fuzzcheck.Allocated(limit, func() { err = DecodeImageFile(path, 8, 8, resize, dst) }); n > limit {
 				t.Fatalf("decoding a %d-byte file of %d pixels allocated %d (limit %d)", len(b), pixels, n, limit)
 			}
 			if err != nil {

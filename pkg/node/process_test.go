@@ -141,6 +141,23 @@ func faultRun(l *LocalCluster, steps int64) {
 	l.Train.Batch, l.Train.AttackSteps = 64, 20
 }
 
+// startFaultRun starts a fault run (faultRun) of steps steps with a
+// consistent checkpoint every `every` steps; the cluster is stopped when
+// the test ends.
+func startFaultRun(t *testing.T, workers, backups, ps int, steps, every int64) (*Cluster, LocalCluster, context.Context) {
+	t.Helper()
+	l := localCluster(t, workers, backups, ps, steps)
+	faultRun(&l, steps)
+	l.Train.CheckpointEvery = every
+	ctx := testCtx(t)
+	c, err := l.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop(10 * time.Second) })
+	return c, l, ctx
+}
+
 // kill SIGKILLs p and waits (bounded) until it has exited.
 func kill(t *testing.T, p *Proc) {
 	t.Helper()
@@ -288,15 +305,7 @@ func checkStatusPage(t *testing.T, c *Cluster, steps int64) {
 // and the run completes with each step once in the log.
 func TestKillAParameterServerRollsBackAndGoesOn(t *testing.T) {
 	const steps, every = 40, 10
-	l := localCluster(t, 2, 0, 2, steps)
-	faultRun(&l, steps)
-	l.Train.CheckpointEvery = every
-	ctx := testCtx(t)
-	c, err := l.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop(10 * time.Second)
+	c, l, ctx := startFaultRun(t, 2, 0, 2, steps, every)
 	waitStep(t, c, every+2) // checkpoint 10 written, the log 2 steps past it (a restart at 10 cannot just re-apply), the next checkpoint at 20
 	kill(t, c.PS[1])
 	from := coordLogSize(t, c)
@@ -335,6 +344,7 @@ func TestKillAParameterServerRollsBackAndGoesOn(t *testing.T) {
 			t.Fatalf("step %d not committed after the rollback", s)
 		}
 	}
+	replayMatches(t, c, steps)
 }
 
 // TestKillAndRestartTheCoordinator kills the coordinator mid-run and starts
@@ -381,4 +391,5 @@ func TestKillAndRestartTheCoordinator(t *testing.T) {
 	if int64(len(committed)) != steps-atKill || committed[0] != atKill {
 		t.Fatalf("the restarted coordinator committed steps %v, want %d..%d", committed, atKill, steps-1)
 	}
+	replayMatches(t, c, steps)
 }

@@ -7,7 +7,8 @@
 //
 // # Protocol
 //
-// One synchronous step t (shared/DESIGN.md, "One step"):
+// One synchronous step t (docs/architecture.md, "One synchronous cluster
+// step"):
 //
 //  1. Every worker w calls Pull(ctx, t) on every shard k. A shard still at
 //     version t−1 answers when it reaches t (long-poll bounded by ctx); a

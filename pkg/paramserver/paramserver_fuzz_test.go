@@ -7,31 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
+	"github.com/logitpair/logitpair/pkg/internal/fuzzcheck"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/safetensors"
 )
-
-// allocated returns the bytes fn allocated on the heap: the least of up to
-// three runs while over limit, as the count includes whatever another
-// goroutine (the fuzzing engine's) allocated meanwhile. fn must be
-// repeatable.
-func allocated(limit uint64, fn func()) uint64 {
-	least := ^uint64(0)
-	for range 3 {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		fn()
-		runtime.ReadMemStats(&after)
-		least = min(least, after.TotalAlloc-before.TotalAlloc)
-		if least <= limit {
-			break
-		}
-	}
-	return least
-}
 
 // noSync skips fsync: the fuzzers test decoding, not durability.
 var noSync = withSync(func(*os.File) error { return nil })
@@ -69,7 +50,7 @@ func FuzzFileLog(f *testing.F) {
 		var l *FileLog
 		var err error
 		limit := uint64(64*len(b) + 1<<20)
-		n := allocated(limit, func() {
+		n := fuzzcheck.Allocated(limit, func() {
 			if l != nil {
 				l.Close()
 			}
@@ -198,7 +179,7 @@ func FuzzFileStoreLoad(f *testing.F) {
 		var ok bool
 		var err error
 		limit := uint64(64*len(b) + 1<<20)
-		if n := allocated(limit, func() { st, ok, err = fs.LoadStep(0, 5) }); n > limit {
+		if n := fuzzcheck.Allocated(limit, func() { st, ok, err = fs.LoadStep(0, 5) }); n > limit {
 			t.Fatalf("loading a %d-byte state allocated %d bytes (limit %d)", len(b), n, limit)
 		}
 		if err != nil {

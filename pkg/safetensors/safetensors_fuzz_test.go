@@ -4,29 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"runtime"
 	"slices"
 	"testing"
-)
 
-// allocated returns the bytes fn allocated on the heap: the least of up to
-// three runs while over limit, as the count includes whatever another
-// goroutine (the fuzzing engine's) allocated meanwhile. fn must be
-// repeatable.
-func allocated(limit uint64, fn func()) uint64 {
-	least := ^uint64(0)
-	for range 3 {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		fn()
-		runtime.ReadMemStats(&after)
-		least = min(least, after.TotalAlloc-before.TotalAlloc)
-		if least <= limit {
-			break
-		}
-	}
-	return least
-}
+	"github.com/logitpair/logitpair/pkg/internal/fuzzcheck"
+)
 
 // fuzzSeeds are valid encodings built here; the committed corpus in
 // testdata/fuzz/FuzzRead adds malformed ones.
@@ -76,13 +58,13 @@ func FuzzRead(f *testing.F) {
 		var file *File
 		var err error
 		limit := uint64(64*len(b) + 1<<20)
-		if n := allocated(limit, func() { file, err = read(bytes.NewReader(b), int64(len(b)), "", true) }); n > limit {
+		if n := fuzzcheck.Allocated(limit, func() { file, err = read(bytes.NewReader(b), int64(len(b)), "", true) }); n > limit {
 			t.Fatalf("reading %d bytes allocated %d bytes (limit %d)", len(b), n, limit)
 		}
 		// A size claim far beyond the input must fail after buffering only
 		// what the reader delivered.
 		limit = uint64(64*len(b) + 4<<20)
-		n := allocated(limit, func() {
+		n := fuzzcheck.Allocated(limit, func() {
 			if _, err := Read(bytes.NewReader(b), int64(len(b))+1<<40); err == nil {
 				t.Fatalf("Read with a size 1 TiB beyond the input succeeded")
 			}
