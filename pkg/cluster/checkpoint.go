@@ -40,7 +40,7 @@ func (f FileCheckpoints) read() (checkpointRecord, bool, error) {
 	}
 	var r checkpointRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return r, false, fmt.Errorf("%s: %w (the coordinator's record of its checkpoints is damaged: restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start)", f.path(), err)
+		return checkpointRecord{}, false, fmt.Errorf("%s: %w (the coordinator's record of its checkpoints is damaged: restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start)", f.path(), err)
 	}
 	// SetLastCheckpoint writes these fields consistently; anything else is
 	// damage, and a rollback to a step no shard holds would never succeed.
@@ -52,7 +52,7 @@ func (f FileCheckpoints) read() (checkpointRecord, bool, error) {
 		damaged = true
 	}
 	if damaged {
-		return r, false, fmt.Errorf("%s is damaged: step %d, model %q, steps %v (want a step ≥ 0, its model file name, and increasing steps ending at it): restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start", f.path(), r.Step, r.Model, r.Steps)
+		return checkpointRecord{}, false, fmt.Errorf("%s is damaged: step %d, model %q, steps %v (want a step ≥ 0, its model file name, and increasing steps ending at it): restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start", f.path(), r.Step, r.Model, r.Steps)
 	}
 	if len(r.Steps) == 0 {
 		r.Steps = []int64{r.Step}

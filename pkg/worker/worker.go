@@ -101,6 +101,8 @@ type Worker struct {
 	// params and bufs, so a retry after another shard failed does not fetch
 	// the healthy shards again.
 	pulled []version
+	// pushed[k] is the (step, generation) whose gradient shard k has taken.
+	pushed []version
 	// computed is the version whose gradient is in grad and out.
 	computed computed
 	backoff  *retry.Backoff
@@ -146,7 +148,7 @@ func New(cfg Config, tw *train.Worker, shards []Shard, ranges []Range, coord Coo
 	}
 	return &Worker{cfg: cfg, tw: tw, shards: shards, ranges: ranges, coord: coord, logger: logger,
 		params: make([]float32, lay.Total), grad: make([]float32, lay.Total), bufs: make([]float32, bl.Total), out: make([]float32, bl.Total), bufLay: bl,
-		pulled: make([]version, len(shards)), backoff: retry.New(cfg.RetryBase, cfg.RetryMax), logLim: retry.NewLimiter(cfg.LogEvery)}, nil
+		pulled: make([]version, len(shards)), pushed: make([]version, len(shards)), backoff: retry.New(cfg.RetryBase, cfg.RetryMax), logLim: retry.NewLimiter(cfg.LogEvery)}, nil
 }
 
 // computed is a gradient already computed, with its loss terms and timing.
@@ -201,7 +203,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		terms, attackTime, compute := w.computed.terms, w.computed.attack, w.computed.compute
 		t1 := time.Now()
-		if err := w.push(ctx, t); err != nil {
+		if err := w.push(ctx, t, st.Generation); err != nil {
 			if errors.Is(err, paramserver.ErrStale) && !errors.Is(err, ErrFatal) && ctx.Err() == nil {
 				// A backup: the step was decided without this gradient.
 				// Not a failure: no pause.
@@ -357,9 +359,21 @@ func (w *Worker) pull(ctx context.Context, t, gen int64) error {
 }
 
 // push sends every shard its slice of the gradient and buffers.
-func (w *Worker) push(ctx context.Context, t int64) error {
+//
+// A shard that already took this version's push (an earlier attempt whose
+// other pushes failed or timed out) is skipped, so on an overloaded machine
+// every attempt makes progress instead of resending everything.
+func (w *Worker) push(ctx context.Context, t, gen int64) error {
+	cur := version{step: t, gen: gen, ok: true}
 	return w.parallel(ctx, func(ctx context.Context, k int) error {
+		if w.pushed[k] == cur {
+			return nil
+		}
 		r := w.ranges[k]
-		return w.shards[k].Push(ctx, t, w.cfg.Slot, w.grad[r.Lo:r.Hi], w.out[r.BufLo:r.BufHi])
+		if err := w.shards[k].Push(ctx, t, w.cfg.Slot, w.grad[r.Lo:r.Hi], w.out[r.BufLo:r.BufHi]); err != nil {
+			return err
+		}
+		w.pushed[k] = cur
+		return nil
 	})
 }
