@@ -721,10 +721,19 @@ func (c *Coordinator) Recover(ctx context.Context) error {
 // backoff between attempts and logging at most one line per attempt.
 func (c *Coordinator) recoverUntilDone(ctx context.Context) error {
 	bo := c.backoff()
+	refused := 0 // consecutive rollbacks a shard refused (paramserver.ErrRestore)
 	for {
 		_, err := c.recoverShards(ctx)
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, paramserver.ErrRestore) {
+			refused++
+		} else {
+			refused = 0
+		}
+		if refused >= maxRefusedRestores {
+			err = fmt.Errorf("coordinator: %w: a shard refused to restore the state it lists as held %d times in a row (%v); check that every shard runs with this run's --ps and training configuration, or start a new run in a new --dir", ErrNoCommonStep, refused, err)
 		}
 		if errors.Is(err, ErrNoCommonStep) {
 			c.pause(err.Error())
@@ -740,6 +749,11 @@ func (c *Coordinator) recoverUntilDone(ctx context.Context) error {
 		}
 	}
 }
+
+// maxRefusedRestores is how many rollbacks in a row a shard may refuse
+// (its state does not fit it, or vanished between Held and Restore) before
+// the coordinator stops instead of trying again.
+const maxRefusedRestores = 3
 
 // recoverShards reconciles the shards with the log; it reports whether it
 // rolled back.

@@ -249,3 +249,42 @@ func TestAShardThatLostThePushesRedoesTheStepWithoutRollback(t *testing.T) {
 		t.Fatalf("log %+v, want one entry per step 0..1", es)
 	}
 }
+
+// refusingShard lists a state as held that it then refuses to restore (a
+// state saved under another partition, say).
+type refusingShard struct{ coordinator.ShardClient }
+
+func (r refusingShard) Restore(context.Context, int64) error {
+	return &paramserver.Error{Op: "restore", Kind: paramserver.ErrRestore, Shard: 1, Worker: -1, Detail: "state of another range"}
+}
+
+func TestARollbackAShardKeepsRefusingStops(t *testing.T) {
+	var fs *faultyShard
+	wrap := func(k int, s coordinator.ShardClient) coordinator.ShardClient {
+		if k == 1 {
+			fs = &faultyShard{ShardClient: refusingShard{s}}
+			return fs
+		}
+		return s
+	}
+	r := newRigWrapped(t, 2, 1, false, paramserver.NewMemLog(), nil, nil, wrap)
+	for s := int64(0); s < 3; s++ {
+		r.step(s, 0, 1)
+	}
+	restartEmpty(t, r, 1)
+	r.c.ShardRestarted(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	select {
+	case err := <-r.done:
+		r.run = nil
+		if !errors.Is(err, coordinator.ErrNoCommonStep) || !strings.Contains(err.Error(), "refused to restore") {
+			t.Fatalf("Run returned %v, want a stop naming the refused restore", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the coordinator kept retrying a restore the shard refuses")
+	}
+	if n := fs.restores.Load(); n != 3 {
+		t.Fatalf("%d restores, want 3", n)
+	}
+}
