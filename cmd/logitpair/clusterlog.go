@@ -9,9 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/paramserver"
-	"github.com/logitpair/logitpair/pkg/train"
 )
 
 // clusterCommand is `cluster` (from pkg/node) with the hidden `log` and
@@ -72,7 +72,7 @@ is wrong.`,
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "ok: steps 0..%d each committed exactly once", expect-1)
 			if dir != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "; final checkpoint %s", filepath.Join(dir, train.ModelFileName(expect)))
+				fmt.Fprintf(cmd.ErrOrStderr(), "; final checkpoint %s", filepath.Join(dir, checkpoint.ModelFileName(expect)))
 			}
 			fmt.Fprintln(cmd.ErrOrStderr())
 			return nil
@@ -183,7 +183,7 @@ func checkFinalCheckpoint(dir string, n int64) error {
 	if step != n {
 		return fmt.Errorf("%s: the newest consistent checkpoint is step %d, want the final step %d", dir, step, n)
 	}
-	p := filepath.Join(dir, train.ModelFileName(n))
+	p := filepath.Join(dir, checkpoint.ModelFileName(n))
 	if _, err := os.Stat(p); err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
 	}

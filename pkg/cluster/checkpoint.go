@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/optim"
@@ -60,7 +61,7 @@ func (f FileCheckpoints) SetLastCheckpoint(step int64) error {
 	if err != nil {
 		return err
 	}
-	r = checkpointRecord{Step: step, Model: train.ModelFileName(step), Steps: recordCheckpoint(r.Steps, step)}
+	r = checkpointRecord{Step: step, Model: checkpoint.ModelFileName(step), Steps: recordCheckpoint(r.Steps, step)}
 	b, _ := json.MarshalIndent(r, "", "  ")
 	if err := os.MkdirAll(f.Dir, 0o755); err != nil {
 		return err
@@ -77,7 +78,7 @@ func (f FileCheckpoints) Held() ([]int64, error) {
 	}
 	var out []int64
 	for i := len(r.Steps) - 1; i >= 0; i-- {
-		if _, err := safetensors.ReadFile(filepath.Join(f.Dir, train.ModelFileName(r.Steps[i]))); err == nil {
+		if _, err := safetensors.ReadFile(filepath.Join(f.Dir, checkpoint.ModelFileName(r.Steps[i]))); err == nil {
 			out = append(out, r.Steps[i])
 		}
 	}
@@ -90,7 +91,7 @@ type StateFetcher interface {
 }
 
 // ModelWriter writes the cluster's consistent checkpoints in local
-// training's format (train.Save): the model file (PyTorch names and
+// training's format (checkpoint.Save): the model file (PyTorch names and
 // layouts), the EMA model file, the state file with the optimizer slots over
 // the whole flat vector, and latest.json — so `logitpair train --resume
 // --out DIR` continues a cluster run and `logitpair eval` reads its models.
@@ -171,13 +172,13 @@ func (w *ModelWriter) Write(ctx context.Context, step int64) error {
 			return err
 		}
 	}
-	_, err = train.Save(w.Dir, train.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: map[string]string{
+	_, err = checkpoint.Save(w.Dir, checkpoint.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: map[string]string{
 		"dataset": w.Cfg.Dataset, "objective": w.Cfg.Objective, "train_config": w.Cfg.JSON(), "cluster": "true",
 	}}, w.Cfg.Seed)
 	if err != nil {
 		return err
 	}
-	return train.Prune(w.Dir, max(w.Cfg.Keep, 1))
+	return checkpoint.Prune(w.Dir, max(w.Cfg.Keep, 1))
 }
 
 // FetchState implements StateFetcher.

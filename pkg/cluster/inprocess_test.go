@@ -9,6 +9,7 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
@@ -234,7 +235,7 @@ func resumeClusterCheckpoint(t *testing.T, shards int) {
 	if err := c.Run(ctxFor(t)); err != nil {
 		t.Fatal(err)
 	}
-	p, err := train.ReadPointer(dir)
+	p, err := checkpoint.ReadPointer(dir)
 	if err != nil || p.Step != 4 || p.EMA == "" {
 		t.Fatalf("latest checkpoint %+v %v", p, err)
 	}
