@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/logitpair/logitpair/pkg/checkpoint"
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 )
 
@@ -173,7 +172,7 @@ func checkStepsOnce(entries []paramserver.Entry, n int64) error {
 // checkFinalCheckpoint reports whether dir's newest consistent checkpoint is
 // step n and its model file exists.
 func checkFinalCheckpoint(dir string, n int64) error {
-	step, ok, err := cluster.FileCheckpoints{Dir: dir}.LastCheckpoint()
+	step, ok, err := checkpoint.FileRecord{Dir: dir}.LastCheckpoint()
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/logitpair/logitpair/pkg/checkpoint"
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 )
 
@@ -32,7 +31,7 @@ func writeCoordDir(t *testing.T, from, to, ckpt int64) string {
 		t.Fatal(err)
 	}
 	if ckpt >= 0 {
-		if err := (cluster.FileCheckpoints{Dir: dir}).SetLastCheckpoint(ckpt); err != nil {
+		if err := (checkpoint.FileRecord{Dir: dir}).SetLastCheckpoint(ckpt); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, checkpoint.ModelFileName(ckpt)), []byte("model"), 0o644); err != nil {

@@ -2,88 +2,15 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 
-	"github.com/logitpair/logitpair/pkg/atomicfile"
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/optim"
-	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/train"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
-
-// FileCheckpoints is the coordinator's durable record of its consistent
-// checkpoints: dir/cluster-checkpoint.json, written atomically, naming the
-// newest ("step", "model") and every recorded one ("steps", oldest first; a
-// record written before that list existed has only "step").
-type FileCheckpoints struct{ Dir string }
-
-type checkpointRecord struct {
-	Step  int64   `json:"step"`
-	Model string  `json:"model"`
-	Steps []int64 `json:"steps,omitempty"`
-}
-
-func (f FileCheckpoints) path() string { return filepath.Join(f.Dir, "cluster-checkpoint.json") }
-
-func (f FileCheckpoints) read() (checkpointRecord, bool, error) {
-	b, err := os.ReadFile(f.path())
-	if os.IsNotExist(err) {
-		return checkpointRecord{}, false, nil
-	}
-	if err != nil {
-		return checkpointRecord{}, false, err
-	}
-	var r checkpointRecord
-	if err := json.Unmarshal(b, &r); err != nil {
-		return r, false, fmt.Errorf("%s: %w (the coordinator's record of its checkpoints is damaged: restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start)", f.path(), err)
-	}
-	if len(r.Steps) == 0 {
-		r.Steps = []int64{r.Step}
-	}
-	return r, true, nil
-}
-
-// LastCheckpoint implements coordinator.CheckpointStore.
-func (f FileCheckpoints) LastCheckpoint() (int64, bool, error) {
-	r, ok, err := f.read()
-	return r.Step, ok, err
-}
-
-// SetLastCheckpoint implements coordinator.CheckpointStore.
-func (f FileCheckpoints) SetLastCheckpoint(step int64) error {
-	r, _, err := f.read()
-	if err != nil {
-		return err
-	}
-	r = checkpointRecord{Step: step, Model: checkpoint.ModelFileName(step), Steps: recordCheckpoint(r.Steps, step)}
-	b, _ := json.MarshalIndent(r, "", "  ")
-	if err := os.MkdirAll(f.Dir, 0o755); err != nil {
-		return err
-	}
-	return atomicfile.Write(f.path(), append(b, '\n'), 0o644)
-}
-
-// Held implements coordinator.CheckpointStore: the recorded checkpoints
-// whose model file reads back intact, newest first.
-func (f FileCheckpoints) Held() ([]int64, error) {
-	r, ok, err := f.read()
-	if err != nil || !ok {
-		return nil, err
-	}
-	var out []int64
-	for i := len(r.Steps) - 1; i >= 0; i-- {
-		if _, err := safetensors.ReadFile(filepath.Join(f.Dir, checkpoint.ModelFileName(r.Steps[i]))); err == nil {
-			out = append(out, r.Steps[i])
-		}
-	}
-	return out, nil
-}
 
 // StateFetcher is a shard that can hand over its optimizer state.
 type StateFetcher interface {

@@ -7,7 +7,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/coordinator"
@@ -203,66 +202,6 @@ func (l LocalCoordinator) WaitStep(ctx context.Context, step, gen int64) (worker
 func StepState(st coordinator.Status) worker.StepState {
 	return worker.StepState{Step: st.Step, Generation: st.Generation, Done: st.Done, Paused: st.Paused, Reason: st.Reason}
 }
-
-// MemCheckpoints is an in-memory coordinator.CheckpointStore. Lost, when
-// set, makes Held leave those steps out (tests: a checkpoint whose files
-// were lost).
-type MemCheckpoints struct {
-	mu    sync.Mutex
-	steps []int64 // recorded, oldest first
-	Lost  map[int64]bool
-}
-
-// LastCheckpoint implements coordinator.CheckpointStore.
-func (m *MemCheckpoints) LastCheckpoint() (int64, bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.steps) == 0 {
-		return 0, false, nil
-	}
-	return m.steps[len(m.steps)-1], true, nil
-}
-
-// SetLastCheckpoint implements coordinator.CheckpointStore.
-func (m *MemCheckpoints) SetLastCheckpoint(s int64) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.steps = recordCheckpoint(m.steps, s)
-	return nil
-}
-
-// Held implements coordinator.CheckpointStore.
-func (m *MemCheckpoints) Held() ([]int64, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []int64
-	for i := len(m.steps) - 1; i >= 0; i-- {
-		if !m.Lost[m.steps[i]] {
-			out = append(out, m.steps[i])
-		}
-	}
-	return out, nil
-}
-
-// recordCheckpoint is the one rule of the coordinator's checkpoint record:
-// step becomes the newest, records of later steps (a history abandoned by a
-// rollback) are dropped, and at most keptRecords are kept, oldest first.
-func recordCheckpoint(steps []int64, step int64) []int64 {
-	out := steps[:0:0]
-	for _, s := range steps {
-		if s < step {
-			out = append(out, s)
-		}
-	}
-	out = append(out, step)
-	if len(out) > keptRecords {
-		out = out[len(out)-keptRecords:]
-	}
-	return out
-}
-
-// keptRecords bounds the coordinator's list of consistent checkpoints.
-const keptRecords = 32
 
 // DefaultCoordinatorConfig is the coordinator's config for a run.
 func DefaultCoordinatorConfig(cfg train.Config, workers, backups int) coordinator.Config {

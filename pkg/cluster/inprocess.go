@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -85,7 +86,7 @@ func NewInProcess(ctx context.Context, cfg train.Config, o InProcessOptions) (*I
 		mw := &ModelWriter{Dir: o.CheckpointDir, Model: model, Shards: wshards, States: states, Ranges: l.Ranges(), Cfg: cfg}
 		hooks.Checkpointed = mw.Write
 	}
-	if c.Coord, err = coordinator.New(ctx, cc, c.Log, &MemCheckpoints{}, clients, hooks, o.Logger); err != nil {
+	if c.Coord, err = coordinator.New(ctx, cc, c.Log, &checkpoint.MemRecord{}, clients, hooks, o.Logger); err != nil {
 		return nil, err
 	}
 	wcfg := cfg

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/optim"
@@ -19,21 +20,21 @@ type rig struct {
 	t      *testing.T
 	shards []*cluster.LocalShard
 	log    paramserver.CommitLog
-	ckpts  *cluster.MemCheckpoints
+	ckpts  *checkpoint.MemRecord
 	c      *coordinator.Coordinator
 	cfg    coordinator.Config
 	run    context.CancelFunc
 	done   chan error
 }
 
-func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *cluster.MemCheckpoints, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
+func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *checkpoint.MemRecord, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
 	return newRigWrapped(t, workers, backups, elastic, log, shards, ckpts, nil, opts...)
 }
 
 // newRigWrapped is newRig with the coordinator reaching shard k through
 // wrap(k, shard) (fault injection); wrap may be nil.
-func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *cluster.MemCheckpoints,
+func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *checkpoint.MemRecord,
 	wrap func(k int, s coordinator.ShardClient) coordinator.ShardClient, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
 	r := &rig{t: t, log: log, ckpts: ckpts, shards: shards}
@@ -49,7 +50,7 @@ func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramse
 		}
 	}
 	if r.ckpts == nil {
-		r.ckpts = &cluster.MemCheckpoints{}
+		r.ckpts = &checkpoint.MemRecord{}
 	}
 	r.cfg = coordinator.Config{Workers: workers, Backups: backups, Elastic: elastic, Steps: 100, CheckpointEvery: 2,
 		RetryEvery: 5 * time.Millisecond, CallTimeout: 5 * time.Second}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 
 	"google.golang.org/grpc/test/bufconn"
@@ -68,7 +69,7 @@ func newGRPCCluster(t *testing.T, ctx context.Context, cfg train.Config, workers
 	}
 
 	// The coordinator and its server.
-	if g.coord, err = coordinator.New(ctx, cluster.DefaultCoordinatorConfig(cfg, workers, backups), g.log, &cluster.MemCheckpoints{}, coordShards, coordinator.Hooks{}, nil); err != nil {
+	if g.coord, err = coordinator.New(ctx, cluster.DefaultCoordinatorConfig(cfg, workers, backups), g.log, &checkpoint.MemRecord{}, coordShards, coordinator.Hooks{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if g.reg, err = NewRegistry(RegistryConfig{Train: cfg, Layout: l, Workers: workers, Backups: backups}); err != nil {
