@@ -774,7 +774,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	store.OnCorrupt = func(path string, err error) {
 		log.Warn("a saved shard state does not read back: skipped (left in place); an older intact one is used", zap.String("file", path), zap.Error(err))
 	}
-	shard, err := cluster.NewLocalShard(sc, init, store)
+	shard, err := paramserver.NewLocal(sc, init, store)
 	if err != nil {
 		return err
 	}

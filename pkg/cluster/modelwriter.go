@@ -12,7 +12,8 @@ import (
 	"github.com/logitpair/logitpair/pkg/worker"
 )
 
-// StateFetcher is a shard that can hand over its optimizer state.
+// StateFetcher is a shard that can hand over its optimizer state
+// (paramserver.Local in process, rpc.PSClient over gRPC).
 type StateFetcher interface {
 	FetchState(ctx context.Context, step int64) (kind string, slots []optim.NamedState, err error)
 }
@@ -106,17 +107,4 @@ func (w *ModelWriter) Write(ctx context.Context, step int64) error {
 		return err
 	}
 	return checkpoint.Prune(w.Dir, max(w.Cfg.Keep, 1))
-}
-
-// FetchState implements StateFetcher.
-func (l *LocalShard) FetchState(_ context.Context, step int64) (string, []optim.NamedState, error) {
-	st := l.S.Checkpoint()
-	if st.Version != step {
-		return "", nil, fmt.Errorf("state of step %d requested at version %d", step, st.Version)
-	}
-	slots := st.Optim
-	if st.EMA != nil {
-		slots = append(slots, optim.NamedState{Name: "ema", Data: st.EMA})
-	}
-	return st.OptimKind, slots, nil
 }
