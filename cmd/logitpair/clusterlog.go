@@ -177,7 +177,7 @@ func checkFinalCheckpoint(dir string, n int64) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%s: no consistent checkpoint recorded (no cluster-checkpoint.json)", dir)
+		return fmt.Errorf("%s: no consistent checkpoint recorded (no %s)", dir, checkpoint.RecordFile)
 	}
 	if step != n {
 		return fmt.Errorf("%s: the newest consistent checkpoint is step %d, want the final step %d", dir, step, n)
