@@ -153,15 +153,29 @@ func emaModelFile(m *models.Model, ema []float32, step int64, meta map[string]st
 	return out, nil
 }
 
-// ReadPointer reads dir/latest.json.
+// ReadPointer reads dir/latest.json. The step must be ≥ 0 and the files
+// plain names of files in dir (the model and state files required, the EMA
+// file optional), so that a damaged pointer cannot send a resume elsewhere.
 func ReadPointer(dir string) (Pointer, error) {
 	var p Pointer
-	b, err := os.ReadFile(filepath.Join(dir, PointerFile))
+	path := filepath.Join(dir, PointerFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return p, err
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%s: %w", filepath.Join(dir, PointerFile), err)
+		return Pointer{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if p.Step < 0 {
+		return Pointer{}, fmt.Errorf("%s: negative step %d", path, p.Step)
+	}
+	for _, f := range []struct{ key, name string }{{"model", p.Model}, {"state", p.State}, {"ema", p.EMA}} {
+		if f.name == "" && f.key == "ema" {
+			continue
+		}
+		if f.name == "" || f.name != filepath.Base(f.name) || f.name == "." || f.name == ".." || strings.ContainsRune(f.name, '\\') {
+			return Pointer{}, fmt.Errorf("%s: %s %q is not the name of a file in %s", path, f.key, f.name, dir)
+		}
 	}
 	return p, nil
 }

@@ -41,7 +41,19 @@ func (f FileRecord) read() (recordJSON, bool, error) {
 	}
 	var r recordJSON
 	if err := json.Unmarshal(b, &r); err != nil {
-		return r, false, fmt.Errorf("%s: %w (the coordinator's record of its checkpoints is damaged: restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start)", f.path(), err)
+		return recordJSON{}, false, fmt.Errorf("%s: %w (the coordinator's record of its checkpoints is damaged: restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start)", f.path(), err)
+	}
+	// SetLastCheckpoint writes these fields consistently; anything else is
+	// damage, and a rollback to a step no shard holds would never succeed.
+	damaged := r.Step < 0 || r.Model != ModelFileName(r.Step)
+	for i, s := range r.Steps {
+		damaged = damaged || s < 0 || (i > 0 && s <= r.Steps[i-1])
+	}
+	if len(r.Steps) > 0 && r.Steps[len(r.Steps)-1] != r.Step {
+		damaged = true
+	}
+	if damaged {
+		return recordJSON{}, false, fmt.Errorf("%s is damaged: step %d, model %q, steps %v (want a step ≥ 0, its model file name, and increasing steps ending at it): restore it from a backup, or delete it to roll back only to steps every shard holds, at worst the start", f.path(), r.Step, r.Model, r.Steps)
 	}
 	if len(r.Steps) == 0 {
 		r.Steps = []int64{r.Step}

@@ -123,6 +123,18 @@ func TestFileRecord(t *testing.T) {
 	if err := r.SetLastCheckpoint(6); err == nil {
 		t.Fatal("SetLastCheckpoint replaced a damaged record")
 	}
+	for _, bad := range []string{
+		`{"step": 4, "model": "ckpt-00000002.safetensors"}`,                  // the model of another step
+		`{"step": 4, "model": "ckpt-00000004.safetensors", "steps": [4, 2]}`, // not increasing
+		`{"step": -1, "model": "ckpt--0000001.safetensors"}`,
+	} {
+		if err := os.WriteFile(r.path(), []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Held(); err == nil || !strings.Contains(err.Error(), "damaged") {
+			t.Errorf("%s: Held answered %v, want the record reported damaged", bad, err)
+		}
+	}
 }
 
 // TestMemRecordLost: Lost steps are left out of Held.

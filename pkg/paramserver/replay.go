@@ -15,7 +15,7 @@ import "fmt"
 // needs. Replaying a log onto shards restored from the same state as the
 // original run reproduces the original parameters bit for bit as long as
 // grads returns the same values as the original workers did (true when each
-// worker's step is a function of the seed, the step and its slot: see
+// worker's step is a function of the seed, the step and its slot; see
 // docs/architecture.md, "One synchronous cluster step").
 func Replay(log []Entry, shards []*Shard, grads func(step int64, worker int) (grad, buffers []float32)) error {
 	for _, e := range log {
