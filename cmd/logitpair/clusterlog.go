@@ -9,9 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/paramserver"
-	"github.com/logitpair/logitpair/pkg/train"
 )
 
 // clusterCommand is `cluster` (from pkg/node) with the hidden `log` and
@@ -72,7 +71,7 @@ is wrong.`,
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "ok: steps 0..%d each committed exactly once", expect-1)
 			if dir != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "; final checkpoint %s", filepath.Join(dir, train.ModelFileName(expect)))
+				fmt.Fprintf(cmd.ErrOrStderr(), "; final checkpoint %s", filepath.Join(dir, checkpoint.ModelFileName(expect)))
 			}
 			fmt.Fprintln(cmd.ErrOrStderr())
 			return nil
@@ -173,17 +172,17 @@ func checkStepsOnce(entries []paramserver.Entry, n int64) error {
 // checkFinalCheckpoint reports whether dir's newest consistent checkpoint is
 // step n and its model file exists.
 func checkFinalCheckpoint(dir string, n int64) error {
-	step, ok, err := cluster.FileCheckpoints{Dir: dir}.LastCheckpoint()
+	step, ok, err := checkpoint.FileRecord{Dir: dir}.LastCheckpoint()
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("%s: no consistent checkpoint recorded (no cluster-checkpoint.json)", dir)
+		return fmt.Errorf("%s: no consistent checkpoint recorded (no %s)", dir, checkpoint.RecordFile)
 	}
 	if step != n {
 		return fmt.Errorf("%s: the newest consistent checkpoint is step %d, want the final step %d", dir, step, n)
 	}
-	p := filepath.Join(dir, train.ModelFileName(n))
+	p := filepath.Join(dir, checkpoint.ModelFileName(n))
 	if _, err := os.Stat(p); err != nil {
 		return fmt.Errorf("final checkpoint: %w", err)
 	}

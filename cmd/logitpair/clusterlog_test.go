@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/paramserver"
-	"github.com/logitpair/logitpair/pkg/train"
 )
 
 // writeCoordDir writes a coordinator directory: a commit log with steps
@@ -32,10 +31,10 @@ func writeCoordDir(t *testing.T, from, to, ckpt int64) string {
 		t.Fatal(err)
 	}
 	if ckpt >= 0 {
-		if err := (cluster.FileCheckpoints{Dir: dir}).SetLastCheckpoint(ckpt); err != nil {
+		if err := (checkpoint.FileRecord{Dir: dir}).SetLastCheckpoint(ckpt); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, train.ModelFileName(ckpt)), []byte("model"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, checkpoint.ModelFileName(ckpt)), []byte("model"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +63,7 @@ func TestClusterLogPrintsAndChecks(t *testing.T) {
 	if len(lines) != 5 || lines[0] != "step 0 workers [0 2]" || lines[4] != "step 4 workers [0 2]" {
 		t.Fatalf("unexpected output:\n%s", out)
 	}
-	if !strings.Contains(stderr, "ok: steps 0..4 each committed exactly once") || !strings.Contains(stderr, train.ModelFileName(5)) {
+	if !strings.Contains(stderr, "ok: steps 0..4 each committed exactly once") || !strings.Contains(stderr, checkpoint.ModelFileName(5)) {
 		t.Fatalf("unexpected confirmation %q", stderr)
 	}
 
@@ -101,7 +100,7 @@ func TestClusterLogCheckFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeCoordDir(t, tc.from, tc.to, tc.ckpt)
 			if tc.removeModel {
-				if err := os.Remove(filepath.Join(dir, train.ModelFileName(tc.ckpt))); err != nil {
+				if err := os.Remove(filepath.Join(dir, checkpoint.ModelFileName(tc.ckpt))); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -43,7 +44,7 @@ the folder) once every flag and the data have been checked, and starts over.`,
 				return fmt.Errorf("--force and --resume exclude each other: --force replaces the run in --out, --resume continues it")
 			}
 			if !c.Resuming() {
-				if err := train.CheckOut(c.Out, force); err != nil {
+				if err := checkpoint.CheckOut(c.Out, force); err != nil {
 					return err
 				}
 			}
@@ -91,7 +92,7 @@ the folder) once every flag and the data have been checked, and starts over.`,
 				tr.Terminal = true
 			}
 			if force {
-				removed, err := train.RemoveRun(c.Out)
+				removed, err := checkpoint.RemoveRun(c.Out)
 				if len(removed) > 0 {
 					fmt.Fprintf(cmd.ErrOrStderr(), "INFO --force: deleted the %d files of the previous run in %s\n", len(removed), c.Out)
 				}
@@ -106,7 +107,7 @@ the folder) once every flag and the data have been checked, and starts over.`,
 			if err := tr.Run(ctx); err != nil {
 				return err
 			}
-			p, _ := train.ReadPointer(c.Out)
+			p, _ := checkpoint.ReadPointer(c.Out)
 			fmt.Fprintf(cmd.OutOrStdout(), "done: %s/%s\n", c.Out, p.Model)
 			return nil
 		},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -446,7 +447,7 @@ func TestTrainOutHoldsAnotherRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "ckpt-00000002.safetensors")); !os.IsNotExist(err) {
 		t.Fatalf("the replaced run's checkpoint is still there (%v)", err)
 	}
-	if p, err := train.ReadPointer(out); err != nil || p.Step != 1 {
+	if p, err := checkpoint.ReadPointer(out); err != nil || p.Step != 1 {
 		t.Fatalf("latest.json %+v %v, want the new run's step 1", p, err)
 	}
 	if b, err := os.ReadFile(notes); err != nil || string(b) != "mine" {
@@ -492,7 +493,7 @@ func TestTrainResumeCorruptNewest(t *testing.T) {
 	if err != nil || !strings.Contains(text, "from step 2 to 6") {
 		t.Fatalf("--resume-from 2: %v\n%s", err, text)
 	}
-	if p, err := train.ReadPointer(out); err != nil || p.Step != 6 {
+	if p, err := checkpoint.ReadPointer(out); err != nil || p.Step != 6 {
 		t.Fatalf("latest.json %+v %v", p, err)
 	}
 }

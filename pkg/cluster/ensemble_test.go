@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -31,7 +32,7 @@ func ensembleConfig(t *testing.T) (train.Config, [][]byte) {
 		}
 		m.Init(20 + i)
 		p := filepath.Join(dir, fmt.Sprintf("static-%d.safetensors", i))
-		f := train.ModelFile(m, 0, nil)
+		f := checkpoint.ModelFile(m, 0, nil)
 		if err := f.WriteFileAtomic(p); err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
+	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/cluster/clustertest"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
@@ -35,17 +38,17 @@ func ctxFor(t *testing.T) context.Context {
 	return ctx
 }
 
-func newCluster(t *testing.T, cfg train.Config, w, b, shards int) *InProcess {
+func newCluster(t *testing.T, cfg train.Config, w, b, shards int) *clustertest.InProcess {
 	t.Helper()
 	return newClusterB(t, cfg, w, b, shards)
 }
 
-func newClusterB(t testing.TB, cfg train.Config, w, b, shards int) *InProcess {
+func newClusterB(t testing.TB, cfg train.Config, w, b, shards int) *clustertest.InProcess {
 	t.Helper()
 	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := NewInProcess(ctx, cfg, InProcessOptions{Workers: w, Backups: b, Shards: shards, Data: loader,
+	c, err := clustertest.NewInProcess(ctx, cfg, clustertest.Options{Workers: w, Backups: b, Shards: shards, Data: loader,
 		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +58,7 @@ func newClusterB(t testing.TB, cfg train.Config, w, b, shards int) *InProcess {
 
 // straggle makes worker slow(t) of every step t a straggler: its pushes wait
 // until the coordinator has decided step t without it.
-func straggle(c *InProcess, slow func(step int64) int) {
+func straggle(c *clustertest.InProcess, slow func(step int64) int) {
 	for _, s := range c.Shards {
 		s.BeforePush = func(ctx context.Context, step int64, w int) error {
 			if w != slow(step) {
@@ -127,7 +130,7 @@ func TestOneWorkerEqualsLocalTraining(t *testing.T) {
 
 // cutsADecayedTensor reports whether a shard edge of l falls strictly inside
 // a tensor that weight decay applies to.
-func cutsADecayedTensor(l *Layout) bool {
+func cutsADecayedTensor(l *cluster.Layout) bool {
 	for _, s := range l.Shards[1:] {
 		for _, r := range l.Params.Ranges {
 			if r.Role.Decayed() && r.Offset < s.Lo && s.Lo < r.Offset+r.Size {
@@ -226,7 +229,7 @@ func resumeClusterCheckpoint(t *testing.T, shards int) {
 	cfg.Steps, cfg.CheckpointEvery = 4, 2
 	dir := t.TempDir()
 	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
-	c, err := NewInProcess(ctxFor(t), cfg, InProcessOptions{Workers: 1, Backups: 0, Shards: shards, Data: loader, CheckpointDir: dir,
+	c, err := clustertest.NewInProcess(ctxFor(t), cfg, clustertest.Options{Workers: 1, Backups: 0, Shards: shards, Data: loader, CheckpointDir: dir,
 		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +237,7 @@ func resumeClusterCheckpoint(t *testing.T, shards int) {
 	if err := c.Run(ctxFor(t)); err != nil {
 		t.Fatal(err)
 	}
-	p, err := train.ReadPointer(dir)
+	p, err := checkpoint.ReadPointer(dir)
 	if err != nil || p.Step != 4 || p.EMA == "" {
 		t.Fatalf("latest checkpoint %+v %v", p, err)
 	}

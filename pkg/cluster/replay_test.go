@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logitpair/logitpair/pkg/cluster/clustertest"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -32,12 +33,12 @@ func bnConfig(t testing.TB) train.Config {
 
 // newInProcessWithLog is newClusterB with the coordinator writing to clog
 // (a file log, as the coordinator binary writes commit.log).
-func newInProcessWithLog(t *testing.T, cfg train.Config, workers, backups, nshards int, clog paramserver.CommitLog) *InProcess {
+func newInProcessWithLog(t *testing.T, cfg train.Config, workers, backups, nshards int, clog paramserver.CommitLog) *clustertest.InProcess {
 	t.Helper()
 	loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := NewInProcess(ctx, cfg, InProcessOptions{Workers: workers, Backups: backups, Shards: nshards, Data: loader, Log: clog,
+	c, err := clustertest.NewInProcess(ctx, cfg, clustertest.Options{Workers: workers, Backups: backups, Shards: nshards, Data: loader, Log: clog,
 		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +50,7 @@ func newInProcessWithLog(t *testing.T, cfg train.Config, workers, backups, nshar
 // one model, for each (step, worker) it loads the shards' step-t parameters
 // and buffers, recomputes that worker's gradient from (seed, step, slot) and
 // hands back the gradient and the buffers its training forward pass left.
-func replayOnto(t *testing.T, cfg train.Config, workers int, entries []paramserver.Entry, fresh *InProcess) {
+func replayOnto(t *testing.T, cfg train.Config, workers int, entries []paramserver.Entry, fresh *clustertest.InProcess) {
 	t.Helper()
 	be := cpu.New(cpu.Options{Threads: 1})
 	m, err := models.New(be, cfg.Model, cfg.ModelConfig)

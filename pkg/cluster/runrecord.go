@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -165,7 +166,7 @@ func CheckRun(dir string, now RunRecord, rc RunCheck, log *zap.Logger) (record f
 	write := func() error { return writeRunRecord(path, now) }
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		if step, ok, cerr := (FileCheckpoints{Dir: dir}).LastCheckpoint(); cerr == nil && ok {
+		if step, ok, cerr := (checkpoint.FileRecord{Dir: dir}).LastCheckpoint(); cerr == nil && ok {
 			log.Warn("the directory holds a run from before run records: its configuration cannot be checked; recording this start's",
 				zap.String("dir", dir), zap.Int64("checkpoint", step), zap.String("record", path))
 		}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
@@ -17,23 +17,23 @@ import (
 // workers push constant gradients.
 type rig struct {
 	t      *testing.T
-	shards []*cluster.LocalShard
+	shards []*paramserver.Local
 	log    paramserver.CommitLog
-	ckpts  *cluster.MemCheckpoints
+	ckpts  *checkpoint.MemRecord
 	c      *coordinator.Coordinator
 	cfg    coordinator.Config
 	run    context.CancelFunc
 	done   chan error
 }
 
-func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *cluster.MemCheckpoints, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
+func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*paramserver.Local, ckpts *checkpoint.MemRecord, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
 	return newRigWrapped(t, workers, backups, elastic, log, shards, ckpts, nil, opts...)
 }
 
 // newRigWrapped is newRig with the coordinator reaching shard k through
 // wrap(k, shard) (fault injection); wrap may be nil.
-func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*cluster.LocalShard, ckpts *cluster.MemCheckpoints,
+func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*paramserver.Local, ckpts *checkpoint.MemRecord,
 	wrap func(k int, s coordinator.ShardClient) coordinator.ShardClient, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
 	r := &rig{t: t, log: log, ckpts: ckpts, shards: shards}
@@ -41,7 +41,7 @@ func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramse
 		for k := 0; k < 2; k++ {
 			oc, _ := optim.DefaultConfig("sgd")
 			sc := paramserver.ShardConfig{Index: k, Lo: 3 * k, Hi: 3*k + 3, Workers: workers, Optim: oc, Schedule: "constant", LR: 0.5}
-			s, err := cluster.NewLocalShard(sc, []float32{1, 2, 3}, paramserver.NewMemStepStore())
+			s, err := paramserver.NewLocal(sc, []float32{1, 2, 3}, paramserver.NewMemStepStore())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramse
 		}
 	}
 	if r.ckpts == nil {
-		r.ckpts = &cluster.MemCheckpoints{}
+		r.ckpts = &checkpoint.MemRecord{}
 	}
 	r.cfg = coordinator.Config{Workers: workers, Backups: backups, Elastic: elastic, Steps: 100, CheckpointEvery: 2,
 		RetryEvery: 5 * time.Millisecond, CallTimeout: 5 * time.Second}
@@ -329,7 +329,7 @@ func TestConfigValidation(t *testing.T) {
 // version, and fails the Append of step failAt.
 type watchedLog struct {
 	paramserver.CommitLog
-	shards   []*cluster.LocalShard
+	shards   []*paramserver.Local
 	failAt   int64
 	versions [][]int64 // per Append: the shards' versions when it was called
 }

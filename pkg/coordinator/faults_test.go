@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 )
@@ -57,7 +57,7 @@ func (f *faultyShard) Held(ctx context.Context) ([]int64, error) {
 }
 
 // faultyRig is a rig whose shards are faultyShards, probed every 5 ms.
-func faultyRig(t *testing.T, workers, backups int, ckpts *cluster.MemCheckpoints, opts ...func(*coordinator.Config, *coordinator.Hooks)) (*rig, []*faultyShard) {
+func faultyRig(t *testing.T, workers, backups int, ckpts *checkpoint.MemRecord, opts ...func(*coordinator.Config, *coordinator.Hooks)) (*rig, []*faultyShard) {
 	var fs []*faultyShard
 	wrap := func(k int, s coordinator.ShardClient) coordinator.ShardClient {
 		f := &faultyShard{ShardClient: s}
@@ -164,7 +164,7 @@ func TestRollbackGoesToTheNewestStepEveryShardHolds(t *testing.T) {
 }
 
 func TestRollbackSkipsWhatTheCoordinatorLost(t *testing.T) {
-	ckpts := &cluster.MemCheckpoints{}
+	ckpts := &checkpoint.MemRecord{}
 	r, _ := faultyRig(t, 2, 1, ckpts)
 	for s := int64(0); s < 5; s++ {
 		r.step(s, 0, 1)

@@ -115,8 +115,7 @@ func (m *Coordinator) Committed(step int64) {
 	m.stepsCommitted.Inc()
 }
 
-// Report records a worker's step report (rpc.WithOnReport,
-// cluster.LocalCoordinator.OnReport).
+// Report records a worker's step report (rpc.WithOnReport).
 func (m *Coordinator) Report(step int64, slot int, terms objective.Terms, t worker.Timing) {
 	m.reportsTotal.WithLabelValues(strconv.Itoa(slot)).Inc()
 	m.reports.observe(step, slot, terms, t)

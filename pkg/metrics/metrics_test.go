@@ -277,7 +277,7 @@ func TestShardOverGRPC(t *testing.T) {
 	}
 	cfg := paramserver.DefaultConfig()
 	cfg.Index, cfg.Lo, cfg.Hi, cfg.Workers = 1, 0, 1000, 3
-	shard, err := cluster.NewLocalShard(cfg, make([]float32, 1000), paramserver.NewMemStepStore())
+	shard, err := paramserver.NewLocal(cfg, make([]float32, 1000), paramserver.NewMemStepStore())
 	if err != nil {
 		t.Fatal(err)
 	}

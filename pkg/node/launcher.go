@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/statuspage"
 	"github.com/logitpair/logitpair/pkg/tlsutil"
@@ -595,7 +596,7 @@ func (l LocalCluster) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	l.logf("done: %s", filepath.Join(l.Dir, "coordinator", train.ModelFileName(end.checkpoint)))
+	l.logf("done: %s", filepath.Join(l.Dir, "coordinator", checkpoint.ModelFileName(end.checkpoint)))
 	return nil
 }
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/statuspage"
 	"github.com/logitpair/logitpair/pkg/train"
 )
@@ -85,7 +85,7 @@ func TestRunVerdict(t *testing.T) {
 // not even exist); with a higher --steps it does not stop there.
 func TestRunOnFinishedFolder(t *testing.T) {
 	dir := t.TempDir()
-	if err := (cluster.FileCheckpoints{Dir: filepath.Join(dir, "coordinator")}).SetLastCheckpoint(30); err != nil {
+	if err := (checkpoint.FileRecord{Dir: filepath.Join(dir, "coordinator")}).SetLastCheckpoint(30); err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
@@ -123,13 +123,13 @@ func TestRunEnding(t *testing.T) {
 		json.NewEncoder(w).Encode(statuspage.Snapshot{Run: statuspage.Run{Phase: phase.Load().(string)}})
 	}))
 	t.Cleanup(srv.Close)
-	setup := func(t *testing.T) (*Cluster, cluster.FileCheckpoints) {
+	setup := func(t *testing.T) (*Cluster, checkpoint.FileRecord) {
 		dir := t.TempDir()
 		tc := train.DefaultConfig()
 		tc.Steps = 30
 		c := &Cluster{L: LocalCluster{Dir: dir, Train: tc, StartTimeout: 2 * time.Minute},
 			Coord: &Proc{Name: "coordinator", done: make(chan error, 1), Addr: Addrs{HTTP: strings.TrimPrefix(srv.URL, "http://")}}}
-		return c, cluster.FileCheckpoints{Dir: filepath.Join(dir, "coordinator")}
+		return c, checkpoint.FileRecord{Dir: filepath.Join(dir, "coordinator")}
 	}
 	ctx := context.Background()
 

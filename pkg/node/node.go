@@ -38,6 +38,7 @@ import (
 
 	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
 	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/data"
@@ -462,7 +463,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	cc.InitialGeneration = inc << 32
-	c, err := coordinator.New(ctx, cc, clog, cm.CheckpointStore(cluster.FileCheckpoints{Dir: o.Dir}), shards, coordinator.Hooks{
+	c, err := coordinator.New(ctx, cc, clog, cm.CheckpointStore(checkpoint.FileRecord{Dir: o.Dir}), shards, coordinator.Hooks{
 		Checkpointed: mw.Write,
 		Release: func(slot int) {
 			log.Warn("worker dropped: gossip declared it dead and it missed steps; its slot is free", zap.Int("slot", slot))
@@ -480,7 +481,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	if err := logHistory(log, clog, cluster.FileCheckpoints{Dir: o.Dir}, o.Dir); err != nil {
+	if err := logHistory(log, clog, checkpoint.FileRecord{Dir: o.Dir}, o.Dir); err != nil {
 		return err
 	}
 	coordMu.Lock()
@@ -514,7 +515,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 // logHistory says what the coordinator starts from: a new run, or the
 // commit log and consistent checkpoint an earlier incarnation left in dir
 // (resuming is automatic; the shards are reconciled with the log next).
-func logHistory(log *zap.Logger, clog paramserver.CommitLog, ckpts cluster.FileCheckpoints, dir string) error {
+func logHistory(log *zap.Logger, clog paramserver.CommitLog, ckpts checkpoint.FileRecord, dir string) error {
 	es, err := clog.Entries()
 	if err != nil {
 		return err
@@ -771,7 +772,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	store.OnCorrupt = func(path string, err error) {
 		log.Warn("a saved shard state does not read back: skipped (left in place); an older intact one is used", zap.String("file", path), zap.Error(err))
 	}
-	shard, err := cluster.NewLocalShard(sc, init, store)
+	shard, err := paramserver.NewLocal(sc, init, store)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 )
 
 type zapLogger = zap.Logger
@@ -16,7 +16,7 @@ type zapLogger = zap.Logger
 // FileCheckpointsOf returns the newest consistent checkpoint step recorded
 // in a coordinator directory.
 func FileCheckpointsOf(dir string) (int64, bool, error) {
-	return cluster.FileCheckpoints{Dir: dir}.LastCheckpoint()
+	return checkpoint.FileRecord{Dir: dir}.LastCheckpoint()
 }
 
 // memberName makes a process's gossip and registry name unique per

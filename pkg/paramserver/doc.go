@@ -1,9 +1,12 @@
 // Package paramserver is the parameter-server side of synchronous
 // distributed adversarial training, without any networking: sharding of the
 // flat parameter vector, the Shard that buffers gradients and applies
-// optimizer steps, the coordinator's commit log, and Replay. Transports
-// (gRPC, in-memory with fault hooks) wrap a *Shard; nothing here opens a
-// socket, so the whole protocol is tested in memory.
+// optimizer steps, its saved states per version (StepStore: FileStore,
+// MemStepStore), Local (the shard as the coordinator calls it: checkpoint
+// at its version, restore any version it holds, list them), the
+// coordinator's commit log, and Replay. Transports wrap a Local
+// (rpc.PSServer; the in-process cluster of pkg/cluster/clustertest);
+// nothing here opens a socket, so the whole protocol is tested in memory.
 //
 // # Protocol
 //

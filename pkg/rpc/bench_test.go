@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 )
@@ -31,7 +30,7 @@ func BenchmarkPushPullLoopback(b *testing.B) {
 	for i := range init {
 		init[i] = rng.Float32()
 	}
-	shard, err := cluster.NewLocalShard(cfg, init, paramserver.NewMemStepStore())
+	shard, err := paramserver.NewLocal(cfg, init, paramserver.NewMemStepStore())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/cluster/clustertest"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -22,13 +24,13 @@ import (
 	"github.com/logitpair/logitpair/pkg/worker"
 )
 
-// grpcCluster is cluster.NewInProcess with every call going through gRPC
+// grpcCluster is clustertest.NewInProcess with every call going through gRPC
 // over bufconn: shard servers, a coordinator server, and workers built
 // only from what Join gave them, each with its own connections.
 type grpcCluster struct {
 	cfg     train.Config
 	layout  *cluster.Layout
-	shards  []*cluster.LocalShard
+	shards  []*paramserver.Local
 	clients []*PSClient // the coordinator's
 	coord   *coordinator.Coordinator
 	log     paramserver.CommitLog
@@ -56,7 +58,7 @@ func newGRPCCluster(t *testing.T, ctx context.Context, cfg train.Config, workers
 		if err != nil {
 			t.Fatal(err)
 		}
-		ls, err := cluster.NewLocalShard(sc, init, paramserver.NewMemStepStore())
+		ls, err := paramserver.NewLocal(sc, init, paramserver.NewMemStepStore())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,7 +70,7 @@ func newGRPCCluster(t *testing.T, ctx context.Context, cfg train.Config, workers
 	}
 
 	// The coordinator and its server.
-	if g.coord, err = coordinator.New(ctx, cluster.DefaultCoordinatorConfig(cfg, workers, backups), g.log, &cluster.MemCheckpoints{}, coordShards, coordinator.Hooks{}, nil); err != nil {
+	if g.coord, err = coordinator.New(ctx, clustertest.DefaultCoordinatorConfig(cfg, workers, backups), g.log, &checkpoint.MemRecord{}, coordShards, coordinator.Hooks{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if g.reg, err = NewRegistry(RegistryConfig{Train: cfg, Layout: l, Workers: workers, Backups: backups}); err != nil {
@@ -123,7 +125,7 @@ func newGRPCCluster(t *testing.T, ctx context.Context, cfg train.Config, workers
 }
 
 // run runs the coordinator and the workers until the run is done.
-func (g *grpcCluster) run(ctx context.Context) error { return cluster.RunAll(ctx, g.coord, g.work) }
+func (g *grpcCluster) run(ctx context.Context) error { return clustertest.RunAll(ctx, g.coord, g.work) }
 
 // params pulls the final parameters of every shard over gRPC.
 func (g *grpcCluster) params(ctx context.Context) ([]float32, error) {
@@ -158,7 +160,7 @@ func TestClusterOverGRPCEqualsInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ref, err := cluster.NewInProcess(ctx, cfg, cluster.InProcessOptions{Workers: 1, Shards: 2,
+	ref, err := clustertest.NewInProcess(ctx, cfg, clustertest.Options{Workers: 1, Shards: 2,
 		Data:    data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)}),
 		Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
 	if err != nil {

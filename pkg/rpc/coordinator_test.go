@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -229,7 +230,7 @@ func TestCoordinatorRPCs(t *testing.T) {
 	shard := newShard(t, 4, 0, 2, 1)
 	cfg := coordinator.DefaultConfig()
 	cfg.Workers, cfg.Backups, cfg.Steps, cfg.CheckpointEvery = 2, 0, 10, 0
-	c, err := coordinator.New(ctx, cfg, paramserver.NewMemLog(), &cluster.MemCheckpoints{}, []coordinator.ShardClient{shard}, coordinator.Hooks{}, nil)
+	c, err := coordinator.New(ctx, cfg, paramserver.NewMemLog(), &checkpoint.MemRecord{}, []coordinator.ShardClient{shard}, coordinator.Hooks{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package rpc is the cluster's gRPC transport: servers that expose a
-// parameter-server shard (cluster.LocalShard) and the coordinator
+// parameter-server shard (paramserver.Local) and the coordinator
 // (coordinator.Coordinator plus a Registry of members) through the APIs of
 // pkg/api, and clients that implement the interfaces the rest of the code
 // programs against (worker.Shard, coordinator.ShardClient,

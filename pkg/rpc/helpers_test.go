@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/train"
@@ -85,15 +84,15 @@ func dial(t *testing.T, lis *bufconn.Listener, opts ...grpc.DialOption) *grpc.Cl
 	return conn
 }
 
-// newShard builds a LocalShard of n parameters and nb buffers for workers
+// newShard builds a paramserver.Local of n parameters and nb buffers for workers
 // workers (paramserver.DefaultConfig: RMSProp), random initial values from seed.
-func newShard(t *testing.T, n, nb, workers int, seed uint64) *cluster.LocalShard {
+func newShard(t *testing.T, n, nb, workers int, seed uint64) *paramserver.Local {
 	t.Helper()
 	cfg := paramserver.DefaultConfig()
 	cfg.Hi, cfg.BufHi, cfg.Workers = n, nb, workers
 	rng := rand.New(rand.NewPCG(seed, 1))
 	cfg.InitBuffers = randFloats(rng, nb)
-	ls, err := cluster.NewLocalShard(cfg, randFloats(rng, n), paramserver.NewMemStepStore())
+	ls, err := paramserver.NewLocal(cfg, randFloats(rng, n), paramserver.NewMemStepStore())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,20 +14,19 @@ import (
 	"google.golang.org/grpc/codes"
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 )
 
 // psFixture is one shard served over bufconn, with a PSClient and a raw
 // generated client on one connection.
 type psFixture struct {
-	shard  *cluster.LocalShard
+	shard  *paramserver.Local
 	server *PSServer
 	client *PSClient
 	raw    paramserverv1.ParameterServerClient
 }
 
-func newPSFixture(t *testing.T, shard *cluster.LocalShard, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *psFixture {
+func newPSFixture(t *testing.T, shard *paramserver.Local, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *psFixture {
 	t.Helper()
 	srv := NewPSServer(shard)
 	lis := serve(t, serverOpts, srv.Register)

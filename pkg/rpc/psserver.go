@@ -9,18 +9,17 @@ import (
 	"google.golang.org/grpc"
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 )
 
 // PSServer serves one parameter-server shard as
 // logitpair.paramserver.v1.ParameterServer. It translates and delegates to
-// a cluster.LocalShard (so LocalShard.BeforePush fault hooks apply to
-// pushes that arrive over the network too).
+// a paramserver.Local: pulls and pushes to its Shard, the coordinator's
+// calls to the Local itself, which decides their semantics.
 type PSServer struct {
 	paramserverv1.UnimplementedParameterServerServer
 
-	shard *cluster.LocalShard
+	shard *paramserver.Local
 	cfg   paramserver.ShardConfig
 	chunk int // default Pull chunk, bytes
 
@@ -38,7 +37,7 @@ func WithPullChunkBytes(n int) PSServerOption {
 }
 
 // NewPSServer returns a server for shard.
-func NewPSServer(shard *cluster.LocalShard, opts ...PSServerOption) *PSServer {
+func NewPSServer(shard *paramserver.Local, opts ...PSServerOption) *PSServer {
 	s := &PSServer{shard: shard, cfg: shard.S.Config(), chunk: DefaultChunkBytes}
 	for _, o := range opts {
 		o(s)
@@ -69,7 +68,7 @@ func (s *PSServer) Stats() PSServerStats {
 // parameter chunk has no room left for the buffers they go in a final chunk
 // of their own, with no parameter data.
 func (s *PSServer) Pull(req *paramserverv1.PullRequest, stream grpc.ServerStreamingServer[paramserverv1.PullChunk]) error {
-	params, bufs, err := s.shard.Pull(stream.Context(), req.GetStep())
+	params, bufs, err := s.shard.S.Pull(stream.Context(), req.GetStep())
 	if err != nil {
 		return statusErr(err)
 	}
@@ -162,7 +161,7 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 	case int64(len(grad)) != total:
 		return bad("chunks cover [0,%d) of total_elements %d", len(grad), total)
 	}
-	if err := s.shard.Push(stream.Context(), step, int(wk), grad, bufs); err != nil {
+	if err := s.shard.S.Push(step, int(wk), grad, bufs); err != nil {
 		return statusErr(err)
 	}
 	return stream.SendAndClose(&paramserverv1.PushAck{Step: step, ShardVersion: step})
@@ -194,7 +193,7 @@ func (s *PSServer) State(_ context.Context, _ *paramserverv1.StateRequest) (*par
 	}, nil
 }
 
-// Checkpoint saves the shard's state (cluster.LocalShard.Checkpoint decides
+// Checkpoint saves the shard's state (paramserver.Local.Checkpoint decides
 // how). The request's dir is not used: the shard's StepStore decides where
 // states go, and Restore finds them again by step, so the response's path
 // is empty.
@@ -206,7 +205,7 @@ func (s *PSServer) Checkpoint(ctx context.Context, req *paramserverv1.Checkpoint
 }
 
 // Restore loads the state the shard's store holds at the requested step
-// (cluster.LocalShard.Restore). The request's path is not used (see
+// (paramserver.Local.Restore). The request's path is not used (see
 // Checkpoint).
 func (s *PSServer) Restore(ctx context.Context, req *paramserverv1.RestoreRequest) (*paramserverv1.RestoreResponse, error) {
 	if err := s.shard.Restore(ctx, req.GetStep()); err != nil {

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/tlsutil"
 )
 
@@ -69,7 +69,7 @@ func issue(t *testing.T, ca *tlsutil.CA, notBefore time.Time, validity time.Dura
 }
 
 // shardSnapshot is every byte of a shard's state and counters.
-func shardSnapshot(t *testing.T, s *cluster.LocalShard) []byte {
+func shardSnapshot(t *testing.T, s *paramserver.Local) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := gob.NewEncoder(&b).Encode(s.S.Checkpoint()); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/safetensors"
@@ -82,11 +83,11 @@ func TestBestCheckpointIsTheBestRobustValidation(t *testing.T) {
 		if best.Metadata["step"] != itoa(step) || best.Metadata["robust_accuracy"] != acc {
 			t.Fatalf("best.safetensors metadata step %s robust %s, want %d %s", best.Metadata["step"], best.Metadata["robust_accuracy"], step, acc)
 		}
-		sameTensors(t, "best.safetensors vs the checkpoint of its step", best, readST(t, filepath.Join(c.Out, ckptName(step, ""))))
+		sameTensors(t, "best.safetensors vs the checkpoint of its step", best, readST(t, filepath.Join(c.Out, checkpoint.ModelFileName(step))))
 	}
 	checkBest(2, "0.700000")
 	// The later checkpoints really hold other weights (so the comparison bites).
-	a, b := readST(t, filepath.Join(c.Out, ckptName(2, ""))), readST(t, filepath.Join(c.Out, ckptName(5, "")))
+	a, b := readST(t, filepath.Join(c.Out, checkpoint.ModelFileName(2))), readST(t, filepath.Join(c.Out, checkpoint.ModelFileName(5)))
 	if bytes.Equal(a.Tensors[0].Data, b.Tensors[0].Data) && bytes.Equal(a.Tensors[len(a.Tensors)-1].Data, b.Tensors[len(b.Tensors)-1].Data) {
 		t.Fatal("steps 2 and 5 have the same weights")
 	}

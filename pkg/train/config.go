@@ -1,6 +1,7 @@
 // Package train is single-process adversarial training: the training step
 // that every cluster worker runs too (batch → attack → objective → gradient),
-// the optimizer loop, checkpoints, resumption and robust validation.
+// the optimizer loop, when to checkpoint and resume (the files themselves
+// are pkg/checkpoint's), and robust validation.
 //
 // Everything random in a step — the batch, its augmentation, the attack's
 // random start and targets, the objective's noise — is a pure function of

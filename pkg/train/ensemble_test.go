@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -27,7 +28,7 @@ func writeStatic(t *testing.T, dir string, seed int64, mc models.Config) string 
 	}
 	m.Init(seed)
 	p := filepath.Join(dir, "static-"+string(rune('a'+seed))+".safetensors")
-	if err := ModelFile(m, 0, map[string]string{"objective": "plain"}).WriteFileAtomic(p); err != nil {
+	if err := checkpoint.ModelFile(m, 0, map[string]string{"objective": "plain"}).WriteFileAtomic(p); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -214,7 +215,7 @@ func TestStaticModelErrors(t *testing.T) {
 	wrongClasses := writeStatic(t, dir, 3, models.Config{"conv1": 2, "conv2": 2, "hidden": 8, "classes": 7})
 	other, _ := models.New(cpu.New(cpu.Options{Threads: 1}), "resnet9", models.Config{"width": 2})
 	wrongShape := filepath.Join(dir, "resnet9.safetensors")
-	if err := ModelFile(other, 0, nil).WriteFileAtomic(wrongShape); err != nil {
+	if err := checkpoint.ModelFile(other, 0, nil).WriteFileAtomic(wrongShape); err != nil {
 		t.Fatal(err)
 	}
 	missing := filepath.Join(dir, "missing.safetensors")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn/nntest"
@@ -164,7 +165,7 @@ func TestNaNLossStopsAndKeepsTheLastGoodCheckpoint(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "NaN at step 5") || !strings.Contains(err.Error(), "ckpt-00000004.safetensors") {
 		t.Fatalf("got %v", err)
 	}
-	p, err := ReadPointer(c.Out)
+	p, err := checkpoint.ReadPointer(c.Out)
 	if err != nil || p.Step != 4 {
 		t.Fatalf("latest checkpoint %+v %v, want step 4", p, err)
 	}

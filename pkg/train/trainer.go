@@ -2,19 +2,16 @@ package train
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/logitpair/logitpair/pkg/atomicfile"
 	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/eval"
 	"github.com/logitpair/logitpair/pkg/models"
@@ -97,20 +94,22 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 		}
 	}
 	if cfg.Resuming() {
-		step, err := Restore(cfg.Out, cfg.ResumeFrom, t.checkpoint())
+		step, err := checkpoint.Restore(cfg.Out, cfg.ResumeFrom, t.checkpoint())
 		if err != nil {
 			return nil, err
 		}
 		t.Step = step
 		nn.Gather(be, m.Trainable(), t.params, false)
-		t.lastGood = filepath.Join(cfg.Out, ckptName(step, ""))
-		t.bestAcc = readBest(cfg.Out)
+		t.lastGood = filepath.Join(cfg.Out, checkpoint.ModelFileName(step))
+		if b, ok := checkpoint.ReadBest(cfg.Out); ok {
+			t.bestAcc = b.RobustAccuracy
+		}
 	}
 	return t, nil
 }
 
-func (t *Trainer) checkpoint() *Checkpoint {
-	return &Checkpoint{Step: t.Step, Model: t.W.Model, Opt: t.Opt, EMA: t.EMA, Meta: map[string]string{
+func (t *Trainer) checkpoint() *checkpoint.Checkpoint {
+	return &checkpoint.Checkpoint{Step: t.Step, Model: t.W.Model, Opt: t.Opt, EMA: t.EMA, Meta: map[string]string{
 		"dataset": t.Cfg.Dataset, "objective": t.Cfg.Objective, "train_config": t.Cfg.JSON(),
 	}}
 }
@@ -265,14 +264,14 @@ func accumulate(s *objective.Terms, t objective.Terms) {
 }
 
 // Save writes a checkpoint of the current step and prunes old ones.
-func (t *Trainer) Save() (Pointer, error) {
+func (t *Trainer) Save() (checkpoint.Pointer, error) {
 	c := t.checkpoint()
-	p, err := Save(t.Cfg.Out, *c, t.Cfg.Seed)
+	p, err := checkpoint.Save(t.Cfg.Out, *c, t.Cfg.Seed)
 	if err != nil {
 		return p, fmt.Errorf("checkpoint at step %d: %w", t.Step, err)
 	}
 	t.lastGood = filepath.Join(t.Cfg.Out, p.Model)
-	return p, Prune(t.Cfg.Out, t.Cfg.Keep)
+	return p, checkpoint.Prune(t.Cfg.Out, t.Cfg.Keep)
 }
 
 // Validate measures robust accuracy (the training attack, or PGD at the
@@ -328,33 +327,10 @@ func (t *Trainer) keepBest(v validation) error {
 	if !(v.Robust > t.bestAcc) {
 		return nil
 	}
-	f := ModelFile(t.W.Model, t.Step, t.checkpoint().Meta)
-	f.Metadata["robust_accuracy"] = strconv.FormatFloat(v.Robust, 'f', 6, 64)
-	f.Metadata["clean_accuracy"] = strconv.FormatFloat(v.Clean, 'f', 6, 64)
-	if err := os.MkdirAll(t.Cfg.Out, 0o755); err != nil {
-		return err
-	}
-	if err := f.WriteFileAtomic(filepath.Join(t.Cfg.Out, "best.safetensors")); err != nil {
-		return err
-	}
-	b, _ := json.Marshal(map[string]any{"step": t.Step, "robust_accuracy": v.Robust, "clean_accuracy": v.Clean, "attack": v.Attack})
-	if err := atomicfile.Write(filepath.Join(t.Cfg.Out, "best.json"), append(b, '\n'), 0o644); err != nil {
+	f := checkpoint.ModelFile(t.W.Model, t.Step, t.checkpoint().Meta)
+	if err := checkpoint.WriteBest(t.Cfg.Out, f, checkpoint.Best{Step: t.Step, RobustAccuracy: v.Robust, CleanAccuracy: v.Clean, Attack: v.Attack}); err != nil {
 		return err
 	}
 	t.bestAcc = v.Robust
 	return nil
-}
-
-func readBest(dir string) float64 {
-	b, err := os.ReadFile(filepath.Join(dir, "best.json"))
-	if err != nil {
-		return -1
-	}
-	var v struct {
-		Acc float64 `json:"robust_accuracy"`
-	}
-	if json.Unmarshal(b, &v) != nil {
-		return -1
-	}
-	return v.Acc
 }

@@ -1,4 +1,4 @@
-package train
+package checkpoint
 
 import (
 	"encoding/json"
@@ -44,6 +44,9 @@ type Pointer struct {
 	EMA   string `json:"ema,omitempty"`
 }
 
+// PointerFile is the name of the pointer to the newest complete checkpoint.
+const PointerFile = "latest.json"
+
 // ckptName is the one rule of checkpoint file names: ckpt-<step, 8
 // digits><suffix>.safetensors ("" the model, ".state" the optimizer state,
 // "-ema" the EMA model).
@@ -55,7 +58,14 @@ func ckptName(step int64, suffix string) string {
 // in local training's folders and the cluster coordinator's alike.
 func ModelFileName(step int64) string { return ckptName(step, "") }
 
-// Checkpoint is what Save writes and Load restores.
+// StateFileName is the name of the state file (optimizer slots, EMA) of
+// the checkpoint at step.
+func StateFileName(step int64) string { return ckptName(step, ".state") }
+
+// EMAFileName is the name of the EMA model file of the checkpoint at step.
+func EMAFileName(step int64) string { return ckptName(step, "-ema") }
+
+// Checkpoint is what Save writes and Restore restores.
 type Checkpoint struct {
 	Step  int64
 	Model *models.Model
@@ -79,7 +89,7 @@ func Save(dir string, c Checkpoint, seed int64) (Pointer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Pointer{}, err
 	}
-	p := Pointer{Step: c.Step, Model: ckptName(c.Step, ""), State: ckptName(c.Step, ".state")}
+	p := Pointer{Step: c.Step, Model: ModelFileName(c.Step), State: StateFileName(c.Step)}
 	state := safetensors.New()
 	state.Metadata["format"] = stateFormat
 	state.Metadata["step"] = strconv.FormatInt(c.Step, 10)
@@ -100,7 +110,7 @@ func Save(dir string, c Checkpoint, seed int64) (Pointer, error) {
 		return p, err
 	}
 	if c.EMA != nil {
-		p.EMA = ckptName(c.Step, "-ema")
+		p.EMA = EMAFileName(c.Step)
 		ema, err := emaModelFile(c.Model, c.EMA.Values(), c.Step, c.Meta)
 		if err != nil {
 			return p, err
@@ -113,7 +123,7 @@ func Save(dir string, c Checkpoint, seed int64) (Pointer, error) {
 		return p, err
 	}
 	b, _ := json.MarshalIndent(p, "", "  ")
-	return p, atomicfile.Write(filepath.Join(dir, "latest.json"), append(b, '\n'), 0o644)
+	return p, atomicfile.Write(filepath.Join(dir, PointerFile), append(b, '\n'), 0o644)
 }
 
 // emaModelFile is the model file with the EMA values in place of the
@@ -148,7 +158,7 @@ func emaModelFile(m *models.Model, ema []float32, step int64, meta map[string]st
 // file optional), so that a damaged pointer cannot send a resume elsewhere.
 func ReadPointer(dir string) (Pointer, error) {
 	var p Pointer
-	path := filepath.Join(dir, "latest.json")
+	path := filepath.Join(dir, PointerFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return p, err
@@ -174,12 +184,12 @@ func ReadPointer(dir string) (Pointer, error) {
 // strictly, and returns its step: the one latest.json points at when from is
 // 0, else the checkpoint of step from. Nothing is modified, and no file is
 // touched, when any file is missing, corrupt or of another architecture; a
-// missing or corrupt checkpoint is a *CorruptCheckpointError naming the
+// missing or corrupt checkpoint is a *CorruptError naming the
 // newest intact one.
 func Restore(dir string, from int64, c *Checkpoint) (int64, error) {
 	var p Pointer
 	if from > 0 {
-		steps, err := CheckpointSteps(dir)
+		steps, err := Steps(dir)
 		if err != nil {
 			return 0, fmt.Errorf("resume: %w", err)
 		}
@@ -190,7 +200,7 @@ func Restore(dir string, from int64, c *Checkpoint) (int64, error) {
 	} else {
 		var err error
 		if p, err = ReadPointer(dir); err != nil {
-			steps, _ := CheckpointSteps(dir)
+			steps, _ := Steps(dir)
 			if errors.Is(err, fs.ErrNotExist) && len(steps) == 0 {
 				return 0, fmt.Errorf("resume: no checkpoint to resume from in %s: %w", dir, err)
 			}
@@ -199,7 +209,7 @@ func Restore(dir string, from int64, c *Checkpoint) (int64, error) {
 	}
 	mf, sf, err := readCheckpoint(dir, p)
 	if err != nil {
-		steps, _ := CheckpointSteps(dir)
+		steps, _ := Steps(dir)
 		return 0, corrupt(dir, p.Step, err, steps, from == 0)
 	}
 	if o := sf.Metadata["optimizer"]; o != c.Opt.Name() {
@@ -295,9 +305,9 @@ func stepOf(name string) (int64, bool) {
 // pointerAt is the Pointer of step's checkpoint in dir, named as Save names
 // its files.
 func pointerAt(dir string, step int64) Pointer {
-	p := Pointer{Step: step, Model: ckptName(step, ""), State: ckptName(step, ".state")}
-	if _, err := os.Stat(filepath.Join(dir, ckptName(step, "-ema"))); err == nil {
-		p.EMA = ckptName(step, "-ema")
+	p := Pointer{Step: step, Model: ModelFileName(step), State: StateFileName(step)}
+	if _, err := os.Stat(filepath.Join(dir, EMAFileName(step))); err == nil {
+		p.EMA = EMAFileName(step)
 	}
 	return p
 }
@@ -321,9 +331,9 @@ func readCheckpoint(dir string, p Pointer) (mf, sf *safetensors.File, err error)
 	return mf, sf, nil
 }
 
-// CheckpointSteps returns the steps of which dir holds checkpoint files
+// Steps returns the steps of which dir holds checkpoint files
 // (whole or not; regular files only), newest first.
-func CheckpointSteps(dir string) ([]int64, error) {
+func Steps(dir string) ([]int64, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -340,9 +350,9 @@ func CheckpointSteps(dir string) ([]int64, error) {
 	return out, nil
 }
 
-// CorruptCheckpointError is Restore's error for a checkpoint (or
+// CorruptError is Restore's error for a checkpoint (or
 // latest.json) that is missing or damaged. Nothing was changed or deleted.
-type CorruptCheckpointError struct {
+type CorruptError struct {
 	Dir string
 	// Step is the damaged checkpoint's step; -1 when latest.json itself is
 	// missing or damaged.
@@ -356,10 +366,10 @@ type CorruptCheckpointError struct {
 	HaveIntact bool
 }
 
-func (e *CorruptCheckpointError) Error() string {
+func (e *CorruptError) Error() string {
 	var what string
 	if e.Step < 0 {
-		what = fmt.Sprintf("the pointer to the newest checkpoint, %s, is missing or corrupt", filepath.Join(e.Dir, "latest.json"))
+		what = fmt.Sprintf("the pointer to the newest checkpoint, %s, is missing or corrupt", filepath.Join(e.Dir, PointerFile))
 	} else if e.Newest {
 		what = fmt.Sprintf("the newest checkpoint in %s, step %d, is corrupt or incomplete", e.Dir, e.Step)
 	} else {
@@ -369,15 +379,15 @@ func (e *CorruptCheckpointError) Error() string {
 		return fmt.Sprintf("resume: %s (%v), and no intact checkpoint is left there: start a new run (another --out, or --force to replace this one)", what, e.Err)
 	}
 	return fmt.Sprintf("resume: %s (%v); the newest intact checkpoint is step %d (%s): resume from it with --resume-from %d (nothing was deleted)",
-		what, e.Err, e.Intact, ckptName(e.Intact, ""), e.Intact)
+		what, e.Err, e.Intact, ModelFileName(e.Intact), e.Intact)
 }
 
-func (e *CorruptCheckpointError) Unwrap() error { return e.Err }
+func (e *CorruptError) Unwrap() error { return e.Err }
 
 // corrupt builds the error for the damaged checkpoint of step (-1:
 // latest.json), looking for the newest intact one among steps below it.
 func corrupt(dir string, step int64, err error, steps []int64, newest bool) error {
-	e := &CorruptCheckpointError{Dir: dir, Step: step, Newest: newest, Err: err}
+	e := &CorruptError{Dir: dir, Step: step, Newest: newest, Err: err}
 	for _, s := range steps {
 		if step >= 0 && s >= step {
 			continue
@@ -391,8 +401,8 @@ func corrupt(dir string, step int64, err error, steps []int64, newest bool) erro
 }
 
 // runFileNames are the files besides ckpt-* that a run writes into its
-// output directory (Save, Trainer.keepBest).
-var runFileNames = []string{"latest.json", "best.safetensors", "best.json"}
+// output directory (Save, WriteBest).
+var runFileNames = []string{PointerFile, BestModelFile, BestFile}
 
 // RunFiles returns the files of a training run that dir holds: the
 // checkpoints (ckpt-*.safetensors), latest.json and best.safetensors and
@@ -423,7 +433,7 @@ func CheckOut(dir string, force bool) error {
 		return err
 	}
 	what := fmt.Sprintf("%d files", len(files))
-	if steps, _ := CheckpointSteps(dir); len(steps) > 0 {
+	if steps, _ := Steps(dir); len(steps) > 0 {
 		what = fmt.Sprintf("newest step %d, %d files", steps[0], len(files))
 	}
 	return fmt.Errorf("--out %s holds the checkpoints of another run (%s): pass --resume to continue it, --force to delete them (its ckpt-*.safetensors, latest.json and best.*, nothing else) and start over, or choose another --out", dir, what)
@@ -437,7 +447,7 @@ func RemoveRun(dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(files, func(i, j int) bool { return files[i] == "latest.json" && files[j] != "latest.json" })
+	sort.SliceStable(files, func(i, j int) bool { return files[i] == PointerFile && files[j] != PointerFile })
 	for i, f := range files {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil {
 			return files[:i], fmt.Errorf("--force: %w", err)

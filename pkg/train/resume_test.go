@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 )
 
@@ -55,17 +54,17 @@ func TestResumeWithACorruptNewestCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Checkpoints of steps 2, 4 and 6; step 6's model file is cut short.
-	truncate(t, filepath.Join(c.Out, ckptName(6, "")))
+	truncate(t, filepath.Join(c.Out, checkpoint.ModelFileName(6)))
 	before := dirState(t, c.Out)
 
 	r := c
 	r.Resume = true
 	_, err := NewTrainer(straight.W.be, r, nil, nil)
-	var ce *CorruptCheckpointError
+	var ce *checkpoint.CorruptError
 	if !errors.As(err, &ce) || ce.Step != 6 || !ce.Newest || !ce.HaveIntact || ce.Intact != 4 {
 		t.Fatalf("got %v (%+v), want the newest (6) corrupt and 4 intact", err, ce)
 	}
-	for _, want := range []string{"newest checkpoint", "step 6", "is corrupt", ckptName(6, ""), "newest intact checkpoint is step 4", "--resume-from 4", "nothing was deleted"} {
+	for _, want := range []string{"newest checkpoint", "step 6", "is corrupt", checkpoint.ModelFileName(6), "newest intact checkpoint is step 4", "--resume-from 4", "nothing was deleted"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -76,7 +75,7 @@ func TestResumeWithACorruptNewestCheckpoint(t *testing.T) {
 	}
 
 	// Step 4's state damaged too: the newest intact one is 2.
-	truncate(t, filepath.Join(c.Out, ckptName(4, ".state")))
+	truncate(t, filepath.Join(c.Out, checkpoint.StateFileName(4)))
 	if _, err := NewTrainer(straight.W.be, r, nil, nil); !errors.As(err, &ce) || ce.Intact != 2 {
 		t.Fatalf("got %v, want 2 named as intact", err)
 	}
@@ -101,7 +100,7 @@ func TestResumeWithACorruptNewestCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	bits(t, "parameters", resumed.Params(), straight.Params())
-	if p, err := ReadPointer(c.Out); err != nil || p.Step != 6 {
+	if p, err := checkpoint.ReadPointer(c.Out); err != nil || p.Step != 6 {
 		t.Fatalf("latest.json after the resumed run: %+v %v", p, err)
 	}
 }
@@ -119,61 +118,16 @@ func TestResumeWithACorruptPointer(t *testing.T) {
 	}
 	c.Resume = true
 	_, err := NewTrainer(cpu.New(cpu.Options{Threads: 1}), c, nil, nil)
-	var ce *CorruptCheckpointError
+	var ce *checkpoint.CorruptError
 	if !errors.As(err, &ce) || ce.Step != -1 || ce.Intact != 4 || !strings.Contains(err.Error(), "latest.json") || !strings.Contains(err.Error(), "--resume-from 4") {
 		t.Fatalf("got %v", err)
 	}
 	// No intact checkpoint at all.
 	for _, s := range []int64{2, 4} {
-		truncate(t, filepath.Join(c.Out, ckptName(s, "")))
+		truncate(t, filepath.Join(c.Out, checkpoint.ModelFileName(s)))
 	}
 	if _, err := NewTrainer(cpu.New(cpu.Options{Threads: 1}), c, nil, nil); !errors.As(err, &ce) || ce.HaveIntact ||
 		!strings.Contains(err.Error(), "no intact checkpoint") {
 		t.Fatalf("got %v", err)
-	}
-}
-
-// TestCheckOutAndRemoveRun: a directory with another run's files is
-// refused for a new run unless forced; RemoveRun deletes exactly those files
-// (checkpoints, latest.json, best.*) and leaves everything else.
-func TestCheckOutAndRemoveRun(t *testing.T) {
-	if err := CheckOut(filepath.Join(t.TempDir(), "missing"), false); err != nil {
-		t.Fatalf("a missing --out: %v", err)
-	}
-	c := tinyConfig(t)
-	c.Objective, c.Steps, c.CheckpointEvery, c.Keep = "plain", 4, 2, 10
-	if err := CheckOut(c.Out, false); err != nil {
-		t.Fatalf("an empty --out: %v", err)
-	}
-	if err := newTrainer(t, c).Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{"best.json", "train.log", "notes-ckpt.txt", "ckpt-notes.txt"} {
-		os.WriteFile(filepath.Join(c.Out, f), []byte("x"), 0o644)
-	}
-	os.Mkdir(filepath.Join(c.Out, "ckpt-00000009.safetensors"), 0o755) // not a file: not the run's
-	err := CheckOut(c.Out, false)
-	for _, want := range []string{c.Out, "newest step 4", "--resume", "--force", "another --out"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("CheckOut: %v, want it to name %q", err, want)
-		}
-	}
-	if err := CheckOut(c.Out, true); err != nil {
-		t.Fatalf("CheckOut with force: %v", err)
-	}
-	removed, err := RemoveRun(c.Out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if removed[0] != "latest.json" || len(removed) != 8 { // latest, best.json, 2 × (model, EMA, state)
-		t.Fatalf("removed %v", removed)
-	}
-	left := slices.Sorted(maps.Keys(dirState(t, c.Out)))
-	want := []string{"ckpt-00000009.safetensors", "ckpt-notes.txt", "notes-ckpt.txt", "train.log"}
-	if !reflect.DeepEqual(left, want) {
-		t.Fatalf("left %v, want %v", left, want)
-	}
-	if err := CheckOut(c.Out, false); err != nil {
-		t.Fatalf("after RemoveRun: %v", err)
 	}
 }

@@ -1,0 +1,110 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/logitpair/logitpair/pkg/checkpoint"
+	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/nn"
+	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/train"
+	"github.com/logitpair/logitpair/pkg/worker"
+)
+
+// StateFetcher is a shard that can hand over its optimizer state
+// (paramserver.Local in process, rpc.PSClient over gRPC).
+type StateFetcher interface {
+	FetchState(ctx context.Context, step int64) (kind string, slots []optim.NamedState, err error)
+}
+
+// ModelWriter writes the cluster's consistent checkpoints in local
+// training's format (checkpoint.Save): the model file (PyTorch names and
+// layouts), the EMA model file, the state file with the optimizer slots over
+// the whole flat vector, and latest.json — so `logitpair train --resume
+// --out DIR` continues a cluster run and `logitpair eval` reads its models.
+// It pulls every shard's parameters, buffers and optimizer state at the
+// checkpoint's version.
+type ModelWriter struct {
+	Dir    string
+	Model  *models.Model
+	Shards []worker.Shard
+	States []StateFetcher
+	Ranges []worker.Range
+	Cfg    train.Config
+}
+
+// Write writes the checkpoint of version step.
+func (w *ModelWriter) Write(ctx context.Context, step int64) error {
+	total := nn.NewLayout(w.Model.Trainable()).Total
+	params := make([]float32, total)
+	bufs := make([]float32, nn.NewLayout(nn.Buffers(w.Model.Params())).Total)
+	for k, s := range w.Shards {
+		p, b, err := s.Pull(ctx, step)
+		if err != nil {
+			return fmt.Errorf("checkpoint: shard %d: %w", k, err)
+		}
+		r := w.Ranges[k]
+		if len(p) != r.Hi-r.Lo || len(b) != r.BufHi-r.BufLo {
+			return fmt.Errorf("checkpoint: shard %d returned %d parameters and %d buffers for range %+v", k, len(p), len(b), r)
+		}
+		copy(params[r.Lo:r.Hi], p)
+		copy(bufs[r.BufLo:r.BufHi], b)
+	}
+	be := w.Model.Backend
+	nn.Scatter(be, w.Model.Trainable(), params)
+	nn.Scatter(be, nn.Buffers(w.Model.Params()), bufs)
+	oc, err := w.Cfg.OptimConfig()
+	if err != nil {
+		return err
+	}
+	opt, err := optim.New(oc, total)
+	if err != nil {
+		return err
+	}
+	flat := map[string][]float32{}
+	for k, sf := range w.States {
+		kind, slots, err := sf.FetchState(ctx, step)
+		if err != nil {
+			return fmt.Errorf("checkpoint: shard %d state: %w", k, err)
+		}
+		if kind != opt.Name() {
+			return fmt.Errorf("checkpoint: shard %d runs %s, the run %s", k, kind, opt.Name())
+		}
+		r := w.Ranges[k]
+		for _, ns := range slots {
+			if len(ns.Data) != r.Hi-r.Lo {
+				return fmt.Errorf("checkpoint: shard %d slot %s has %d values for range [%d,%d)", k, ns.Name, len(ns.Data), r.Lo, r.Hi)
+			}
+			if flat[ns.Name] == nil {
+				flat[ns.Name] = make([]float32, total)
+			}
+			copy(flat[ns.Name][r.Lo:r.Hi], ns.Data)
+		}
+	}
+	var named []optim.NamedState
+	for _, s := range opt.State() {
+		named = append(named, optim.NamedState{Name: s.Name, Data: flat[s.Name]})
+	}
+	if err := opt.SetState(named); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	var ema *optim.EMA
+	if w.Cfg.EMA > 0 {
+		if flat["ema"] == nil {
+			return fmt.Errorf("checkpoint: the run keeps an EMA but the shards sent none")
+		}
+		ec := optim.DefaultEMA()
+		ec.Decay = w.Cfg.EMA
+		if ema, err = optim.NewEMA(ec, flat["ema"]); err != nil {
+			return err
+		}
+	}
+	_, err = checkpoint.Save(w.Dir, checkpoint.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: map[string]string{
+		"dataset": w.Cfg.Dataset, "objective": w.Cfg.Objective, "train_config": w.Cfg.JSON(), "cluster": "true",
+	}}, w.Cfg.Seed)
+	if err != nil {
+		return err
+	}
+	return checkpoint.Prune(w.Dir, max(w.Cfg.Keep, 1))
+}
