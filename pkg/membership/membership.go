@@ -153,10 +153,15 @@ func Start(cfg Config) (*Node, error) {
 		// 400 ms, and a suspicion lasts at least 3 probe intervals.
 		mc.ProbeInterval = 500 * time.Millisecond
 		mc.ProbeTimeout = 400 * time.Millisecond
-		mc.GossipInterval = 100 * time.Millisecond
+		mc.GossipInterval = 200 * time.Millisecond
 		mc.SuspicionMult = 3
 		mc.TCPTimeout = 2 * time.Second
 	}
+	// Gossip messages are a few hundred bytes of member state on a LAN:
+	// compressing each with a fresh LZW writer cost more CPU than anything
+	// else gossip does (16% of a 71-member cluster's CPU in one profile),
+	// for no gain in bandwidth worth having.
+	mc.EnableCompression = false
 	mc.Name = cfg.Name
 	mc.BindAddr, mc.BindPort, mc.AdvertisePort = cfg.BindAddr, cfg.BindPort, 0
 	if mc.BindAddr == "" {

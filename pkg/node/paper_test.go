@@ -27,7 +27,7 @@ import (
 // TestPaperLayoutOverGRPC (issue 12, item 4): `coordinator --workers=53
 // --backups=3 --ps=17` with madry-mnist over real gRPC and gossip on
 // loopback — every process a goroutine of this test — completes its steps
-// with the machine oversubscribed (4 busy processes per core running
+// with the machine oversubscribed (2 busy processes per core running
 // beside it, so gossip probes miss their deadlines), each step averaging
 // exactly 50 workers' gradients: gossip's suspicions alone never drop a
 // worker whose pushes arrive.
@@ -35,8 +35,8 @@ func TestPaperLayoutOverGRPC(t *testing.T) {
 	if testing.Short() {
 		t.Skip("71 members")
 	}
-	const workers, backups, ps, steps = 53, 3, 17, 12
-	oversubscribe(t, 4*runtime.NumCPU())
+	const workers, backups, ps, steps = 53, 3, 17, 6
+	oversubscribe(t, 2*runtime.NumCPU())
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "mnist")
 	os.MkdirAll(dataDir, 0o755)
@@ -46,8 +46,8 @@ func TestPaperLayoutOverGRPC(t *testing.T) {
 	tc := train.DefaultConfig()
 	tc.DataDir, tc.ModelConfig = dataDir, models.Config{"conv1": 2, "conv2": 4, "hidden": 16} // madry-mnist, narrow
 	tc.Objective, tc.AttackSteps, tc.StepSize, tc.Batch = "alp", 1, 0.1, 2
-	tc.Steps, tc.CheckpointEvery, tc.LogEvery, tc.Out = steps, 5, 5, filepath.Join(dir, "coordinator")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute) // a hang guard on a machine run at 5× its cores
+	tc.Steps, tc.CheckpointEvery, tc.LogEvery, tc.Out = steps, 3, 1, filepath.Join(dir, "coordinator")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // a hang guard on an oversubscribed machine
 	defer cancel()
 	logBuf := &syncBuffer{}
 	log := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(logBuf), zapcore.InfoLevel))
