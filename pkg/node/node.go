@@ -354,10 +354,8 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var coord *coordinator.Coordinator
-	var coordMu sync.Mutex
-	getCoord := func() *coordinator.Coordinator { coordMu.Lock(); defer coordMu.Unlock(); return coord }
-	pageFeed, err := newStatusFeed(getCoord) // the status page's history (status.go)
+	late := new(coordinator.Late)
+	pageFeed, err := newStatusFeed(late) // the status page's history (status.go)
 	if err != nil {
 		return err
 	}
@@ -370,13 +368,17 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if fi, err := os.Stat(filepath.Join(o.Dir, "cluster-checkpoint.json")); err == nil {
 		cm.SetCheckpointTime(fi.ModTime()) // the age of a previous incarnation's checkpoint
 	}
-	reg, err := rpc.NewRegistry(rpc.RegistryConfig{Train: o.Train, Layout: layout, Workers: o.Workers, Backups: o.Backups,
-		OnShardRestart: func(k int) {
-			if c := getCoord(); c != nil {
-				log.Warn("shard restarted: rolling back to the newest step every shard holds", zap.Int("shard", k))
-				c.ShardRestarted(k)
-			}
-		}})
+	mc, err := rpc.NewMembershipConfig(o.Train, layout.Ranges(), o.Workers, o.Backups)
+	if err != nil {
+		return err
+	}
+	mc.OnShardRestart = func(k int) {
+		if c := late.Get(); c != nil {
+			log.Warn("shard restarted: rolling back to the newest step every shard holds", zap.Int("shard", k))
+			c.ShardRestarted(k)
+		}
+	}
+	reg, err := coordinator.NewMembership(mc)
 	if err != nil {
 		return err
 	}
@@ -384,18 +386,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	hs, err := startHTTP(ctx, o.HTTPListen, promReg, func() bool {
-		c := getCoord()
-		if c == nil {
-			return false
-		}
-		select {
-		case <-c.Ready():
-			return true
-		default:
-			return false
-		}
-	}, statusPage, log)
+	hs, err := startHTTP(ctx, o.HTTPListen, promReg, late.Ready, statusPage, log)
 	if err != nil {
 		return err
 	}
@@ -409,7 +400,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	srv := grpc.NewServer(sopts...)
-	cs := rpc.NewCoordServer(nil, reg, rpc.WithOnReport(func(step int64, slot int, terms objective.Terms, t worker.Timing) {
+	cs := rpc.NewCoordServer(late, reg, rpc.WithOnReport(func(step int64, slot int, terms objective.Terms, t worker.Timing) {
 		cm.Report(step, slot, terms, t)
 		pageFeed.report(step, slot, terms, t)
 	}))
@@ -423,7 +414,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		if !e.Alive {
 			log.Info("worker gone from gossip (left, or suspected dead)", zap.Int("slot", e.Meta.Slot), zap.String("node", e.Node))
 		}
-		if c := getCoord(); c != nil {
+		if c := late.Get(); c != nil {
 			c.Gossip(e.Meta.Slot, e.Alive)
 		}
 	})
@@ -485,10 +476,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err := logHistory(log, clog, cluster.FileCheckpoints{Dir: o.Dir}, o.Dir); err != nil {
 		return err
 	}
-	coordMu.Lock()
-	coord = c
-	coordMu.Unlock()
-	cs.SetCoordinator(c)
+	late.Set(c)
 	cm.Attach(c)
 	log.Info("coordinator listening", zap.String("grpc", ln.Addr().String()), zap.String("gossip", gossip.Addr()),
 		zap.Int("workers", o.Workers), zap.Int("backups", o.Backups), zap.Int("ps", o.PS), zap.Int64("steps", o.Train.Steps))
@@ -569,16 +557,15 @@ func (c *connCache) close() {
 // lazyShard reaches shard k at whatever address it last joined with.
 type lazyShard struct {
 	k     int
-	reg   *rpc.Registry
+	reg   *coordinator.Membership
 	conns *connCache
 }
 
 func (l *lazyShard) client() (*rpc.PSClient, error) {
-	a, err := l.reg.Assignment(rpc.RoleParamServer, l.k, 0, 0)
+	addr, err := l.reg.ShardAddress(l.k)
 	if err != nil {
 		return nil, err
 	}
-	addr := a.GetShards()[l.k].GetAddress()
 	if addr == "" {
 		return nil, fmt.Errorf("shard %d has not joined yet", l.k)
 	}

@@ -1,7 +1,7 @@
 // Package rpc is the cluster's gRPC transport: servers that expose a
 // parameter-server shard (cluster.LocalShard) and the coordinator
-// (coordinator.Coordinator plus a Registry of members) through the APIs of
-// pkg/api, and clients that implement the interfaces the rest of the code
+// (coordinator.Coordinator and its coordinator.Membership) through the APIs
+// of pkg/api, and clients that implement the interfaces the rest of the code
 // programs against (worker.Shard, coordinator.ShardClient,
 // worker.Coordinator) on top of a grpc.ClientConnInterface.
 //
@@ -38,6 +38,12 @@
 // ErrSetMismatch, ErrRestore → FAILED_PRECONDITION; ErrClosed →
 // UNAVAILABLE; context errors → DEADLINE_EXCEEDED / CANCELED; anything else
 // → INTERNAL.
+//
+// The coordinator's membership table (coordinator.Membership, a plain state
+// machine) returns typed errors that CoordServer turns into codes:
+// ErrClusterFull → RESOURCE_EXHAUSTED, ErrSlotNotHeld → NOT_FOUND (the
+// worker joins again), ErrBadIndex → INVALID_ARGUMENT on Join and NOT_FOUND
+// on GetAssignment, ErrNoAddress → INVALID_ARGUMENT.
 //
 // # Authentication and roles
 //
