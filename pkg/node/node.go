@@ -32,11 +32,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
-	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
 	"github.com/logitpair/logitpair/pkg/atomicfile"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
@@ -46,7 +43,6 @@ import (
 	"github.com/logitpair/logitpair/pkg/metrics"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/objective"
-	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/retry"
 	"github.com/logitpair/logitpair/pkg/rpc"
@@ -437,14 +433,14 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	defer clog.Close()
-	conns := &connCache{opts: o.dialOptions(), conns: map[string]*grpc.ClientConn{}}
-	defer conns.close()
+	conns := rpc.NewConnPool(o.dialOptions()...)
+	defer conns.Close()
 	shards := make([]coordinator.ShardClient, o.PS)
 	wshards := make([]worker.Shard, o.PS)
 	states := make([]cluster.StateFetcher, o.PS)
 	for k := range shards {
-		ls := &lazyShard{k: k, reg: reg, conns: conns}
-		shards[k], wshards[k], states[k] = ls, ls, ls
+		s := rpc.NewCoordinatorShard(k, reg, conns)
+		shards[k], wshards[k], states[k] = s, s, s
 	}
 	mw := &cluster.ModelWriter{Dir: o.Dir, Model: model, Shards: wshards, States: states, Ranges: layout.Ranges(), Cfg: o.Train}
 	cc := coordinator.DefaultConfig()
@@ -525,153 +521,6 @@ func logHistory(log *zap.Logger, clog paramserver.CommitLog, ckpts cluster.FileC
 	return nil
 }
 
-// connCache keeps one client connection per address.
-type connCache struct {
-	opts  []grpc.DialOption
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-}
-
-func (c *connCache) get(addr string) (*grpc.ClientConn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cc, ok := c.conns[addr]; ok {
-		return cc, nil
-	}
-	cc, err := grpc.NewClient(addr, c.opts...)
-	if err != nil {
-		return nil, err
-	}
-	c.conns[addr] = cc
-	return cc, nil
-}
-
-func (c *connCache) close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, cc := range c.conns {
-		cc.Close()
-	}
-}
-
-// lazyShard reaches shard k at whatever address it last joined with.
-type lazyShard struct {
-	k     int
-	reg   *coordinator.Membership
-	conns *connCache
-}
-
-func (l *lazyShard) client() (*rpc.PSClient, error) {
-	addr, err := l.reg.ShardAddress(l.k)
-	if err != nil {
-		return nil, err
-	}
-	if addr == "" {
-		return nil, fmt.Errorf("shard %d has not joined yet", l.k)
-	}
-	cc, err := l.conns.get(addr)
-	if err != nil {
-		return nil, err
-	}
-	return rpc.NewPSClient(cc, l.k), nil
-}
-
-func (l *lazyShard) Apply(ctx context.Context, step int64, w []int) error {
-	c, err := l.client()
-	if err != nil {
-		return err
-	}
-	return c.Apply(ctx, step, w)
-}
-
-func (l *lazyShard) Version(ctx context.Context) (int64, error) {
-	c, err := l.client()
-	if err != nil {
-		return 0, err
-	}
-	return c.Version(ctx)
-}
-
-func (l *lazyShard) Checkpoint(ctx context.Context, step int64) error {
-	c, err := l.client()
-	if err != nil {
-		return err
-	}
-	return c.Checkpoint(ctx, step)
-}
-
-func (l *lazyShard) Restore(ctx context.Context, step int64) error {
-	c, err := l.client()
-	if err != nil {
-		return err
-	}
-	return c.Restore(ctx, step)
-}
-
-func (l *lazyShard) FetchState(ctx context.Context, step int64) (string, []optim.NamedState, error) {
-	c, err := l.client()
-	if err != nil {
-		return "", nil, err
-	}
-	return c.FetchState(ctx, step)
-}
-
-func (l *lazyShard) Held(ctx context.Context) ([]int64, error) {
-	c, err := l.client()
-	if err != nil {
-		return nil, err
-	}
-	return c.Held(ctx)
-}
-
-func (l *lazyShard) Pull(ctx context.Context, step int64) ([]float32, []float32, error) {
-	c, err := l.client()
-	if err != nil {
-		return nil, nil, err
-	}
-	return c.Pull(ctx, step)
-}
-
-func (l *lazyShard) Push(ctx context.Context, step int64, w int, g, b []float32) error {
-	c, err := l.client()
-	if err != nil {
-		return err
-	}
-	return c.Push(ctx, step, w, g, b)
-}
-
-// joinCoordinator dials the coordinator and joins with retries (the
-// coordinator may start after us or be restarting).
-func joinCoordinator(ctx context.Context, addr string, opts []grpc.DialOption, role string, preferred int, self, node string, log *zap.Logger) (*grpc.ClientConn, *rpc.CoordClient, *coordinatorv1.JoinResponse, error) {
-	conn, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cc := rpc.NewCoordClient(conn)
-	// Until the coordinator answers: jittered backoff from 300 ms to 5 s,
-	// a log line at most every 10 s.
-	bo, lim := retry.New(300*time.Millisecond, 5*time.Second), retry.NewLimiter(10*time.Second)
-	for {
-		jctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := cc.Join(jctx, role, preferred, self, node)
-		cancel()
-		if err == nil {
-			return conn, cc, resp, nil
-		}
-		if c := status.Code(err); c == codes.PermissionDenied || c == codes.Unauthenticated || c == codes.InvalidArgument {
-			conn.Close() // retrying cannot help: the credentials or the request are wrong
-			return nil, nil, nil, fmt.Errorf("joining the coordinator at %s: %w", addr, err)
-		}
-		if ok, _ := lim.Allow(); ok {
-			log.Info("joining the coordinator", zap.String("coordinator", addr), zap.Int("attempts", bo.Failures()+1), zap.Error(err))
-		}
-		if serr := bo.Wait(ctx); serr != nil {
-			conn.Close()
-			return nil, nil, nil, fmt.Errorf("joining the coordinator at %s: %w (last error: %v)", addr, serr, err)
-		}
-	}
-}
-
 // ParamServerOptions configures RunParamServer.
 type ParamServerOptions struct {
 	Common
@@ -734,11 +583,16 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleParamServer, o.Index, addr, name, log)
+	conn, err := grpc.NewClient(o.Coordinator, o.dialOptions()...)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	cc := rpc.NewCoordClient(conn)
+	resp, err := rpc.Join(ctx, cc, rpc.JoinRequest{Role: rpc.RoleParamServer, Preferred: o.Index, Address: addr, Node: name}, log)
+	if err != nil {
+		return err
+	}
 	var cfg train.Config
 	if err := json.Unmarshal([]byte(resp.GetAssignment().GetTrainConfigJson()), &cfg); err != nil {
 		return fmt.Errorf("the coordinator's training config: %w", err)
@@ -784,18 +638,7 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 		}
 	}
 	log.Info("parameter server listening", zap.Int("shard", o.Index), zap.Int("lo", sc.Lo), zap.Int("hi", sc.Hi), zap.String("grpc", ln.Addr().String()), zap.String("advertise", addr))
-	go heartbeat(ctx, 2*time.Second, func(ctx context.Context) {
-		// A restarted coordinator has forgotten us: join it again. The
-		// registry counts a shard's second join as a restart only within one
-		// coordinator's lifetime, and here this shard kept its state.
-		a, err := cc.GetAssignment(ctx, rpc.RoleParamServer, o.Index)
-		if err == nil && a.GetShards()[o.Index].GetAddress() == addr {
-			return
-		}
-		if _, err := cc.Join(ctx, rpc.RoleParamServer, o.Index, addr, name); err == nil {
-			log.Info("joined the coordinator again (it restarted)")
-		}
-	})
+	go rpc.KeepShardJoined(ctx, cc, o.Index, addr, name, 2*time.Second, log)
 	go rejoinGossip(ctx, gossip, o.GossipJoin)
 	ready.Store(true)
 	err = serve(ctx, srv, ln, 10*time.Second, member.leave, log)
@@ -842,11 +685,16 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 		}
 	}()
 	name := memberName(fmt.Sprintf("worker-%d", o.Slot))
-	conn, cc, resp, err := joinCoordinator(ctx, o.Coordinator, o.dialOptions(), rpc.RoleWorker, o.Slot, "", name, log)
+	conn, err := grpc.NewClient(o.Coordinator, o.dialOptions()...)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	cc := rpc.NewCoordClient(conn)
+	resp, err := rpc.Join(ctx, cc, rpc.JoinRequest{Role: rpc.RoleWorker, Preferred: o.Slot, Node: name}, log)
+	if err != nil {
+		return err
+	}
 	a := resp.GetAssignment()
 	slot := int(resp.GetSlot())
 	wm, err := metrics.NewWorker(promReg, slot)
@@ -901,13 +749,14 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	if len(cfg.StaticModels) > 0 {
 		log.Info("static models loaded", zap.Strings("static_models", cfg.StaticModels), zap.String("source_schedule", cfg.SourceSchedule))
 	}
-	conns := &connCache{opts: o.dialOptions(), conns: map[string]*grpc.ClientConn{}}
-	defer conns.close()
-	book := &addressBook{cc: cc, slot: slot, a: a, rejoin: func(ctx context.Context) error { return rejoinSlot(ctx, cc, slot, name, log) }}
+	conns := rpc.NewConnPool(o.dialOptions()...)
+	defer conns.Close()
+	rc := rpc.NewRejoiningCoordinator(cc, slot, name, log)
+	book := rpc.NewWorkerShards(rc, a, conns)
 	shards := make([]worker.Shard, len(a.GetShards()))
 	ranges := make([]worker.Range, len(a.GetShards()))
 	for k, si := range a.GetShards() {
-		shards[k] = wm.Shard(k, &workerShard{k: k, slot: slot, book: book, conns: conns})
+		shards[k] = wm.Shard(k, book.Shard(k))
 		ranges[k] = worker.Range{Lo: int(si.GetLo()), Hi: int(si.GetHi()), BufLo: int(si.GetBufferLo()), BufHi: int(si.GetBufferHi())}
 	}
 	gossip, err := o.startGossip(ctx, name, membership.Meta{Role: rpc.RoleWorker, Slot: slot}, nil)
@@ -923,7 +772,6 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 		}
 	}
 	go rejoinGossip(ctx, gossip, o.GossipJoin)
-	rc := &rejoiningCoord{CoordClient: cc, slot: slot, node: name, log: log, book: book}
 	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, tw, shards, ranges, wm.Coordinator(rc), log)
 	if err != nil {
 		return err
@@ -936,94 +784,6 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	}
 	nanLoss = wm.RunError(err)
 	return err
-}
-
-// addressBook keeps a worker's assignment and refreshes it from the
-// coordinator when a shard cannot be reached (a restarted shard may listen
-// elsewhere). When the coordinator no longer holds this worker's slot (it
-// restarted, or gossip declared this worker dead while it was only slow), the
-// worker joins again for the same slot instead of asking forever.
-type addressBook struct {
-	mu     sync.Mutex
-	cc     *rpc.CoordClient
-	slot   int
-	a      *coordinatorv1.Assignment
-	stale  bool
-	rejoin func(ctx context.Context) error
-}
-
-func (b *addressBook) address(ctx context.Context, k int) (string, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.stale {
-		a, err := b.cc.GetAssignment(ctx, rpc.RoleWorker, b.slot)
-		if status.Code(err) == codes.NotFound && b.rejoin != nil {
-			if jerr := b.rejoin(ctx); jerr != nil {
-				return "", jerr
-			}
-			a, err = b.cc.GetAssignment(ctx, rpc.RoleWorker, b.slot)
-		}
-		if err != nil {
-			return "", fmt.Errorf("refreshing the assignment: %w", err)
-		}
-		b.a, b.stale = a, false
-	}
-	addr := b.a.GetShards()[k].GetAddress()
-	if addr == "" {
-		b.stale = true
-		return "", fmt.Errorf("shard %d has no address yet", k)
-	}
-	return addr, nil
-}
-
-func (b *addressBook) invalidate() {
-	b.mu.Lock()
-	b.stale = true
-	b.mu.Unlock()
-}
-
-// workerShard is shard k as a worker reaches it, following its address.
-type workerShard struct {
-	k     int
-	slot  int
-	book  *addressBook
-	conns *connCache
-}
-
-func (w *workerShard) client(ctx context.Context) (*rpc.PSClient, error) {
-	addr, err := w.book.address(ctx, w.k)
-	if err != nil {
-		return nil, err
-	}
-	c, err := w.conns.get(addr)
-	if err != nil {
-		return nil, err
-	}
-	return rpc.NewPSClient(c, w.k, rpc.WithWorkerSlot(w.slot)), nil
-}
-
-func (w *workerShard) check(err error) error {
-	if status.Code(err) == codes.Unavailable {
-		w.book.invalidate()
-	}
-	return err
-}
-
-func (w *workerShard) Pull(ctx context.Context, step int64) ([]float32, []float32, error) {
-	c, err := w.client(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	p, b, err := c.Pull(ctx, step)
-	return p, b, w.check(err)
-}
-
-func (w *workerShard) Push(ctx context.Context, step int64, worker int, g, b []float32) error {
-	c, err := w.client(ctx)
-	if err != nil {
-		return err
-	}
-	return w.check(c.Push(ctx, step, worker, g, b))
 }
 
 // heartbeat calls fn every interval until ctx ends.
@@ -1056,46 +816,6 @@ func rejoinGossip(ctx context.Context, n *membership.Node, addr string) {
 		}
 		_ = n.Join(addr)
 	})
-}
-
-// rejoiningCoord is the coordinator as a worker reaches it: when the
-// coordinator does not hold this worker's slot any more, the worker joins
-// again asking for the same slot, then retries.
-type rejoiningCoord struct {
-	*rpc.CoordClient
-	slot int
-	node string
-	log  *zap.Logger
-	book *addressBook
-}
-
-func (r *rejoiningCoord) Report(ctx context.Context, step int64, slot int, terms objective.Terms, t worker.Timing) (bool, worker.StepState, error) {
-	ok, st, err := r.CoordClient.Report(ctx, step, slot, terms, t)
-	if status.Code(err) != codes.NotFound {
-		return ok, st, err
-	}
-	if err := rejoinSlot(ctx, r.CoordClient, r.slot, r.node, r.log); err != nil {
-		return false, st, err
-	}
-	r.book.invalidate()
-	return r.CoordClient.Report(ctx, step, slot, terms, t)
-}
-
-// rejoinSlot joins the coordinator again for slot after it released it (a
-// restarted coordinator forgot it; or gossip declared this worker dead while
-// it was only slow — a loaded machine misses probe deadlines). Another
-// worker holding the slot by now stops this one.
-func rejoinSlot(ctx context.Context, cc *rpc.CoordClient, slot int, node string, log *zap.Logger) error {
-	resp, err := cc.Join(ctx, rpc.RoleWorker, slot, "", node)
-	if err != nil {
-		return fmt.Errorf("joining the coordinator again: %w", err)
-	}
-	if int(resp.GetSlot()) != slot {
-		_ = cc.Leave(ctx, rpc.RoleWorker, int(resp.GetSlot()))
-		return fmt.Errorf("%w: the coordinator gave slot %d to another worker", worker.ErrFatal, slot)
-	}
-	log.Info("joined the coordinator again (it had released this worker's slot)", zap.Int("slot", slot))
-	return nil
 }
 
 // nextIncarnation reads, increments and durably rewrites a process start

@@ -11,6 +11,20 @@
 // types, and turn their results and typed errors back into messages and
 // status codes. Nothing here decides anything about training.
 //
+// # Reconnecting clients
+//
+// The client side of the recovery protocol lives here too, so that the
+// processes only wire it: Join joins the coordinator with jittered, capped
+// backoff (pkg/retry) and stops at a refusal that retrying cannot change;
+// a restarted shard may listen elsewhere, so CoordinatorShard (the
+// coordinator's view of shard k) looks its address up in the membership
+// table on every call and WorkerShards (a worker's) reads its assignment
+// again after UNAVAILABLE, both through a ConnPool of one connection per
+// address; RejoiningCoordinator joins again for the worker's own slot when
+// the coordinator answers NOT_FOUND (it restarted, or dropped the worker),
+// and stops the worker (worker.ErrFatal) when another worker took the slot;
+// KeepShardJoined makes a shard join a restarted coordinator again.
+//
 // # Chunked transfers
 //
 // Pull and Push move float32 vectors as little-endian bytes in chunks of at
