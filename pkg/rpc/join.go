@@ -91,6 +91,7 @@ type RejoiningCoordinator struct {
 
 	mu      sync.Mutex   // one re-join at a time
 	rejoins atomic.Int64 // successful re-joins
+	lost    atomic.Bool  // another worker holds the slot now
 }
 
 var _ worker.Coordinator = (*RejoiningCoordinator)(nil)
@@ -106,6 +107,10 @@ func NewRejoiningCoordinator(cc *CoordClient, slot int, node string, log *zap.Lo
 
 // Slot returns the worker's slot.
 func (r *RejoiningCoordinator) Slot() int { return r.slot }
+
+// Lost reports whether a re-join found the slot held by another worker: the
+// slot is not this worker's to give back (Leave) any more.
+func (r *RejoiningCoordinator) Lost() bool { return r.lost.Load() }
 
 // Report implements worker.Coordinator, joining again for the slot once on
 // NOT_FOUND.
@@ -135,6 +140,7 @@ func (r *RejoiningCoordinator) rejoin(ctx context.Context, seen int64) error {
 		return fmt.Errorf("joining the coordinator again: %w", err)
 	}
 	if got := int(resp.GetSlot()); got != r.slot {
+		r.lost.Store(true)
 		_ = r.CoordClient.Leave(ctx, RoleWorker, got)
 		return fmt.Errorf("%w: the coordinator gave slot %d to another worker", worker.ErrFatal, r.slot)
 	}

@@ -327,8 +327,14 @@ func TestRejoiningCoordinator(t *testing.T) {
 			t.Errorf("the other worker's join: %d, %v", s, err)
 		}
 	})
+	if rc.Lost() {
+		t.Fatal("Lost before the slot was lost")
+	}
 	if err := report(); !errors.Is(err, worker.ErrFatal) || !strings.Contains(err.Error(), "gave slot 1 to another worker") {
 		t.Fatalf("re-join for a slot another worker took: %v, want worker.ErrFatal", err)
+	}
+	if !rc.Lost() {
+		t.Fatal("not Lost after another worker took the slot")
 	}
 	ms := m.Members()
 	if len(ms) != 2 || ms[0].Slot != 1 || ms[0].Node != "thief" {
