@@ -3,6 +3,7 @@ module github.com/logitpair/logitpair
 go 1.26.8
 
 require (
+	github.com/oklog/run v1.2.0
 	github.com/spf13/cobra v1.10.2
 	github.com/spf13/pflag v1.0.10
 	gonum.org/v1/gonum v0.17.0

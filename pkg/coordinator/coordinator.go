@@ -35,6 +35,10 @@
 //
 // All recovery runs on Run's goroutine: ShardRestarted, the probe and a
 // failed Apply only ask for it, so two recoveries never race.
+//
+// Membership (membership.go) is the coordinator's table of worker slots and
+// shard addresses, a plain state machine with typed errors that pkg/rpc
+// serves; Late (late.go) holds the Coordinator for what is built before it.
 package coordinator
 
 import (

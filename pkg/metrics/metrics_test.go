@@ -16,10 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/models"
-	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/rpc"
@@ -501,8 +499,11 @@ func TestAuthRefused(t *testing.T) {
 	srv := grpc.NewServer(g.ServerOptions()...)
 	tc := train.DefaultConfig()
 	tc.ModelConfig = models.Config{"hidden": 8}
-	reg2, err := rpc.NewRegistry(rpc.RegistryConfig{Train: tc, Workers: 1, Layout: &cluster.Layout{
-		Params: nn.Layout{Total: 4}, Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 4}}}})
+	mc, err := rpc.NewMembershipConfig(tc, []worker.Range{{Lo: 0, Hi: 4}}, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg2, err := coordinator.NewMembership(mc)
 	if err != nil {
 		t.Fatal(err)
 	}

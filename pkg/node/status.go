@@ -4,10 +4,8 @@ import (
 	"net/http"
 	"time"
 
-	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/objective"
-	"github.com/logitpair/logitpair/pkg/rpc"
 	"github.com/logitpair/logitpair/pkg/statuspage"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
@@ -24,12 +22,12 @@ const (
 // from coordinator.Hooks.Committed.
 type statusFeed struct {
 	hist  *statuspage.History
-	coord func() *coordinator.Coordinator // nil until the coordinator is built
+	coord *coordinator.Late // unset until the coordinator is built
 }
 
-// newStatusFeed returns a feed with an empty history; coord returns the
-// coordinator once it exists (nil before).
-func newStatusFeed(coord func() *coordinator.Coordinator) (*statusFeed, error) {
+// newStatusFeed returns a feed with an empty history over the coordinator
+// coord will hold.
+func newStatusFeed(coord *coordinator.Late) (*statusFeed, error) {
 	h, err := statuspage.NewHistory(statusHistoryPoints, nil)
 	if err != nil {
 		return nil, err
@@ -49,7 +47,7 @@ func (f *statusFeed) report(step int64, slot int, terms objective.Terms, _ worke
 // coordinator's Committed hook, outside the coordinator's lock.
 func (f *statusFeed) committed(step int64, set []int) {
 	var backup, stale int64
-	if c := f.coord(); c != nil {
+	if c := f.coord.Get(); c != nil {
 		st := c.Status()
 		backup, stale = st.DroppedBackup, st.StaleReports
 	}
@@ -57,10 +55,10 @@ func (f *statusFeed) committed(step int64, set []int) {
 }
 
 // statusSource is the status page's view of the coordinator, its membership
-// registry and the history.
+// table and the history.
 type statusSource struct {
 	feed  *statusFeed
-	reg   *rpc.Registry
+	reg   *coordinator.Membership
 	steps int64
 	now   func() time.Time
 }
@@ -72,7 +70,7 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 		RateWindow: statuspage.Duration(statusRateWindow), History: s.feed.hist.Points()}
 	run := statuspage.Run{Phase: statuspage.PhaseStarting, Steps: s.steps, Workers: s.reg.Workers(), Backups: s.reg.Backups(),
 		Required: s.reg.Workers() - s.reg.Backups()}
-	if c := s.feed.coord(); c == nil {
+	if c := s.feed.coord.Get(); c == nil {
 		run.Reason = "waiting for every parameter-server shard to join"
 	} else {
 		st := c.Status()
@@ -101,37 +99,30 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 }
 
 // statusMembers lists every worker slot (free ones as not alive) and every
-// shard of the registry. A shard's last-seen time is left out: the registry
-// records only when it joined.
-func statusMembers(reg *rpc.Registry) []statuspage.Member {
+// shard of the membership table. A shard's last-seen time is left out: the
+// table records only when it joined.
+func statusMembers(reg *coordinator.Membership) []statuspage.Member {
 	type key struct {
-		role string
+		kind coordinator.MemberKind
 		slot int
 	}
-	held := map[key]*coordinatorv1.MemberStatus{}
+	held := map[key]coordinator.Member{}
 	for _, m := range reg.Members() {
-		held[key{m.GetRole(), int(m.GetSlot())}] = m
+		held[key{m.Kind, m.Slot}] = m
 	}
 	var out []statuspage.Member
 	for w := range reg.Workers() {
 		m := statuspage.Member{Role: statuspage.RoleWorker, Slot: w, LastStep: -1}
-		if ms := held[key{rpc.RoleWorker, w}]; ms != nil {
-			m.Name, m.Alive, m.LastStep = ms.GetNodeName(), ms.GetLive(), ms.GetLastStep()
-			if ms.GetLastSeenUnixMs() > 0 {
-				m.LastSeen = time.UnixMilli(ms.GetLastSeenUnixMs())
-			}
+		if ms, ok := held[key{coordinator.KindWorker, w}]; ok {
+			m.Name, m.Alive, m.LastStep, m.LastSeen = ms.Node, ms.Live, ms.LastStep, ms.LastSeen
 		}
 		out = append(out, m)
 	}
 	// The shard map (every index, with the address it last joined with).
-	a, err := reg.Assignment(rpc.RoleParamServer, 0, 0, 0)
-	if err != nil {
-		return out
-	}
-	for k, si := range a.GetShards() {
-		m := statuspage.Member{Role: statuspage.RoleShard, Slot: k, Address: si.GetAddress(), LastStep: -1}
-		if ms := held[key{rpc.RoleParamServer, k}]; ms != nil {
-			m.Name, m.Alive = ms.GetNodeName(), ms.GetLive()
+	for _, si := range reg.ShardMap() {
+		m := statuspage.Member{Role: statuspage.RoleShard, Slot: si.Index, Address: si.Address, LastStep: -1}
+		if ms, ok := held[key{coordinator.KindShard, si.Index}]; ok {
+			m.Name, m.Alive = ms.Node, ms.Live
 		}
 		out = append(out, m)
 	}
@@ -141,7 +132,7 @@ func statusMembers(reg *rpc.Registry) []statuspage.Member {
 // statusHandlers returns the coordinator's status page, to mount on its
 // HTTP endpoint (startHTTP's extra): "/" (exactly) the page, "/status.json"
 // its data. steps is the run's length.
-func statusHandlers(feed *statusFeed, reg *rpc.Registry, steps int64) (map[string]http.Handler, error) {
+func statusHandlers(feed *statusFeed, reg *coordinator.Membership, steps int64) (map[string]http.Handler, error) {
 	h, err := statuspage.NewHandler(&statusSource{feed: feed, reg: reg, steps: steps, now: time.Now}, statuspage.Options{})
 	if err != nil {
 		return nil, err

@@ -55,19 +55,21 @@ func (s *statusTestShard) Restore(_ context.Context, step int64) error {
 
 // TestStatusPageOverTheCoordinator wires the status page as RunCoordinator
 // does — the CoordServer's report hook and the coordinator's Committed hook
-// feed the history, the registry gives the members — and checks the
+// feed the history, the membership table gives the members — and checks the
 // snapshot, /status.json and the page through the mounted handlers.
 func TestStatusPageOverTheCoordinator(t *testing.T) {
 	const workers, backups, steps = 3, 1, 10
 	layout := &cluster.Layout{Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 10}, {Index: 1, Lo: 10, Hi: 20}}}
-	reg, err := rpc.NewRegistry(rpc.RegistryConfig{Train: train.DefaultConfig(), Layout: layout, Workers: workers, Backups: backups})
+	mc, err := rpc.NewMembershipConfig(train.DefaultConfig(), layout.Ranges(), workers, backups)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var coord *coordinator.Coordinator
-	getCoord := func() *coordinator.Coordinator { mu.Lock(); defer mu.Unlock(); return coord }
-	feed, err := newStatusFeed(getCoord)
+	reg, err := coordinator.NewMembership(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := new(coordinator.Late)
+	feed, err := newStatusFeed(late)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,7 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 		t.Fatalf("members before anyone joined: %+v", s.Members)
 	}
 
-	cs := rpc.NewCoordServer(nil, reg, rpc.WithOnReport(feed.report))
+	cs := rpc.NewCoordServer(late, reg, rpc.WithOnReport(feed.report))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	join := func(req *coordinatorv1.JoinRequest) int32 {
@@ -117,10 +119,7 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	coord = c
-	mu.Unlock()
-	cs.SetCoordinator(c)
+	late.Set(c)
 	runDone := make(chan error, 1)
 	go func() { runDone <- c.Run(ctx) }()
 	t.Cleanup(func() {

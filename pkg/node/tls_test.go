@@ -17,13 +17,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/models"
-	"github.com/logitpair/logitpair/pkg/nn"
-	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/rpc"
 	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/train"
+	"github.com/logitpair/logitpair/pkg/worker"
 )
 
 // mintTestCerts writes a CA (its key too) and a certificate per role (the
@@ -58,8 +57,11 @@ func serveCoord(t *testing.T, c Common) string {
 	t.Helper()
 	cfg := train.DefaultConfig()
 	cfg.ModelConfig = models.Config{"hidden": 8}
-	reg, err := rpc.NewRegistry(rpc.RegistryConfig{Train: cfg, Workers: 2, Layout: &cluster.Layout{
-		Params: nn.Layout{Total: 4}, Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 4}}}})
+	mc, err := rpc.NewMembershipConfig(cfg, []worker.Range{{Lo: 0, Hi: 4}}, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := coordinator.NewMembership(mc)
 	if err != nil {
 		t.Fatal(err)
 	}

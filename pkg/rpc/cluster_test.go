@@ -34,7 +34,7 @@ type grpcCluster struct {
 	clients []*PSClient // the coordinator's
 	coord   *coordinator.Coordinator
 	log     paramserver.CommitLog
-	reg     *Registry
+	members *coordinator.Membership
 	admin   *CoordClient
 	work    []*worker.Worker
 }
@@ -73,10 +73,14 @@ func newGRPCCluster(t *testing.T, ctx context.Context, cfg train.Config, workers
 	if g.coord, err = coordinator.New(ctx, clustertest.DefaultCoordinatorConfig(cfg, workers, backups), g.log, &checkpoint.MemRecord{}, coordShards, coordinator.Hooks{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if g.reg, err = NewRegistry(RegistryConfig{Train: cfg, Layout: l, Workers: workers, Backups: backups}); err != nil {
+	mc, err := NewMembershipConfig(cfg, l.Ranges(), workers, backups)
+	if err != nil {
 		t.Fatal(err)
 	}
-	coordLis := serve(t, TokenAuth(testToken), NewCoordServer(g.coord, g.reg).Register)
+	if g.members, err = coordinator.NewMembership(mc); err != nil {
+		t.Fatal(err)
+	}
+	coordLis := serve(t, TokenAuth(testToken), NewCoordServer(lateOf(g.coord), g.members).Register)
 	g.admin = NewCoordClient(dial(t, coordLis, WithToken(testToken)))
 	for k := 0; k < shards; k++ {
 		if _, err := g.admin.Join(ctx, RoleParamServer, k, fmt.Sprintf("ps-%d:7070", k), fmt.Sprintf("node-ps-%d", k)); err != nil {
@@ -242,7 +246,7 @@ func TestClusterOverGRPCWithBackup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if ms := g.reg.Members(); len(ms) != 2 {
+	if ms := g.members.Members(); len(ms) != 2 {
 		t.Fatalf("members after the workers left: %v", ms)
 	}
 }

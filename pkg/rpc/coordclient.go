@@ -19,6 +19,9 @@ import (
 // API. Errors are *RemoteError (status.Code works on them).
 type CoordClient struct {
 	c coordinatorv1.CoordinatorClient
+	// target is the connection's target (a *grpc.ClientConn's), for
+	// messages; "" when unknown.
+	target string
 }
 
 var _ worker.Coordinator = (*CoordClient)(nil)
@@ -26,7 +29,19 @@ var _ worker.Coordinator = (*CoordClient)(nil)
 // NewCoordClient returns a client over conn (a *grpc.ClientConn, or
 // anything else that carries the calls).
 func NewCoordClient(conn grpc.ClientConnInterface) *CoordClient {
-	return &CoordClient{c: coordinatorv1.NewCoordinatorClient(conn)}
+	c := &CoordClient{c: coordinatorv1.NewCoordinatorClient(conn)}
+	if t, ok := conn.(interface{ Target() string }); ok {
+		c.target = t.Target()
+	}
+	return c
+}
+
+// at is " at TARGET" for messages, or "" when the target is unknown.
+func (c *CoordClient) at() string {
+	if c.target == "" {
+		return ""
+	}
+	return " at " + c.target
 }
 
 // Report implements worker.Coordinator: ReportStep with the step's terms

@@ -15,45 +15,54 @@ import (
 
 	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
 	"github.com/logitpair/logitpair/pkg/checkpoint"
-	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/models"
-	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/train"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
 
-// smallLayout is a two-shard layout of 10 + 6 parameters and 4 buffers
-// (all on shard 0), without a model behind it.
-func smallLayout() *cluster.Layout {
-	return &cluster.Layout{
-		Params:  nn.Layout{Total: 16},
-		Buffers: nn.Layout{Total: 4},
-		Shards:  []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 10}, {Index: 1, Lo: 10, Hi: 16}},
-	}
-}
+// smallRanges is a two-shard map of 10 + 6 parameters and 4 buffers (all
+// on shard 0), without a model behind it.
+var smallRanges = []worker.Range{{Lo: 0, Hi: 10, BufLo: 0, BufHi: 4}, {Lo: 10, Hi: 16}}
 
-func newRegistry(t *testing.T, workers, backups int, onRestart func(int)) *Registry {
+// newMembership is the membership table of a run of the default training
+// config over smallRanges.
+func newMembership(t *testing.T, workers, backups int, onRestart func(int)) *coordinator.Membership {
 	t.Helper()
 	cfg := train.DefaultConfig()
 	cfg.ModelConfig = models.Config{"hidden": 8}
-	r, err := NewRegistry(RegistryConfig{Train: cfg, Layout: smallLayout(), Workers: workers, Backups: backups, OnShardRestart: onRestart})
+	mc, err := NewMembershipConfig(cfg, smallRanges, workers, backups)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	mc.OnShardRestart = onRestart
+	m, err := coordinator.NewMembership(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
-// TestRegistry: worker slots (preferred, lowest free, full), Release, the
-// shard map and its generation, the restart callback, and the assignment a
-// member receives, through the coordinator's gRPC API.
-func TestRegistry(t *testing.T) {
+// lateOf is c bound (nil: never set).
+func lateOf(c *coordinator.Coordinator) *coordinator.Late {
+	l := new(coordinator.Late)
+	if c != nil {
+		l.Set(c)
+	}
+	return l
+}
+
+// TestMembershipOverGRPC: worker slots (preferred, lowest free, full),
+// Release, the shard map and its generation, the restart callback, and the
+// assignment a member receives, through the coordinator's gRPC API: the
+// membership table's errors arrive as the codes of membershipStatus.
+func TestMembershipOverGRPC(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	var mu sync.Mutex
 	var restarted []int
-	reg := newRegistry(t, 3, 1, func(k int) {
+	reg := newMembership(t, 3, 1, func(k int) {
 		mu.Lock()
 		defer mu.Unlock()
 		restarted = append(restarted, k)
@@ -97,7 +106,9 @@ func TestRegistry(t *testing.T) {
 
 	// Shards: the index is required, so is the address.
 	_, err = cc.Join(ctx, RoleParamServer, 2, "h:1", "")
-	wantCode(t, "shard index out of range", err, codes.InvalidArgument, "shards 0..1")
+	wantCode(t, "shard index out of range", err, codes.InvalidArgument, "shards 0..1", "preferred_slot")
+	_, err = cc.GetAssignment(ctx, RoleParamServer, 2)
+	wantCode(t, "assignment of a shard out of range", err, codes.NotFound, "shards 0..1")
 	_, err = cc.Join(ctx, RoleParamServer, 0, "", "")
 	wantCode(t, "shard without address", err, codes.InvalidArgument, "address")
 	g0 := reg.Generation()
@@ -149,7 +160,7 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("assignment %v", a)
 	}
 	ms := reg.Members()
-	if len(ms) != 4 || ms[0].Slot != 1 || ms[1].Slot != 2 || ms[2].Role != RoleParamServer || ms[3].Address != "ps-1:7070" {
+	if len(ms) != 4 || ms[0].Slot != 1 || ms[1].Slot != 2 || ms[2].Kind != coordinator.KindShard || ms[3].Address != "ps-1:7070" {
 		t.Fatalf("members %v", ms)
 	}
 	// Without a coordinator the step RPCs are unavailable, not broken.
@@ -164,7 +175,7 @@ func TestTokenAuth(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	shard := newShard(t, 8, 0, 1, 3)
 	ps := NewPSServer(shard)
-	reg := newRegistry(t, 2, 0, nil)
+	reg := newMembership(t, 2, 0, nil)
 	cs := NewCoordServer(nil, reg)
 	lis := serve(t, TokenAuth(token), func(r grpc.ServiceRegistrar) {
 		ps.Register(r)
@@ -190,7 +201,7 @@ func TestTokenAuth(t *testing.T) {
 				t.Fatalf("the shard changed: %+v", st)
 			}
 			if ms := reg.Members(); len(ms) != 0 || reg.Generation() != 0 {
-				t.Fatalf("the registry changed: %v, generation %d", ms, reg.Generation())
+				t.Fatalf("the membership table changed: %v, generation %d", ms, reg.Generation())
 			}
 		})
 	}
@@ -236,8 +247,8 @@ func TestCoordinatorRPCs(t *testing.T) {
 	}
 	var reports []objective.Terms
 	var mu sync.Mutex
-	reg := newRegistry(t, 2, 0, nil)
-	srv := NewCoordServer(c, reg, WithWaitCap(50*time.Millisecond), WithOnReport(func(step int64, slot int, terms objective.Terms, tm worker.Timing) {
+	reg := newMembership(t, 2, 0, nil)
+	srv := NewCoordServer(lateOf(c), reg, WithWaitCap(50*time.Millisecond), WithOnReport(func(step int64, slot int, terms objective.Terms, tm worker.Timing) {
 		mu.Lock()
 		defer mu.Unlock()
 		if tm.Attack != 1500*time.Millisecond {

@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,12 +20,12 @@ import (
 const DefaultWaitCap = 30 * time.Second
 
 // CoordServer serves logitpair.coordinator.v1.Coordinator: membership from
-// a Registry, the global step from a coordinator.Coordinator.
+// a coordinator.Membership, the global step from a coordinator.Coordinator.
 type CoordServer struct {
 	coordinatorv1.UnimplementedCoordinatorServer
 
-	coord    atomic.Pointer[coordinator.Coordinator]
-	reg      *Registry
+	coord    *coordinator.Late
+	members  *coordinator.Membership
 	waitCap  time.Duration
 	onReport func(step int64, slot int, terms objective.Terms, t worker.Timing)
 }
@@ -52,21 +51,18 @@ func WithOnReport(fn func(step int64, slot int, terms objective.Terms, t worker.
 	return func(s *CoordServer) { s.onReport = fn }
 }
 
-// NewCoordServer returns a server over c and reg. c may be nil while the
-// coordinator cannot be built yet (it needs the shards, which join first):
-// Join, GetAssignment and Leave work without it, ReportStep, WaitStep and
-// Status answer UNAVAILABLE until SetCoordinator.
-func NewCoordServer(c *coordinator.Coordinator, reg *Registry, opts ...CoordServerOption) *CoordServer {
-	s := &CoordServer{reg: reg, waitCap: DefaultWaitCap}
-	s.coord.Store(c)
+// NewCoordServer returns a server over the coordinator c will hold and the
+// membership table m. c may be unset (or nil) while the coordinator cannot
+// be built yet (it needs the shards, which join first): Join,
+// GetAssignment and Leave work without it, ReportStep, WaitStep and Status
+// answer UNAVAILABLE until c is set.
+func NewCoordServer(c *coordinator.Late, m *coordinator.Membership, opts ...CoordServerOption) *CoordServer {
+	s := &CoordServer{coord: c, members: m, waitCap: DefaultWaitCap}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
-
-// SetCoordinator installs the coordinator (see NewCoordServer).
-func (s *CoordServer) SetCoordinator(c *coordinator.Coordinator) { s.coord.Store(c) }
 
 // Register registers s on r (a *grpc.Server).
 func (s *CoordServer) Register(r grpc.ServiceRegistrar) {
@@ -74,7 +70,7 @@ func (s *CoordServer) Register(r grpc.ServiceRegistrar) {
 }
 
 func (s *CoordServer) coordinator() (*coordinator.Coordinator, error) {
-	c := s.coord.Load()
+	c := s.coord.Get()
 	if c == nil {
 		return nil, status.Error(codes.Unavailable, "the coordinator is not running yet (waiting for the shards)")
 	}
@@ -84,7 +80,7 @@ func (s *CoordServer) coordinator() (*coordinator.Coordinator, error) {
 // stepAndGeneration is the coordinator's step and generation, or (0, 0)
 // before it runs.
 func (s *CoordServer) stepAndGeneration() (int64, int64) {
-	if c := s.coord.Load(); c != nil {
+	if c := s.coord.Get(); c != nil {
 		st := c.Status()
 		return st.Step, st.Generation
 	}
@@ -94,28 +90,31 @@ func (s *CoordServer) stepAndGeneration() (int64, int64) {
 // Join admits a worker (a slot: its preferred one if free, else the lowest
 // free one; RESOURCE_EXHAUSTED when all are held) or a shard (slot =
 // preferred_slot = its index; address required; a second join of the same
-// index is a restart and triggers Registry's OnShardRestart).
+// index is a restart and triggers coordinator.MembershipConfig's
+// OnShardRestart).
 func (s *CoordServer) Join(_ context.Context, req *coordinatorv1.JoinRequest) (*coordinatorv1.JoinResponse, error) {
 	var slot int
 	switch req.GetRole() {
 	case RoleWorker:
 		var err error
-		if slot, err = s.reg.JoinWorker(int(req.GetPreferredSlot()), req.GetNodeName()); err != nil {
-			return nil, err
+		if slot, err = s.members.JoinWorker(int(req.GetPreferredSlot()), req.GetNodeName()); err != nil {
+			return nil, membershipStatus(err, codes.InvalidArgument)
 		}
-		if c := s.coord.Load(); c != nil {
+		if c := s.coord.Get(); c != nil {
 			c.SetLive(slot, true)
 		}
 	case RoleParamServer:
 		slot = int(req.GetPreferredSlot())
-		if _, err := s.reg.JoinShard(slot, req.GetAddress(), req.GetNodeName()); err != nil {
-			return nil, err
+		if _, err := s.members.JoinShard(slot, req.GetAddress(), req.GetNodeName()); err != nil {
+			if errors.Is(err, coordinator.ErrBadIndex) {
+				return nil, status.Errorf(codes.InvalidArgument, "%v (set preferred_slot to the shard's index)", err)
+			}
+			return nil, membershipStatus(err, codes.InvalidArgument)
 		}
 	default:
 		return nil, badRole(req.GetRole())
 	}
-	step, gen := s.stepAndGeneration()
-	a, err := s.reg.Assignment(req.GetRole(), slot, step, gen)
+	a, err := s.assignment(req.GetRole(), slot)
 	if err != nil {
 		return nil, err
 	}
@@ -123,10 +122,30 @@ func (s *CoordServer) Join(_ context.Context, req *coordinatorv1.JoinRequest) (*
 }
 
 // GetAssignment returns a member's current assignment (NOT_FOUND for a
-// worker slot that is not held).
+// worker slot that is not held or a shard that does not exist).
 func (s *CoordServer) GetAssignment(_ context.Context, req *coordinatorv1.AssignmentRequest) (*coordinatorv1.Assignment, error) {
+	return s.assignment(req.GetRole(), int(req.GetSlot()))
+}
+
+// assignment is role's slot's assignment, starting at the coordinator's
+// step, its generation added to the shard map's (so that it grows on a
+// rollback too).
+func (s *CoordServer) assignment(role string, slot int) (*coordinatorv1.Assignment, error) {
 	step, gen := s.stepAndGeneration()
-	return s.reg.Assignment(req.GetRole(), int(req.GetSlot()), step, gen)
+	var a coordinator.Assignment
+	var err error
+	switch role {
+	case RoleWorker:
+		a, err = s.members.WorkerAssignment(slot, step, gen)
+	case RoleParamServer:
+		a, err = s.members.ShardAssignment(slot, step, gen)
+	default:
+		return nil, badRole(role)
+	}
+	if err != nil {
+		return nil, membershipStatus(err, codes.NotFound)
+	}
+	return assignmentMsg(a), nil
 }
 
 // ReportStep is done(step, slot): coordinator.Report for a held worker slot
@@ -137,8 +156,8 @@ func (s *CoordServer) ReportStep(_ context.Context, req *coordinatorv1.StepRepor
 		return nil, err
 	}
 	slot := int(req.GetSlot())
-	if !s.reg.Holds(slot) {
-		return nil, status.Errorf(codes.NotFound, "worker slot %d is not held: join again", slot)
+	if err := s.members.CheckHeld(slot); err != nil {
+		return nil, membershipStatus(err, codes.NotFound)
 	}
 	accepted, cur, gen, err := c.Report(req.GetStep(), slot)
 	if errors.Is(err, coordinator.ErrRecovering) {
@@ -153,7 +172,7 @@ func (s *CoordServer) ReportStep(_ context.Context, req *coordinatorv1.StepRepor
 			CleanAcc: req.GetCleanAcc(), AdvAcc: req.GetAdvAcc(), LogitNorm: req.GetLogitNorm(),
 		}, worker.Timing{Attack: seconds(req.GetAttackSeconds()), Compute: seconds(req.GetObjectiveSeconds()), Comm: seconds(req.GetCommSeconds())})
 	}
-	s.reg.Seen(slot, req.GetStep())
+	s.members.Seen(slot, req.GetStep())
 	return &coordinatorv1.StepAck{Step: req.GetStep(), Accepted: accepted, CurrentStep: cur, Generation: gen, Done: c.Status().Done}, nil
 }
 
@@ -203,14 +222,14 @@ func (s *CoordServer) Leave(_ context.Context, req *coordinatorv1.LeaveRequest) 
 	slot := int(req.GetSlot())
 	switch req.GetRole() {
 	case RoleWorker:
-		if !s.reg.Release(slot) {
+		if !s.members.Release(slot) {
 			return nil, status.Errorf(codes.NotFound, "worker slot %d is not held", slot)
 		}
-		if c := s.coord.Load(); c != nil {
+		if c := s.coord.Get(); c != nil {
 			c.SetLive(slot, false)
 		}
 	case RoleParamServer:
-		if !s.reg.LeaveShard(slot) {
+		if !s.members.LeaveShard(slot) {
 			return nil, status.Errorf(codes.NotFound, "shard %d has not joined", slot)
 		}
 	default:
@@ -228,7 +247,7 @@ func (s *CoordServer) Status(context.Context, *coordinatorv1.StatusRequest) (*co
 	st := c.Status()
 	return &coordinatorv1.ClusterStatus{
 		Step: st.Step, LiveWorkers: int32(st.LiveWorkers), Required: int32(st.Required), Paused: st.Paused,
-		PauseReason: st.Reason, Members: s.reg.Members(), LastCheckpointStep: st.LastCheckpoint,
+		PauseReason: st.Reason, Members: membersMsg(s.members.Members()), LastCheckpointStep: st.LastCheckpoint,
 	}, nil
 }
 

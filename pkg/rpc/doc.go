@@ -1,7 +1,7 @@
 // Package rpc is the cluster's gRPC transport: servers that expose a
 // parameter-server shard (paramserver.Local) and the coordinator
-// (coordinator.Coordinator plus a Registry of members) through the APIs of
-// pkg/api, and clients that implement the interfaces the rest of the code
+// (coordinator.Coordinator and its coordinator.Membership) through the APIs
+// of pkg/api, and clients that implement the interfaces the rest of the code
 // programs against (worker.Shard, coordinator.ShardClient,
 // worker.Coordinator) on top of a grpc.ClientConnInterface.
 //
@@ -10,6 +10,20 @@
 // than the receiving shard's range), turn it into calls on the in-memory
 // types, and turn their results and typed errors back into messages and
 // status codes. Nothing here decides anything about training.
+//
+// # Reconnecting clients
+//
+// The client side of the recovery protocol lives here too, so that the
+// processes only wire it: Join joins the coordinator with jittered, capped
+// backoff (pkg/retry) and stops at a refusal that retrying cannot change;
+// a restarted shard may listen elsewhere, so CoordinatorShard (the
+// coordinator's view of shard k) looks its address up in the membership
+// table on every call and WorkerShards (a worker's) reads its assignment
+// again after UNAVAILABLE, both through a ConnPool of one connection per
+// address; RejoiningCoordinator joins again for the worker's own slot when
+// the coordinator answers NOT_FOUND (it restarted, or dropped the worker),
+// and stops the worker (worker.ErrFatal) when another worker took the slot;
+// KeepShardJoined makes a shard join a restarted coordinator again.
 //
 // # Chunked transfers
 //
@@ -38,6 +52,12 @@
 // ErrSetMismatch, ErrRestore → FAILED_PRECONDITION; ErrClosed →
 // UNAVAILABLE; context errors → DEADLINE_EXCEEDED / CANCELED; anything else
 // → INTERNAL.
+//
+// The coordinator's membership table (coordinator.Membership, a plain state
+// machine) returns typed errors that CoordServer turns into codes:
+// ErrClusterFull → RESOURCE_EXHAUSTED, ErrSlotNotHeld → NOT_FOUND (the
+// worker joins again), ErrBadIndex → INVALID_ARGUMENT on Join and NOT_FOUND
+// on GetAssignment, ErrNoAddress → INVALID_ARGUMENT.
 //
 // # Authentication and roles
 //

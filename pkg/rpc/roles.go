@@ -16,6 +16,14 @@ import (
 	"github.com/logitpair/logitpair/pkg/tlsutil"
 )
 
+// Roles of JoinRequest.role and of certificates (pkg/tlsutil owns the
+// names; see MethodRoles).
+const (
+	RoleWorker      = tlsutil.RoleWorker
+	RoleParamServer = tlsutil.RoleParamServer
+	RoleCoordinator = tlsutil.RoleCoordinator
+)
+
 // methodRoles is the role table: for every method of the cluster's two
 // services, the roles (of the caller's verified client certificate, see
 // tlsutil.CertRole) that may call it. It is the one place that says who

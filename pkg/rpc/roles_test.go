@@ -194,7 +194,7 @@ func newTestGuard(token string) (*Guard, *refusals, *observer.ObservedLogs, *tes
 // workers' calls and for the coordinator's; the coordinator's for pushing
 // and joining; a certificate without a role for everything, telling the
 // operator to mint per-role certificates. Nothing refused changes the
-// shard or the registry. Each role's own calls go through; every refusal
+// shard or the membership table. Each role's own calls go through; every refusal
 // is counted, and logged at most once a second with the number left out.
 func TestRolesEnforced(t *testing.T) {
 	const token = "s3cret"
@@ -203,7 +203,7 @@ func TestRolesEnforced(t *testing.T) {
 	g, rec, logs, clk := newTestGuard(token)
 	shard := newShard(t, 8, 2, 1, 3)
 	psLis := serveGuarded(t, p.id[RoleParamServer], g, NewPSServer(shard).Register)
-	reg := newRegistry(t, 2, 0, nil)
+	reg := newMembership(t, 2, 0, nil)
 	coLis := serveGuarded(t, p.id[RoleCoordinator], g, NewCoordServer(nil, reg).Register)
 	ps := map[string]*PSClient{}
 	co := map[string]coordinatorv1.CoordinatorClient{}
@@ -245,7 +245,7 @@ func TestRolesEnforced(t *testing.T) {
 	if n := rec.get(RefusedRole); n != 0 {
 		t.Fatalf("%d refusals of allowed calls", n)
 	}
-	shardBefore, regBefore := shardSnapshot(t, shard), registrySnapshot(t, reg)
+	shardBefore, membersBefore := shardSnapshot(t, shard), membershipSnapshot(t, reg)
 
 	denied := 0
 	deny := func(what string, err error, parts ...string) {
@@ -293,8 +293,8 @@ func TestRolesEnforced(t *testing.T) {
 	if !bytes.Equal(shardSnapshot(t, shard), shardBefore) {
 		t.Fatalf("a refused call changed the shard: %+v", shard.S.Stats())
 	}
-	if !bytes.Equal(registrySnapshot(t, reg), regBefore) {
-		t.Fatalf("a refused call changed the registry: %v", reg.Members())
+	if !bytes.Equal(membershipSnapshot(t, reg), membersBefore) {
+		t.Fatalf("a refused call changed the membership table: %v", reg.Members())
 	}
 	if n := rec.get(RefusedRole); n != denied {
 		t.Fatalf("%d role refusals counted, %d made", n, denied)
@@ -350,7 +350,7 @@ func TestGuardCountsAndLogsRefusals(t *testing.T) {
 	p := newPKI(t)
 	other := newPKI(t)
 	g, rec, logs, clk := newTestGuard("tok")
-	reg := newRegistry(t, 2, 0, nil)
+	reg := newMembership(t, 2, 0, nil)
 	lis := serveGuarded(t, p.id[RoleCoordinator], g, NewCoordServer(nil, reg).Register)
 
 	wrong := coordinatorv1.NewCoordinatorClient(dialAs(t, lis, p.id[RoleWorker], "guess"))
@@ -464,14 +464,14 @@ func TestLogLimit(t *testing.T) {
 func TestRolesWithoutTLS(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	g, rec, _, _ := newTestGuard("tok")
-	lis := serve(t, g.ServerOptions(), NewCoordServer(nil, newRegistry(t, 1, 0, nil)).Register)
+	lis := serve(t, g.ServerOptions(), NewCoordServer(nil, newMembership(t, 1, 0, nil)).Register)
 	c := coordinatorv1.NewCoordinatorClient(dial(t, lis, WithToken("tok")))
 	_, err := c.Join(ctx, &coordinatorv1.JoinRequest{Role: RoleWorker, PreferredSlot: -1})
 	wantCode(t, "plaintext with roles", err, codes.PermissionDenied, "no verified client certificate")
 	if rec.get(RefusedRole) != 1 {
 		t.Fatalf("refusals %v", rec.n)
 	}
-	lis = serve(t, TokenAuth("tok"), NewCoordServer(nil, newRegistry(t, 1, 0, nil)).Register)
+	lis = serve(t, TokenAuth("tok"), NewCoordServer(nil, newMembership(t, 1, 0, nil)).Register)
 	c = coordinatorv1.NewCoordinatorClient(dial(t, lis, WithToken("tok")))
 	if _, err := c.Join(ctx, &coordinatorv1.JoinRequest{Role: RoleParamServer, PreferredSlot: 0, Address: "ps:1"}); status.Code(err) != codes.OK {
 		t.Fatalf("TokenAuth alone: %v", err)

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/tlsutil"
 )
@@ -81,19 +81,17 @@ func shardSnapshot(t *testing.T, s *paramserver.Local) []byte {
 	return b.Bytes()
 }
 
-// registrySnapshot is every byte of the registry's members and generation.
-func registrySnapshot(t *testing.T, r *Registry) []byte {
+// membershipSnapshot is every byte of the membership table's members, shard
+// map and generation.
+func membershipSnapshot(t *testing.T, r *coordinator.Membership) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	for _, m := range r.Members() {
-		mb, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-		if err != nil {
+	enc := gob.NewEncoder(&b)
+	for _, v := range []any{r.Members(), r.ShardMap(), r.Generation()} {
+		if err := enc.Encode(v); err != nil {
 			t.Fatal(err)
 		}
-		b.Write(mb)
-		b.WriteByte(0)
 	}
-	gob.NewEncoder(&b).Encode(r.Generation())
 	return b.Bytes()
 }
 
@@ -103,7 +101,7 @@ func registrySnapshot(t *testing.T, r *Registry) []byte {
 // does not accept the server's name, and clients with the right
 // certificate but no or a wrong token can neither Pull, Push, Apply,
 // Checkpoint nor Restore on the shard, nor Join or Leave the coordinator;
-// the shard's state and counters and the registry stay byte-identical.
+// the shard's state and counters and the membership table stay byte-identical.
 // The right certificate with the token does all of it.
 func TestMutualTLS(t *testing.T) {
 	const token = "s3cret"
@@ -127,7 +125,7 @@ func TestMutualTLS(t *testing.T) {
 	srvOpts := append([]grpc.ServerOption{grpc.Creds(id.ServerCredentials())}, TokenAuth(token)...)
 	shard := newShard(t, 8, 2, 1, 3)
 	psAddr := serveTCP(t, srvOpts, NewPSServer(shard).Register)
-	reg := newRegistry(t, 2, 0, nil)
+	reg := newMembership(t, 2, 0, nil)
 	coordAddr := serveTCP(t, srvOpts, NewCoordServer(nil, reg).Register)
 
 	good := []grpc.DialOption{grpc.WithTransportCredentials(id.ClientCredentials("")),
@@ -135,7 +133,7 @@ func TestMutualTLS(t *testing.T) {
 	psc := NewPSClient(dialTCP(t, psAddr, good...), 0)
 	cc := NewCoordClient(dialTCP(t, coordAddr, good...))
 	// State an intruder could damage: a checkpoint to roll back to, a
-	// step applied after it, a worker and a shard in the registry.
+	// step applied after it, a worker and a shard in the membership table.
 	g := []float32{1, 2, 3, 4, 5, 6, 7, 8}
 	bufs := []float32{0.5, -0.5}
 	if err := psc.Checkpoint(ctx, 0); err != nil {
@@ -153,7 +151,7 @@ func TestMutualTLS(t *testing.T) {
 	if _, err := cc.Join(ctx, RoleParamServer, 0, "ps-0:7071", "ps-0"); err != nil {
 		t.Fatal(err)
 	}
-	shardBefore, regBefore := shardSnapshot(t, shard), registrySnapshot(t, reg)
+	shardBefore, membersBefore := shardSnapshot(t, shard), membershipSnapshot(t, reg)
 
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.CertPEM)
@@ -194,8 +192,8 @@ func TestMutualTLS(t *testing.T) {
 			if !bytes.Equal(shardSnapshot(t, shard), shardBefore) {
 				t.Fatalf("the shard changed: %+v", shard.S.Stats())
 			}
-			if !bytes.Equal(registrySnapshot(t, reg), regBefore) {
-				t.Fatalf("the registry changed: %v, generation %d", reg.Members(), reg.Generation())
+			if !bytes.Equal(membershipSnapshot(t, reg), membersBefore) {
+				t.Fatalf("the membership table changed: %v, generation %d", reg.Members(), reg.Generation())
 			}
 		})
 	}
@@ -229,7 +227,7 @@ func TestMutualTLS(t *testing.T) {
 // security), as a cluster started without --tls-* works.
 func TestTokenOverPlaintext(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
-	reg := newRegistry(t, 1, 0, nil)
+	reg := newMembership(t, 1, 0, nil)
 	addr := serveTCP(t, TokenAuth("tok"), NewCoordServer(nil, reg).Register)
 	cc := NewCoordClient(dialTCP(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()), WithToken("tok")))
 	if _, err := cc.Join(ctx, RoleWorker, -1, "", "w"); err != nil {

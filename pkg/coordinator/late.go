@@ -1,0 +1,46 @@
+package coordinator
+
+import "sync/atomic"
+
+// Late is a coordinator that is bound after the parts that reach it were
+// built. The coordinator process must serve before it can build its
+// Coordinator: the shards join through its gRPC server, and New needs the
+// shards. So the gRPC service, the status page, the HTTP readiness check
+// and the membership's callbacks hold a *Late instead of a *Coordinator,
+// and see nil from Get until the wiring calls Set.
+//
+// A nil *Late is one that is never set. Late is safe for concurrent use.
+type Late struct {
+	c atomic.Pointer[Coordinator]
+}
+
+// Set binds the coordinator. It may be called once: binding twice is a
+// wiring bug and panics.
+func (l *Late) Set(c *Coordinator) {
+	if c == nil || !l.c.CompareAndSwap(nil, c) {
+		panic("coordinator: Late.Set called with nil or twice")
+	}
+}
+
+// Get returns the coordinator, or nil before Set.
+func (l *Late) Get() *Coordinator {
+	if l == nil {
+		return nil
+	}
+	return l.c.Load()
+}
+
+// Ready reports whether the coordinator is bound and has recovered the
+// global step (Coordinator.Ready): the process's readiness.
+func (l *Late) Ready() bool {
+	c := l.Get()
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c.Ready():
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,279 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/oklog/run"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/logitpair/logitpair/pkg/atomicfile"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
+	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/membership"
+	"github.com/logitpair/logitpair/pkg/metrics"
+	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/rpc"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
+	"github.com/logitpair/logitpair/pkg/train"
+	"github.com/logitpair/logitpair/pkg/worker"
+)
+
+// CoordinatorOptions configures RunCoordinator.
+type CoordinatorOptions struct {
+	Common
+	Listen               string
+	Dir                  string
+	Workers, Backups, PS int
+	Elastic              bool
+	Train                train.Config
+	// AllowConfigChange names the keys that may differ from the
+	// configuration the run in Dir was started with (cluster.CheckRun).
+	AllowConfigChange []string
+}
+
+// doneLinger is how long a coordinator whose run is done keeps answering,
+// so that the workers learn that the run is done before the server stops.
+const doneLinger = 2 * time.Second
+
+// RunCoordinator runs the coordinator until the run is done or ctx ends.
+func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) error {
+	// Flags.
+	if err := o.Train.Validate(); err != nil {
+		return err
+	}
+	if o.PS < 1 {
+		return fmt.Errorf("--ps must be at least 1, got %d", o.PS)
+	}
+	if err := o.initTransport(log, rpc.RoleCoordinator); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
+	}
+	// The run's identity: checked here, recorded before the first step.
+	record := cluster.RunRecord{Train: o.Train, Cluster: cluster.Shape{Workers: o.Workers, Backups: o.Backups, PS: o.PS, Elastic: o.Elastic}}
+	recordRun, err := cluster.CheckRun(o.Dir, record, cluster.RunCheck{Allow: o.AllowConfigChange, Ignore: coordinatorIgnoredKeys()}, log)
+	if err != nil {
+		return err
+	}
+	layout, model, err := cluster.NewLayout(cpu.New(cpu.Options{Threads: 1}), o.Train, o.PS)
+	if err != nil {
+		return err
+	}
+
+	// Components. The membership table (its shard-restart callback), the
+	// status page, the readiness check and the gRPC service are built
+	// before the coordinator, which needs the membership table to reach the
+	// shards, and they serve before the coordinator's loop starts: they
+	// reach the coordinator through late, which the loop binds.
+	late := new(coordinator.Late)
+	promReg := metrics.NewRegistry()
+	cm, err := metrics.NewCoordinator(promReg)
+	if err != nil {
+		return err
+	}
+	cm.SetRunSteps(o.Train.Steps)
+	if fi, err := os.Stat(filepath.Join(o.Dir, checkpoint.RecordFile)); err == nil {
+		cm.SetCheckpointTime(fi.ModTime()) // the age of a previous incarnation's checkpoint
+	}
+	pageFeed, err := newStatusFeed(late) // the status page's history (status.go)
+	if err != nil {
+		return err
+	}
+	mc, err := rpc.NewMembershipConfig(o.Train, layout.Ranges(), o.Workers, o.Backups)
+	if err != nil {
+		return err
+	}
+	mc.OnShardRestart = func(k int) {
+		if c := late.Get(); c != nil {
+			log.Warn("shard restarted: rolling back to the newest step every shard holds", zap.Int("shard", k))
+			c.ShardRestarted(k)
+		}
+	}
+	members, err := coordinator.NewMembership(mc)
+	if err != nil {
+		return err
+	}
+	statusPage, err := statusHandlers(pageFeed, members, o.Train.Steps) // "/" and /status.json
+	if err != nil {
+		return err
+	}
+	hs, err := startHTTP(ctx, o.HTTPListen, promReg, late.Ready, statusPage, log)
+	if err != nil {
+		return err
+	}
+	defer hs.Close()
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	sopts, err := o.serverOptions(log, promReg)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(sopts...)
+	rpc.NewCoordServer(late, members, rpc.WithOnReport(func(step int64, slot int, terms objective.Terms, t worker.Timing) {
+		cm.Report(step, slot, terms, t)
+		pageFeed.report(step, slot, terms, t)
+	})).Register(srv)
+	gossip, err := o.startGossip(ctx, "coordinator", membership.Meta{Role: "coordinator", Slot: -1, Addr: ln.Addr().String()}, func(e membership.Event) {
+		if e.Meta.Role != rpc.RoleWorker {
+			return
+		}
+		// Gossip is one of two witnesses: the coordinator drops a worker
+		// (Hooks.Release frees its slot) only once it has also missed steps.
+		if !e.Alive {
+			log.Info("worker gone from gossip (left, or suspected dead)", zap.Int("slot", e.Meta.Slot), zap.String("node", e.Node))
+		}
+		if c := late.Get(); c != nil {
+			c.Gossip(e.Meta.Slot, e.Alive)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	member := newGossipMember(gossip, log)
+	defer member.leave() // early returns; the run group leaves first on the way out
+	clog, err := paramserver.OpenFileLog(filepath.Join(o.Dir, "commit.log"))
+	if err != nil {
+		return err
+	}
+	defer clog.Close()
+	conns := rpc.NewConnPool(o.dialOptions()...)
+	defer conns.Close()
+	shards := make([]coordinator.ShardClient, o.PS)
+	wshards := make([]worker.Shard, o.PS)
+	states := make([]cluster.StateFetcher, o.PS)
+	for k := range shards {
+		s := rpc.NewCoordinatorShard(k, members, conns)
+		shards[k], wshards[k], states[k] = s, s, s
+	}
+	mw := &cluster.ModelWriter{Dir: o.Dir, Model: model, Shards: wshards, States: states, Ranges: layout.Ranges(), Cfg: o.Train}
+	cc := coordinator.DefaultConfig()
+	cc.Workers, cc.Backups, cc.Elastic, cc.Steps, cc.CheckpointEvery = o.Workers, o.Backups, o.Elastic, o.Train.Steps, o.Train.CheckpointEvery
+	cc.RetryEvery = 200 * time.Millisecond
+	inc, err := nextIncarnation(filepath.Join(o.Dir, "incarnation"))
+	if err != nil {
+		return err
+	}
+	cc.InitialGeneration = inc << 32
+	c, err := coordinator.New(ctx, cc, clog, cm.CheckpointStore(checkpoint.FileRecord{Dir: o.Dir}), shards, coordinator.Hooks{
+		Checkpointed: mw.Write,
+		Release: func(slot int) {
+			log.Warn("worker dropped: gossip declared it dead and it missed steps; its slot is free", zap.Int("slot", slot))
+			members.Release(slot)
+		},
+		ShardReachable: members.SetShardReachable,
+		Committed: func(step int64, set []int) {
+			cm.Committed(step)
+			pageFeed.committed(step, set)
+			if step%max(o.Train.LogEvery, 1) == 0 {
+				log.Info("step committed", zap.Int64("step", step), zap.Ints("workers", set))
+			}
+		},
+	}, log)
+	if err != nil {
+		return err
+	}
+	if err := logHistory(log, clog, checkpoint.FileRecord{Dir: o.Dir}, o.Dir); err != nil {
+		return err
+	}
+	if o.AddrFile != "" {
+		if err := WriteAddrs(o.AddrFile, Addrs{GRPC: ln.Addr().String(), Gossip: gossip.Addr(), HTTP: hs.Addr()}); err != nil {
+			return err
+		}
+	}
+
+	// The run group; the order of the Adds is the shutdown order. After
+	// it, the deferred calls close the shard connections and the commit
+	// log (each entry was fsynced when appended, each consistent checkpoint
+	// written as the run went).
+	var g run.Group
+	// 1. The coordinator loop: binds the coordinator (the gRPC service,
+	//    the status page and the readiness check see it from now on),
+	//    records the run's identity before the first step, runs to the
+	//    end, and then lingers so that the workers learn that the run is
+	//    done. Stopped first, so that no step begins while the rest stops.
+	addActor(&g, loopActor(ctx, func(ctx context.Context) error {
+		late.Set(c)
+		cm.Attach(c)
+		log.Info("coordinator listening", zap.String("grpc", ln.Addr().String()), zap.String("gossip", gossip.Addr()),
+			zap.Int("workers", o.Workers), zap.Int("backups", o.Backups), zap.Int("ps", o.PS), zap.Int64("steps", o.Train.Steps))
+		if err := recordRun(); err != nil {
+			return err
+		}
+		err := c.Run(ctx)
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		if err == nil {
+			log.Info("run done", zap.Int64("steps", o.Train.Steps), zap.String("dir", o.Dir))
+			select {
+			case <-time.After(doneLinger):
+			case <-ctx.Done():
+			}
+		}
+		return err
+	}))
+	// 2. Gossip: leave before the gRPC server stops, so that the peers see
+	//    a graceful departure, not a node that stopped answering probes.
+	addActor(&g, gossipActor(member, ""))
+	// 3. gRPC: stop gracefully within 10 s, then hard; in-flight Joins and
+	//    WaitSteps finish while the process is already known to be leaving.
+	addActor(&g, grpcActor(srv, ln, 10*time.Second, log))
+	// 4. HTTP: /metrics, the status page and the health checks answer to
+	//    the end (they also stop as soon as ctx ends).
+	addActor(&g, stopActor(hs.Close))
+	// 5. ctx: SIGINT/SIGTERM, or the caller stopping the coordinator.
+	addActor(&g, ctxActor(ctx))
+	return g.Run()
+}
+
+// logHistory says what the coordinator starts from: a new run, or the
+// commit log and consistent checkpoint an earlier incarnation left in dir
+// (resuming is automatic; the shards are reconciled with the log next).
+func logHistory(log *zap.Logger, clog paramserver.CommitLog, ckpts checkpoint.FileRecord, dir string) error {
+	es, err := clog.Entries()
+	if err != nil {
+		return err
+	}
+	ckpt, haveCkpt, err := ckpts.LastCheckpoint()
+	if err != nil {
+		return err
+	}
+	if len(es) == 0 && !haveCkpt {
+		log.Info("starting a new run", zap.String("dir", dir))
+		return nil
+	}
+	next := ckpt
+	if len(es) > 0 {
+		next = es[len(es)-1].Step + 1
+	}
+	log.Info("resuming from the commit log", zap.String("dir", dir), zap.Int64("next_step", next), zap.Int("log_entries", len(es)), zap.Int64("checkpoint", ckpt))
+	return nil
+}
+
+// nextIncarnation reads, increments and durably rewrites a process start
+// counter.
+func nextIncarnation(path string) (int64, error) {
+	var n int64
+	if b, err := os.ReadFile(path); err == nil {
+		if _, err := fmt.Sscan(string(b), &n); err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !os.IsNotExist(err) {
+		return 0, err
+	}
+	n++
+	return n, atomicfile.Write(path, []byte(fmt.Sprintf("%d\n", n)), 0o644)
+}
