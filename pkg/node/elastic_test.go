@@ -266,8 +266,8 @@ func signalGroup(t *testing.T, p *Proc, sig syscall.Signal) {
 }
 
 // waitElasticDone is waitDone for a run whose N changed: the coordinator
-// finishes, the final checkpoint is at steps, and the commit log holds one
-// entry per step 0..steps-1.
+// finishes, the final checkpoint is at steps, the commit log holds one
+// entry per step 0..steps-1, and its replay gives the shards' final states.
 func waitElasticDone(t *testing.T, c *Cluster, steps int64) {
 	t.Helper()
 	if err := c.Coord.Wait(90 * time.Second); err != nil {
@@ -286,4 +286,5 @@ func waitElasticDone(t *testing.T, c *Cluster, steps int64) {
 			t.Fatalf("entry %d: %+v", i, e)
 		}
 	}
+	replayMatches(t, c, steps)
 }
