@@ -34,8 +34,18 @@ if [ -n "${OUT:-}" ]; then
 	mkdir -p "$out"
 else
 	out=$(mktemp -d)
-	trap 'rm -rf "$out"' EXIT
 fi
+# Whatever ends this script ends the cluster it started (before its folder
+# is removed).
+launcher=""
+cleanup() {
+	if [ -n "$launcher" ] && kill -0 "$launcher" 2>/dev/null; then
+		kill "$launcher" 2>/dev/null || true
+		wait "$launcher" 2>/dev/null || true
+	fi
+	if [ -z "${OUT:-}" ]; then rm -rf "$out"; fi
+}
+trap cleanup EXIT
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "layout: $workers workers ($backups backups), $ps shards; madry-mnist, ALP, batch $batch per worker, PGD-$attack_steps, $steps steps"
@@ -71,16 +81,17 @@ tree() {
 
 # sample PIDROLES: one line per role and one for "all": role, processes,
 # sum of VmRSS (kB), sum of Pss (kB). The files are read by grep, which skips
-# those of a process that has just exited (awk given such a file stops).
+# those of a process that has just exited (awk given such a file stops; grep
+# then exits 2, which must not end this script under set -e and pipefail).
 sample() {
 	local roles=$1 pids
 	pids=$(cut -d' ' -f1 <<<"$roles")
 	{
 		echo "$roles"
 		# shellcheck disable=SC2046
-		grep -H '^VmRSS:' $(printf '/proc/%s/status ' $pids) 2>/dev/null
+		grep -H '^VmRSS:' $(printf '/proc/%s/status ' $pids) 2>/dev/null || true
 		# shellcheck disable=SC2046
-		grep -H '^Pss:' $(printf '/proc/%s/smaps_rollup ' $pids) 2>/dev/null
+		grep -H '^Pss:' $(printf '/proc/%s/smaps_rollup ' $pids) 2>/dev/null || true
 	} | awk '
 		NF == 2 && $1 ~ /^[0-9]+$/ { role[$1] = $2; n[$2]++; n["all"]++; next }
 		{
@@ -95,7 +106,7 @@ sample() {
 # and of Pss, and the split by role at the peak of Pss.
 peak_rss=0 peak_pss=0 peak_procs=0 peak_split="" load_mid=""
 while kill -0 "$launcher" 2>/dev/null; do
-	s=$(sample "$(tree "$launcher")")
+	s=$(sample "$(tree "$launcher")") || s=""
 	read -r _ n rss pss < <(grep '^all ' <<<"$s" || echo "all 0 0 0")
 	((rss > peak_rss)) && peak_rss=$rss
 	((pss > peak_pss)) && peak_pss=$pss && peak_split=$s
