@@ -34,8 +34,18 @@ if [ -n "${OUT:-}" ]; then
 	mkdir -p "$out"
 else
 	out=$(mktemp -d)
-	trap 'rm -rf "$out"' EXIT
 fi
+# Whatever ends this script ends the cluster it started (before its folder
+# is removed).
+launcher=""
+cleanup() {
+	if [ -n "$launcher" ] && kill -0 "$launcher" 2>/dev/null; then
+		kill "$launcher" 2>/dev/null || true
+		wait "$launcher" 2>/dev/null || true
+	fi
+	if [ -z "${OUT:-}" ]; then rm -rf "$out"; fi
+}
+trap cleanup EXIT
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "layout: $workers workers ($backups backups), $ps shards; madry-mnist, ALP, batch $batch per worker, PGD-$attack_steps, $steps steps"
@@ -47,41 +57,59 @@ timeout "$timeout_s" bin/logitpair cluster local --workers "$workers" --backups 
 	--out "$out/run" >"$out/launcher.log" 2>&1 &
 launcher=$!
 
-# tree PID: PID and every process below it (timeout → cluster local → the
-# cluster's processes), from one `ps` (a loop over 70 processes forking per
-# process falls behind on a loaded machine).
+# tree PID: "pid role" for PID and every process below it (timeout →
+# cluster local → the cluster's processes), from one `ps` (a loop over 70
+# processes forking per process falls behind on a loaded machine). role is
+# logitpair's subcommand (coordinator, paramserver, worker; cluster for the
+# launcher) or "other".
 tree() {
-	ps -e -o pid=,ppid= | awk -v root="$1" '
-		{ parent[$1] = $2 }
+	ps -e -o pid=,ppid=,args= | awk -v root="$1" '
+		{
+			parent[$1] = $2
+			role[$1] = "other"
+			if ($3 ~ /(^|\/)logitpair$/) role[$1] = $4
+		}
 		END {
 			in_tree[root] = 1
 			do {
 				grew = 0
 				for (p in parent) if (!(p in in_tree) && (parent[p] in in_tree)) { in_tree[p] = 1; grew = 1 }
 			} while (grew)
-			for (p in in_tree) if (p in parent) print p
+			for (p in in_tree) if (p in parent) print p, role[p]
 		}'
 }
 
-# files NAME PID...: /proc/PID/NAME of the processes still there.
-files() {
-	local name=$1 p
-	shift
-	for p in "$@"; do
-		if [ -r "/proc/$p/$name" ]; then echo "/proc/$p/$name"; fi
-	done
+# sample PIDROLES: one line per role and one for "all": role, processes,
+# sum of VmRSS (kB), sum of Pss (kB). The files are read by grep, which skips
+# those of a process that has just exited (awk given such a file stops; grep
+# then exits 2, which must not end this script under set -e and pipefail).
+sample() {
+	local roles=$1 pids
+	pids=$(cut -d' ' -f1 <<<"$roles")
+	{
+		echo "$roles"
+		# shellcheck disable=SC2046
+		grep -H '^VmRSS:' $(printf '/proc/%s/status ' $pids) 2>/dev/null || true
+		# shellcheck disable=SC2046
+		grep -H '^Pss:' $(printf '/proc/%s/smaps_rollup ' $pids) 2>/dev/null || true
+	} | awk '
+		NF == 2 && $1 ~ /^[0-9]+$/ { role[$1] = $2; n[$2]++; n["all"]++; next }
+		{
+			split($1, path, "/")
+			r = role[path[3]]
+			if ($1 ~ /VmRSS:$/) { rss[r] += $2; rss["all"] += $2 } else { pss[r] += $2; pss["all"] += $2 }
+		}
+		END { for (r in n) print r, n[r], rss[r] + 0, pss[r] + 0 }'
 }
 
-# Sample the whole tree every second until it exits: the sums of VmRSS and
-# of Pss, each read by one awk over all the processes' files.
-peak_rss=0 peak_pss=0 peak_procs=0 load_mid=""
+# Sample the whole tree every second until it exits: the peak sums of VmRSS
+# and of Pss, and the split by role at the peak of Pss.
+peak_rss=0 peak_pss=0 peak_procs=0 peak_split="" load_mid=""
 while kill -0 "$launcher" 2>/dev/null; do
-	pids=$(tree "$launcher")
-	n=$(echo "$pids" | wc -w)
-	rss=$(files status $pids | xargs awk '/^VmRSS:/ {s += $2} END {print s + 0}' 2>/dev/null || echo 0)
-	pss=$(files smaps_rollup $pids | xargs awk '/^Pss:/ {s += $2} END {print s + 0}' 2>/dev/null || echo 0)
+	s=$(sample "$(tree "$launcher")") || s=""
+	read -r _ n rss pss < <(grep '^all ' <<<"$s" || echo "all 0 0 0")
 	((rss > peak_rss)) && peak_rss=$rss
-	((pss > peak_pss)) && peak_pss=$pss
+	((pss > peak_pss)) && peak_pss=$pss && peak_split=$s
 	((n > peak_procs)) && peak_procs=$n
 	[ -z "$load_mid" ] && grep -q '"step": 0,' "$out/run/logs/coordinator.log" 2>/dev/null && load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
 	sleep 1
@@ -102,3 +130,6 @@ print(f"{t - float(sys.argv[2]):.1f}")' "$first" "$t0")
 grep -E '^(started [0-9]|done:|note:)' "$out/launcher.log" || true
 echo "first committed step: ${first_s} s after the launch"
 echo "peak memory of the $peak_procs processes: $((peak_rss / 1024)) MB (sum of VmRSS), $((peak_pss / 1024)) MB (sum of Pss)"
+echo "at the peak of Pss, by role (processes, sum of VmRSS, sum of Pss, Pss per process):"
+grep -v '^all ' <<<"$peak_split" | sort | awk '{ printf "  %-12s %3d  %6d MB  %6d MB  %5.1f MB\n", $1, $2, $3 / 1024, $4 / 1024, $4 / 1024 / $2 }'
+

@@ -55,7 +55,10 @@ the folder) once every flag and the data have been checked, and starts over.`,
 			if err != nil {
 				return err
 			}
-			opts := data.ForInput(input)
+			// Shared: a repeated run (or runs side by side) maps the decoded
+			// pixels instead of decoding them again; a read-only data
+			// directory falls back to memory.
+			opts := data.ForInput(input).WithShared(func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "INFO "+msg) })
 			trainSet, err := data.Open(c.Dataset, c.DataDir, "train", opts)
 			if err != nil {
 				return err

@@ -23,6 +23,21 @@ func CIFAR10Files(split string) []string {
 // data batches in order, "test": test_batch.bin) from dir or from
 // dir/cifar-10-batches-bin.
 func LoadCIFAR10(dir, split string) (*Dataset, error) {
+	paths, err := cifar10Paths(dir, split)
+	if err != nil {
+		return nil, err
+	}
+	d, err := LoadCIFARBatches(paths...)
+	if err != nil {
+		return nil, err
+	}
+	d.ClassNames = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+	return d, nil
+}
+
+// cifar10Paths returns the paths of a split's batch files in dir or
+// dir/cifar-10-batches-bin (where the first one is found).
+func cifar10Paths(dir, split string) ([]string, error) {
 	if split != "train" && split != "test" {
 		return nil, fmt.Errorf("data: split %q: want \"train\" or \"test\"", split)
 	}
@@ -39,12 +54,7 @@ func LoadCIFAR10(dir, split string) (*Dataset, error) {
 	for i, n := range names {
 		paths[i] = filepath.Join(base, n)
 	}
-	d, err := LoadCIFARBatches(paths...)
-	if err != nil {
-		return nil, err
-	}
-	d.ClassNames = []string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
-	return d, nil
+	return paths, nil
 }
 
 // LoadCIFARBatches loads and concatenates CIFAR-10 binary batch files.

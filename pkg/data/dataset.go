@@ -59,6 +59,10 @@ type Source interface {
 // call, into exactly the float32 values the loaders stored before, so the
 // choice is invisible to batches. Read images through Example or Image,
 // never by indexing either slice, so that both layouts work.
+//
+// Opened with OpenOptions.Shared, Pixels is a read-only memory mapping of a
+// cache file that all the processes of a machine share (see Open): never
+// write into it (the process would crash), and see Close for its lifetime.
 type Dataset struct {
 	Name       string
 	C, H, W    int
@@ -67,6 +71,10 @@ type Dataset struct {
 	Images     []float32 // N·C·H·W float32 values when Pixels is nil
 	Labels     []int32   // N
 	ClassNames []string  // optional, index = label
+
+	// mapped is the read-only file mapping Pixels points into when the
+	// dataset was opened with OpenOptions.Shared (nil otherwise); see Close.
+	mapped *mapping
 }
 
 // pixelValues[b] is b/255 as float32: the one conversion of 8-bit pixels,

@@ -18,7 +18,10 @@
 //   - [*Dataset] holds all images in memory: as bytes (Pixels, N·C·H·W,
 //     value b/255) for 8-bit sources, converted to float32 per example, or
 //     as float32 (Images) otherwise. The fixed-format loaders ([Load],
-//     [LoadIDX], [LoadCIFAR10], [LoadSVHN]) return one.
+//     [LoadIDX], [LoadCIFAR10], [LoadSVHN]) return one. Opened with
+//     [OpenOptions] Shared, its bytes are a read-only memory mapping of a
+//     checked cache file in the data directory, one copy in the page cache
+//     for every process of the machine (a cluster's workers).
 //   - [*ImageFolder] decodes JPEG/PNG files lazily, on each call of Example,
 //     because ImageNet-sized folders do not fit in memory as float32. Use
 //     [Materialize] to decode a small folder once into a [*Dataset].

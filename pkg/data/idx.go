@@ -52,11 +52,7 @@ func Load(name, dir, split string) (*Dataset, error) {
 	case "cifar10", "cifar-10":
 		return LoadCIFAR10(dir, split)
 	case "svhn":
-		f := "train_32x32.mat"
-		if split == "test" {
-			f = "test_32x32.mat"
-		}
-		return LoadSVHN(filepath.Join(dir, f))
+		return LoadSVHN(svhnPath(dir, split))
 	}
 	if IsFolderDataset(name) {
 		return nil, fmt.Errorf("data: %s is an image-folder dataset: open it with data.Open, which takes the model's image size", name)
@@ -67,17 +63,7 @@ func Load(name, dir, split string) (*Dataset, error) {
 // LoadMNIST loads MNIST or Fashion-MNIST (same format) from dir; name is
 // only recorded in the Dataset. The images must be 28×28.
 func LoadMNIST(name, dir, split string) (*Dataset, error) {
-	im, lb := MNISTTrainImages, MNISTTrainLabels
-	if split == "test" {
-		im, lb = MNISTTestImages, MNISTTestLabels
-	} else if split != "train" {
-		return nil, fmt.Errorf("data: split %q: want \"train\" or \"test\"", split)
-	}
-	imPath, err := findIDX(dir, im)
-	if err != nil {
-		return nil, err
-	}
-	lbPath, err := findIDX(dir, lb)
+	imPath, lbPath, err := mnistFiles(dir, split)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +76,50 @@ func LoadMNIST(name, dir, split string) (*Dataset, error) {
 	}
 	d.Name = name
 	return d, nil
+}
+
+// mnistFiles returns the paths of a split's MNIST image and label files in
+// dir (see findIDX).
+func mnistFiles(dir, split string) (images, labels string, err error) {
+	im, lb := MNISTTrainImages, MNISTTrainLabels
+	if split == "test" {
+		im, lb = MNISTTestImages, MNISTTestLabels
+	} else if split != "train" {
+		return "", "", fmt.Errorf("data: split %q: want \"train\" or \"test\"", split)
+	}
+	if images, err = findIDX(dir, im); err != nil {
+		return "", "", err
+	}
+	if labels, err = findIDX(dir, lb); err != nil {
+		return "", "", err
+	}
+	return images, labels, nil
+}
+
+// svhnPath is the path of a split's SVHN file in dir.
+func svhnPath(dir, split string) string {
+	if split == "test" {
+		return filepath.Join(dir, "test_32x32.mat")
+	}
+	return filepath.Join(dir, "train_32x32.mat")
+}
+
+// sourceFiles returns the files Load reads for a fixed-format dataset's
+// split, resolved as Load resolves them (its errors for a missing file).
+func sourceFiles(name, dir, split string) ([]string, error) {
+	switch name {
+	case "mnist", "fashion-mnist":
+		im, lb, err := mnistFiles(dir, split)
+		if err != nil {
+			return nil, err
+		}
+		return []string{im, lb}, nil
+	case "cifar10", "cifar-10":
+		return cifar10Paths(dir, split)
+	case "svhn":
+		return []string{svhnPath(dir, split)}, nil
+	}
+	return nil, unknownDataset(name)
 }
 
 // findIDX returns dir/base or dir/base.gz, whichever exists (the plain file

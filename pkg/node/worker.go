@@ -113,7 +113,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	ds, err := data.Open(cfg.Dataset, cfg.DataDir, "train", data.ForInput(m.Input))
+	ds, err := data.Open(cfg.Dataset, cfg.DataDir, "train", data.ForInput(m.Input).WithShared(func(msg string) { log.Info(msg) }))
 	if err != nil {
 		return err
 	}
