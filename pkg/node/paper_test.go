@@ -27,7 +27,7 @@ import (
 // TestPaperLayoutOverGRPC (issue 12, item 4): `coordinator --workers=53
 // --backups=3 --ps=17` with madry-mnist over real gRPC and gossip on
 // loopback — every process a goroutine of this test — completes its steps
-// with the machine oversubscribed (2 busy processes per core running
+// with the machine oversubscribed (4 busy processes per core running
 // beside it, so gossip probes miss their deadlines), each step averaging
 // exactly 50 workers' gradients: gossip's suspicions alone never drop a
 // worker whose pushes arrive.
@@ -35,8 +35,8 @@ func TestPaperLayoutOverGRPC(t *testing.T) {
 	if testing.Short() {
 		t.Skip("71 members")
 	}
-	const workers, backups, ps, steps = 53, 3, 17, 6
-	oversubscribe(t, 2*runtime.NumCPU())
+	const workers, backups, ps, steps = 53, 3, 17, 12
+	oversubscribe(t, 4*runtime.NumCPU())
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "mnist")
 	os.MkdirAll(dataDir, 0o755)
