@@ -283,7 +283,7 @@ log "worker-1 restarted ($(docker inspect -f '{{.RestartCount}}' "$w") restart) 
 
 wait_for "step $kill_ps_at" step_at_least "$kill_ps_at"
 p="$(cid ps-1)"
-rollback='"msg":"rolling back to the last consistent checkpoint"'
+rollback='"msg":"rolling back",'
 before="$(log_count "$coord" "$rollback")"
 log "step $(last_step): crashing ps-1"
 docker kill --signal SIGQUIT "$p" >/dev/null
