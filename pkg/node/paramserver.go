@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -116,6 +117,10 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
+	if si := a.GetShards()[o.Index]; int(si.GetLo()) != sc.Lo || int(si.GetHi()) != sc.Hi || int(si.GetBufferLo()) != sc.BufLo || int(si.GetBufferHi()) != sc.BufHi {
+		return fmt.Errorf("shard %d: the coordinator assigned parameters [%d,%d) and buffers [%d,%d), this binary computes [%d,%d) and [%d,%d): run the same logitpair version on the coordinator and every shard",
+			o.Index, si.GetLo(), si.GetHi(), si.GetBufferLo(), si.GetBufferHi(), sc.Lo, sc.Hi, sc.BufLo, sc.BufHi)
+	}
 	store, err := paramserver.NewFileStore(o.Dir, 3)
 	if err != nil {
 		return err
@@ -128,6 +133,10 @@ func RunParamServer(ctx context.Context, o ParamServerOptions, log *zap.Logger) 
 		return err
 	}
 	defer shard.S.Close()
+	// Building the layout made the whole model and its flat vector; hand
+	// that memory back now rather than when the scavenger gets to it (a box
+	// running the paper's 17 shards holds 17 of these processes).
+	debug.FreeOSMemory()
 	sopts, err := o.serverOptions(log, promReg)
 	if err != nil {
 		return err

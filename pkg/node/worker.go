@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,9 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Set-up garbage (decoding the dataset, initializing the model) goes
+	// back to the OS now: one box may run dozens of workers.
+	debug.FreeOSMemory()
 	if len(cfg.StaticModels) > 0 {
 		log.Info("static models loaded", zap.Strings("static_models", cfg.StaticModels), zap.String("source_schedule", cfg.SourceSchedule))
 	}
