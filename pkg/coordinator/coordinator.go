@@ -521,16 +521,21 @@ func (c *Coordinator) applyEverywhere(ctx context.Context, t int64, set []int) e
 			c.forceRollback = true
 			c.mu.Unlock()
 		}
-		if err := bo.Wait(ctx); err != nil {
-			return err
-		}
-		rolledBack, rerr := c.recoverShards(ctx)
-		if rerr != nil {
+		// Recover until every shard answers and agrees with the log; only
+		// then is the Apply worth sending again.
+		var rolledBack bool
+		for {
+			if err := bo.Wait(ctx); err != nil {
+				return err
+			}
+			var rerr error
+			if rolledBack, rerr = c.recoverShards(ctx); rerr == nil {
+				break
+			}
 			if errors.Is(rerr, ErrNoCommonStep) {
 				return rerr
 			}
 			c.logger.Warn("recovery attempt failed", zap.Error(rerr))
-			continue
 		}
 		c.mu.Lock()
 		moved := c.step != t || c.generation != gen
@@ -594,14 +599,40 @@ func (c *Coordinator) forEachShard(ctx context.Context, timeout time.Duration, f
 // cluster, named with its error; when every shard answers again, or a
 // version differs from the current step (a shard restarted), Run recovers.
 func (c *Coordinator) probe(ctx context.Context) {
-	versions := make([]int64, len(c.shards))
+	versions, before, err := c.reach(ctx)
+	if err != nil || ctx.Err() != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(before) > 0 {
+		c.logger.Info("every shard answers again; reconciling them with the log")
+		c.needRecover = true
+		return
+	}
+	for _, v := range versions {
+		if v != c.step {
+			c.logger.Warn("a shard is at another version than the current step; reconciling", zap.Int64s("versions", versions), zap.Int64("step", c.step))
+			c.needRecover = true
+			return
+		}
+	}
+}
+
+// reach asks every shard for its version (each call bounded by
+// ProbeTimeout) and records which do not answer: they are the pause's
+// reason ("shard K unreachable: <error>"), Status.Unreachable, and what
+// Hooks.ShardReachable hears. It returns the versions, the shards that were
+// unreachable before, and an error naming the unreachable ones.
+func (c *Coordinator) reach(ctx context.Context) (versions []int64, before []int, err error) {
+	versions = make([]int64, len(c.shards))
 	errs := make([]error, len(c.shards))
 	_ = c.forEachShard(ctx, c.cfg.ProbeTimeout, func(ctx context.Context, k int, s ShardClient) error {
 		versions[k], errs[k] = s.Version(ctx)
 		return errs[k]
 	})
 	if ctx.Err() != nil {
-		return
+		return nil, nil, ctx.Err()
 	}
 	var down []int
 	var msgs []string
@@ -612,38 +643,27 @@ func (c *Coordinator) probe(ctx context.Context) {
 		}
 	}
 	c.mu.Lock()
-	before := c.unreachable
+	before = c.unreachable
 	c.unreachable = down
 	changed := !slices.Equal(before, down)
-	switch {
-	case len(down) > 0:
+	if len(down) > 0 {
 		reason := strings.Join(msgs, "; ")
 		if changed {
 			c.logger.Warn("paused", zap.String("reason", reason), zap.Ints("shards", down))
 		}
 		c.shardReason = reason
 		c.notifyLocked()
-	case len(before) > 0:
-		c.logger.Info("every shard answers again; reconciling them with the log")
-		c.needRecover = true
-	default:
-		for _, v := range versions {
-			if v != c.step {
-				c.logger.Warn("a shard is at another version than the current step; reconciling", zap.Int64s("versions", versions), zap.Int64("step", c.step))
-				c.needRecover = true
-				break
-			}
-		}
+		err = errors.New(reason)
 	}
 	c.mu.Unlock()
 	if changed && c.hooks.ShardReachable != nil {
 		for k := range c.shards {
-			was, is := slices.Contains(before, k), slices.Contains(down, k)
-			if was != is {
+			if slices.Contains(before, k) != slices.Contains(down, k) {
 				c.hooks.ShardReachable(k, errs[k])
 			}
 		}
 	}
+	return versions, before, err
 }
 
 // maybeCheckpoint writes the periodic checkpoints. A failed one is logged
@@ -766,16 +786,11 @@ func (c *Coordinator) recoverShards(ctx context.Context) (rolledBack bool, err e
 	if err != nil {
 		return false, err
 	}
-	versions := make([]int64, len(c.shards))
-	if err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error {
-		v, err := s.Version(ctx)
-		versions[k] = v
-		return err
-	}); err != nil {
+	versions, _, err := c.reach(ctx)
+	if err != nil {
 		return false, err
 	}
 	c.mu.Lock()
-	c.unreachable = nil
 	force := c.forceRollback
 	c.mu.Unlock()
 	next := int64(0)

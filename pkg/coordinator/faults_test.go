@@ -288,3 +288,40 @@ func TestARollbackAShardKeepsRefusingStops(t *testing.T) {
 		t.Fatalf("%d restores, want 3", n)
 	}
 }
+
+// A shard that dies while a step is being applied: the pause names it as
+// unreachable (not just the failed Apply) for as long as it is down, and
+// once it answers the logged Apply is re-sent to it.
+func TestAShardLostDuringApplyIsNamedUntilItReturns(t *testing.T) {
+	r, fs := faultyRig(t, 2, 0, nil)
+	r.step(0, 0, 1)
+	for _, w := range []int{0, 1} {
+		for _, s := range r.shards {
+			if err := s.S.Push(1, w, []float32{float32(w + 1), float32(w + 1), float32(w + 1)}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fs[1].down.Store(true)
+	for _, w := range []int{0, 1} {
+		if _, _, _, err := r.c.Report(1, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the pause naming shard 1", func() bool {
+		st := r.c.Status()
+		return st.Paused && strings.Contains(st.Reason, "shard 1 unreachable")
+	})
+	time.Sleep(50 * time.Millisecond) // more recovery attempts: the reason must stay
+	if st := r.c.Status(); !strings.Contains(st.Reason, "shard 1 unreachable") || len(st.Unreachable) != 1 {
+		t.Fatalf("status %+v while shard 1 is down", st)
+	}
+	fs[1].down.Store(false)
+	waitFor(t, "step 1 applied everywhere", func() bool { return r.c.Status().Step == 2 && !r.c.Status().Paused })
+	if v := r.shards[1].S.Version(); v != 2 {
+		t.Fatalf("shard 1 at version %d, want 2 (the logged Apply re-sent)", v)
+	}
+	if es := entries(t, r.log); len(es) != 2 {
+		t.Fatalf("log %+v, want steps 0 and 1 once each", es)
+	}
+}

@@ -55,6 +55,15 @@ func deadShardIsVisibleAndCheap(t *testing.T, c *Cluster, k int) {
 			t.Errorf("/status.json lists the dead shard %d as alive", k)
 		}
 	}
+	resp, err := client.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "Paused:") || !strings.Contains(string(page), fmt.Sprintf("shard %d unreachable", k)) {
+		t.Errorf("the status page does not show the pause and its reason (shard %d unreachable)", k)
+	}
 	if v := scrape(t, client, "http://"+c.Coord.Addr.HTTP+"/metrics", "logitpair_paused"); v != 1 {
 		t.Errorf("logitpair_paused = %v while shard %d is dead, want 1", v, k)
 	}
