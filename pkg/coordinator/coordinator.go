@@ -144,8 +144,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator: --checkpoint-every must be ≥ 0")
 	case c.RetryEvery <= 0 || c.CallTimeout <= 0:
 		return fmt.Errorf("coordinator: retry interval and call timeout must be positive")
-	case c.RetryMax < 0 || c.ProbeEvery < 0 || c.ProbeTimeout < 0 || c.MissedSteps < 0 || c.MinStepTime < 0:
-		return fmt.Errorf("coordinator: RetryMax, ProbeEvery, ProbeTimeout, MissedSteps and MinStepTime must not be negative")
+	case c.MissedSteps < 0:
+		return fmt.Errorf("coordinator: --missed-steps must be at least 1, got %d", c.MissedSteps)
+	case c.RetryMax < 0 || c.ProbeEvery < 0 || c.ProbeTimeout < 0 || c.MinStepTime < 0:
+		return fmt.Errorf("coordinator: RetryMax, ProbeEvery, ProbeTimeout and MinStepTime must not be negative")
 	}
 	return nil
 }

@@ -318,10 +318,16 @@ func TestConfigValidation(t *testing.T) {
 		{Workers: 3, Backups: 3, Steps: 1, RetryEvery: 1, CallTimeout: 1},
 		{Workers: 3, Backups: -1, Steps: 1, RetryEvery: 1, CallTimeout: 1},
 		{Workers: 3, Steps: 0, RetryEvery: 1, CallTimeout: 1},
+		{Workers: 3, Steps: 1, RetryEvery: 1, CallTimeout: 1, MissedSteps: -1},
+		{Workers: 3, Steps: 1, RetryEvery: 1, CallTimeout: 1, ProbeEvery: -1},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
+	}
+	err := coordinator.Config{Workers: 3, Steps: 1, RetryEvery: 1, CallTimeout: 1, MissedSteps: -2}.Validate()
+	if err == nil || !strings.Contains(err.Error(), "--missed-steps must be at least 1") {
+		t.Fatalf("negative MissedSteps: %v", err)
 	}
 }
 

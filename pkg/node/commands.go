@@ -129,6 +129,7 @@ run.`,
 	fs.IntVar(&o.Backups, "backups", 3, "backup replicas b: a step averages the first W − b gradients")
 	fs.IntVar(&o.PS, "ps", 17, "parameter-server shards")
 	fs.BoolVar(&o.Elastic, "elastic", false, "with fewer than W − b live workers, average over the live ones instead of pausing")
+	fs.IntVar(&o.MissedSteps, "missed-steps", 3, "a worker gossip declares dead is dropped (its slot freed) only once it has also missed this many steps: steps committed without it, or, while a step waits on it, step times (at least 5 s each)")
 	fs.StringSliceVar(&o.AllowConfigChange, "allow-config-change", nil, "KEY,...: on a restart, accept changes of these keys from the configuration --dir's run was started with (only keys replay does not depend on: log-every, checkpoint-every, keep, steps, data-dir, elastic, ...)")
 	finalize = train.BindFlags(fs, &o.Train)
 	for _, f := range coordinatorIgnoredFlags {

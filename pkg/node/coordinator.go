@@ -34,7 +34,11 @@ type CoordinatorOptions struct {
 	Dir                  string
 	Workers, Backups, PS int
 	Elastic              bool
-	Train                train.Config
+	// MissedSteps: a worker gossip declares dead is dropped (its slot
+	// freed) only once it has also missed this many steps
+	// (coordinator.Config.MissedSteps); 0 means the default, 3.
+	MissedSteps int
+	Train       train.Config
 	// AllowConfigChange names the keys that may differ from the
 	// configuration the run in Dir was started with (cluster.CheckRun).
 	AllowConfigChange []string
@@ -161,6 +165,9 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	mw := &cluster.ModelWriter{Dir: o.Dir, Model: model, Shards: wshards, States: states, Ranges: layout.Ranges(), Cfg: o.Train}
 	cc := coordinator.DefaultConfig()
 	cc.Workers, cc.Backups, cc.Elastic, cc.Steps, cc.CheckpointEvery = o.Workers, o.Backups, o.Elastic, o.Train.Steps, o.Train.CheckpointEvery
+	if o.MissedSteps != 0 {
+		cc.MissedSteps = o.MissedSteps
+	}
 	cc.RetryEvery = 200 * time.Millisecond
 	inc, err := nextIncarnation(filepath.Join(o.Dir, "incarnation"))
 	if err != nil {
