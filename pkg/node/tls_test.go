@@ -17,12 +17,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/rpc"
+	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/train"
-	"github.com/logitpair/logitpair/pkg/worker"
 )
 
 // mintTestCerts writes a CA (its key too) and a certificate per role (the
@@ -57,7 +58,13 @@ func serveCoord(t *testing.T, c Common) string {
 	t.Helper()
 	cfg := train.DefaultConfig()
 	cfg.ModelConfig = models.Config{"hidden": 8}
-	mc, err := rpc.NewMembershipConfig(cfg, []worker.Range{{Lo: 0, Hi: 4}}, 2, 0)
+	// The real layout of cfg on one shard: a shard checks the range it is
+	// assigned against the one it computes.
+	layout, _, err := cluster.NewLayout(cpu.New(cpu.Options{Threads: 1}), cfg, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := rpc.NewMembershipConfig(cfg, layout.Ranges(), 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
