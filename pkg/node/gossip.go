@@ -96,29 +96,13 @@ func (g *gossipMember) leave() {
 	})
 }
 
-// heartbeat calls fn every interval until ctx ends.
-func heartbeat(ctx context.Context, every time.Duration, fn func(ctx context.Context)) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			cctx, cancel := context.WithTimeout(ctx, every)
-			fn(cctx)
-			cancel()
-		}
-	}
-}
-
 // rejoinGossip re-joins the gossip cluster through the coordinator's gossip
 // address whenever no coordinator is among the live members (it restarted).
 func rejoinGossip(ctx context.Context, n *membership.Node, addr string) {
 	if addr == "" {
 		return
 	}
-	heartbeat(ctx, 2*time.Second, func(context.Context) {
+	retry.Every(ctx, 2*time.Second, func(context.Context) {
 		for _, m := range n.Live() {
 			if m.Role == "coordinator" {
 				return

@@ -119,3 +119,25 @@ func (l *Limiter) Allow() (ok bool, suppressed int) {
 	l.last, suppressed, l.suppressed = t, l.suppressed, 0
 	return true, suppressed
 }
+
+// Every calls fn every period until ctx ends, each call bounded by a
+// context that ends after period: a periodic check (one small call per
+// period), not a retry loop, so a failed call simply waits for the next
+// period.
+func Every(ctx context.Context, period time.Duration, fn func(ctx context.Context)) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ctx.Err() != nil { // both were ready: the end wins
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, period)
+			fn(cctx)
+			cancel()
+		}
+	}
+}

@@ -72,3 +72,24 @@ func TestLimiterLetsOnePerIntervalAndCounts(t *testing.T) {
 		t.Fatalf("after the interval: ok %v suppressed %d, want true 9", ok, n)
 	}
 }
+
+func TestEveryCallsUntilTheContextEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Every(ctx, time.Millisecond, func(c context.Context) {
+			if _, ok := c.Deadline(); !ok {
+				t.Error("a call without a deadline")
+			}
+			if calls++; calls == 3 {
+				cancel()
+			}
+		})
+	}()
+	<-done
+	if calls != 3 {
+		t.Fatalf("%d calls, want 3 (Every must return once ctx ends)", calls)
+	}
+}

@@ -161,21 +161,12 @@ func KeepShardJoined(ctx context.Context, cc *CoordClient, index int, address, n
 	if log == nil {
 		log = zap.NewNop()
 	}
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		cctx, cancel := context.WithTimeout(ctx, period)
+	retry.Every(ctx, period, func(cctx context.Context) {
 		a, err := cc.GetAssignment(cctx, RoleParamServer, index)
 		if err != nil || index >= len(a.GetShards()) || a.GetShards()[index].GetAddress() != address {
 			if _, err := cc.Join(cctx, RoleParamServer, index, address, node); err == nil {
 				log.Info("joined the coordinator again (it restarted)")
 			}
 		}
-		cancel()
-	}
+	})
 }
