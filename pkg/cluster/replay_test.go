@@ -13,7 +13,6 @@ import (
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
 	"github.com/logitpair/logitpair/pkg/models"
-	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/tensor"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
@@ -57,9 +56,7 @@ func replayOnto(t *testing.T, cfg train.Config, workers int, entries []paramserv
 	if err != nil {
 		t.Fatal(err)
 	}
-	wcfg := cfg
-	wcfg.WeightDecay = 0
-	tw, err := train.NewWorker(wcfg, m, data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)}))
+	tw, err := train.NewWorker(cfg, m, data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,35 +64,7 @@ func replayOnto(t *testing.T, cfg train.Config, workers int, entries []paramserv
 	for k, s := range fresh.Shards {
 		shards[k] = s.S
 	}
-	bufs := nn.Buffers(m.Params())
-	params, buffers := make([]float32, fresh.Layout.Params.Total), make([]float32, fresh.Layout.Buffers.Total)
-	var gradErr error
-	err = paramserver.Replay(entries, shards, func(step int64, w int) ([]float32, []float32) {
-		for _, s := range shards {
-			p, b, err := s.Pull(ctxFor(t), step)
-			if err != nil {
-				gradErr = err
-				return nil, nil // Replay reports the short vectors; gradErr says why
-			}
-			c := s.Config()
-			copy(params[c.Lo:c.Hi], p)
-			copy(buffers[c.BufLo:c.BufHi], b)
-		}
-		nn.Scatter(be, m.Trainable(), params)
-		nn.Scatter(be, bufs, buffers)
-		g := make([]float32, len(params))
-		if _, err := tw.Gradient(step, w, workers, g); err != nil {
-			gradErr = err
-			return nil, nil
-		}
-		b := make([]float32, len(buffers))
-		nn.Gather(be, bufs, b, false)
-		return g, b
-	})
-	if gradErr != nil {
-		t.Fatal(gradErr)
-	}
-	if err != nil {
+	if err := clustertest.Replay(ctxFor(t), entries, shards, m, tw, workers); err != nil {
 		t.Fatal(err)
 	}
 }

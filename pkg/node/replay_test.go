@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/cluster"
+	"github.com/logitpair/logitpair/pkg/cluster/clustertest"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
-	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/train"
@@ -57,37 +57,9 @@ func replayMatches(t *testing.T, c *Cluster, steps int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bufs := nn.Buffers(m.Params())
-	params, buffers := make([]float32, layout.Params.Total), make([]float32, layout.Buffers.Total)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var gradErr error
-	err = paramserver.Replay(commitLog(t, c), shards, func(step int64, w int) ([]float32, []float32) {
-		for _, s := range shards {
-			p, b, err := s.Pull(ctx, step)
-			if err != nil {
-				gradErr = err
-				return nil, nil
-			}
-			sc := s.Config()
-			copy(params[sc.Lo:sc.Hi], p)
-			copy(buffers[sc.BufLo:sc.BufHi], b)
-		}
-		nn.Scatter(be, m.Trainable(), params)
-		nn.Scatter(be, bufs, buffers)
-		g := make([]float32, len(params))
-		if _, err := tw.Gradient(step, w, shape.Workers, g); err != nil {
-			gradErr = err
-			return nil, nil
-		}
-		b := make([]float32, len(buffers))
-		nn.Gather(be, bufs, b, false)
-		return g, b
-	})
-	if gradErr != nil {
-		t.Fatal(gradErr)
-	}
-	if err != nil {
+	if err := clustertest.Replay(ctx, commitLog(t, c), shards, m, tw, shape.Workers); err != nil {
 		t.Fatal(err)
 	}
 	for k, s := range shards {
