@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/logitpair/logitpair/pkg/cluster"
 )
@@ -20,14 +19,7 @@ import (
 // at the new cadence, and the commit log holds each step once.
 func TestRestartedCoordinatorChecksItsConfiguration(t *testing.T) {
 	const steps = 30
-	l := localCluster(t, 2, 0, 1, steps)
-	faultRun(&l, steps)
-	ctx := testCtx(t)
-	c, err := l.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop(10 * time.Second)
+	c, l, ctx := startFaultRun(t, 2, 0, 1, steps, 5) // localCluster's checkpoint cadence
 	waitStep(t, c, 4)
 	kill(t, c.Coord)
 	if n := int64(len(commitLog(t, c))); n >= steps {

@@ -354,14 +354,7 @@ func TestKillAParameterServerRollsBackAndGoesOn(t *testing.T) {
 // and it commits exactly the remaining steps.
 func TestKillAndRestartTheCoordinator(t *testing.T) {
 	const steps = 40
-	l := localCluster(t, 2, 0, 2, steps)
-	faultRun(&l, steps)
-	ctx := testCtx(t)
-	c, err := l.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop(10 * time.Second)
+	c, l, ctx := startFaultRun(t, 2, 0, 2, steps, 5) // localCluster's checkpoint cadence
 	waitStep(t, c, 6)
 	kill(t, c.Coord)
 	atKill := int64(len(commitLog(t, c))) // only the coordinator appends
