@@ -154,7 +154,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 			return err
 		}
 	}
-	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, tw, shards, ranges, wm.Coordinator(coord), log)
+	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, worker.Train(tw), shards, ranges, wm.Coordinator(coord), log)
 	if err != nil {
 		return err
 	}

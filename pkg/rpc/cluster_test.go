@@ -119,7 +119,7 @@ func newGRPCCluster(t *testing.T, ctx context.Context, cfg train.Config, workers
 			ws = append(ws, NewPSClient(dial(t, lis, WithToken(testToken)), int(si.GetIndex()), WithWorkerSlot(slot)))
 			ranges = append(ranges, worker.Range{Lo: int(si.GetLo()), Hi: int(si.GetHi()), BufLo: int(si.GetBufferLo()), BufHi: int(si.GetBufferHi())})
 		}
-		wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetWorkers() + a.GetBackups()), Steps: wcfg.Steps}, tw, ws, ranges, cc, nil)
+		wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetWorkers() + a.GetBackups()), Steps: wcfg.Steps}, worker.Train(tw), ws, ranges, cc, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,11 +19,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/retry"
-	"github.com/logitpair/logitpair/pkg/train"
 )
 
 // Shard is one parameter-server shard as a worker sees it.
@@ -87,7 +85,7 @@ type Config struct {
 // Worker runs the loop.
 type Worker struct {
 	cfg    Config
-	tw     *train.Worker
+	comp   Computer
 	shards []Shard
 	ranges []Range
 	coord  Coordinator
@@ -96,7 +94,6 @@ type Worker struct {
 	bufs   []float32 // the buffers as pulled
 	out    []float32 // the buffers after the step's forward passes, pushed
 	grad   []float32
-	bufLay nn.Layout
 	// pulled[k] is the (step, generation) whose slice of shard k is in
 	// params and bufs, so a retry after another shard failed does not fetch
 	// the healthy shards again.
@@ -114,10 +111,9 @@ type Worker struct {
 	OnStep func(step int64, terms objective.Terms, accepted bool)
 }
 
-// New wires a worker. tw must be built with the cluster's training config
-// (its gradient is the objective's; the shards add weight decay after
-// averaging, train.Decay).
-func New(cfg Config, tw *train.Worker, shards []Shard, ranges []Range, coord Coordinator, logger *zap.Logger) (*Worker, error) {
+// New wires a worker computing its gradients with comp (Train for a
+// training step).
+func New(cfg Config, comp Computer, shards []Shard, ranges []Range, coord Coordinator, logger *zap.Logger) (*Worker, error) {
 	if len(shards) != len(ranges) || len(shards) == 0 {
 		return nil, fmt.Errorf("worker: %d shards, %d ranges", len(shards), len(ranges))
 	}
@@ -139,23 +135,22 @@ func New(cfg Config, tw *train.Worker, shards []Shard, ranges []Range, coord Coo
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	lay := tw.Layout()
-	bl := nn.NewLayout(nn.Buffers(tw.Model.Params()))
+	np, nb := comp.Sizes()
 	for k, r := range ranges {
-		if r.Lo < 0 || r.Hi > lay.Total || r.Lo > r.Hi || r.BufLo < 0 || r.BufHi > bl.Total || r.BufLo > r.BufHi {
-			return nil, fmt.Errorf("worker: shard %d range %+v outside %d parameters / %d buffers", k, r, lay.Total, bl.Total)
+		if r.Lo < 0 || r.Hi > np || r.Lo > r.Hi || r.BufLo < 0 || r.BufHi > nb || r.BufLo > r.BufHi {
+			return nil, fmt.Errorf("worker: shard %d range %+v outside %d parameters / %d buffers", k, r, np, nb)
 		}
 	}
-	return &Worker{cfg: cfg, tw: tw, shards: shards, ranges: ranges, coord: coord, logger: logger,
-		params: make([]float32, lay.Total), grad: make([]float32, lay.Total), bufs: make([]float32, bl.Total), out: make([]float32, bl.Total), bufLay: bl,
+	return &Worker{cfg: cfg, comp: comp, shards: shards, ranges: ranges, coord: coord, logger: logger,
+		params: make([]float32, np), grad: make([]float32, np), bufs: make([]float32, nb), out: make([]float32, nb),
 		pulled: make([]version, len(shards)), pushed: make([]version, len(shards)), backoff: retry.New(cfg.RetryBase, cfg.RetryMax), logLim: retry.NewLimiter(cfg.LogEvery)}, nil
 }
 
 // computed is a gradient already computed, with its loss terms and timing.
 type computed struct {
-	v               version
-	terms           objective.Terms
-	attack, compute time.Duration
+	v      version
+	terms  objective.Terms
+	timing Timing
 }
 
 // version names one state of the parameters: a step within a rollback
@@ -164,9 +159,6 @@ type version struct {
 	step, gen int64
 	ok        bool
 }
-
-// TW returns the training step the worker runs.
-func (w *Worker) TW() *train.Worker { return w.tw }
 
 // Run works until the coordinator says the run is done or ctx ends.
 //
@@ -193,15 +185,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		// A retry of the same (step, generation) — its push or report
 		// failed — reuses the gradient: it is a function of that version.
 		if cur := (version{step: t, gen: st.Generation, ok: true}); w.computed.v != cur {
-			t0 := time.Now()
-			terms, err := w.tw.Gradient(t, w.cfg.Slot, w.cfg.Workers, w.grad)
+			terms, timing, err := w.comp.Gradient(t, w.cfg.Slot, w.cfg.Workers, w.grad, w.out, nil)
 			if err != nil {
 				return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
 			}
-			w.computed = computed{v: cur, terms: terms, attack: w.tw.AttackTime, compute: time.Since(t0) - w.tw.AttackTime}
-			nn.Gather(w.tw.Model.Backend, nn.Buffers(w.tw.Model.Params()), w.out, false)
+			w.computed = computed{v: cur, terms: terms, timing: timing}
 		}
-		terms, attackTime, compute := w.computed.terms, w.computed.attack, w.computed.compute
+		terms, timing := w.computed.terms, w.computed.timing
 		t1 := time.Now()
 		if err := w.push(ctx, t, st.Generation); err != nil {
 			if errors.Is(err, paramserver.ErrStale) && !errors.Is(err, ErrFatal) && ctx.Err() == nil {
@@ -218,7 +208,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		accepted, rst, err := w.coord.Report(ctx, t, w.cfg.Slot, terms, Timing{Attack: attackTime, Compute: compute, Comm: time.Since(t1)})
+		accepted, rst, err := w.coord.Report(ctx, t, w.cfg.Slot, terms, Timing{Attack: timing.Attack, Compute: timing.Compute, Comm: time.Since(t1)})
 		if err != nil {
 			if st, err = w.retry(ctx, "report", t, err); err != nil {
 				return err
@@ -352,9 +342,7 @@ func (w *Worker) pull(ctx context.Context, t, gen int64) error {
 	if err != nil {
 		return err
 	}
-	be := w.tw.Model.Backend
-	nn.Scatter(be, w.tw.Model.Trainable(), w.params)
-	nn.Scatter(be, nn.Buffers(w.tw.Model.Params()), w.bufs)
+	w.comp.Load(w.params, w.bufs)
 	return nil
 }
 

@@ -131,7 +131,7 @@ func NewInProcess(ctx context.Context, cfg train.Config, o Options) (*InProcess,
 		if err != nil {
 			return nil, err
 		}
-		wk, err := worker.New(worker.Config{Slot: w, Workers: o.Workers, Steps: cfg.Steps}, tw, wshards, l.Ranges(), Coordinator{C: c.Coord}, o.Logger)
+		wk, err := worker.New(worker.Config{Slot: w, Workers: o.Workers, Steps: cfg.Steps}, worker.Train(tw), wshards, l.Ranges(), Coordinator{C: c.Coord}, o.Logger)
 		if err != nil {
 			return nil, err
 		}
