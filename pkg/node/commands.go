@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -170,9 +171,21 @@ func ParamServerCommand() *cobra.Command {
 	return cmd
 }
 
+// SyntheticComputeFlag is the worker's flag that sets
+// WorkerOptions.SyntheticCompute (LocalCluster.SyntheticCompute passes it).
+const SyntheticComputeFlag = "synthetic-compute"
+
 // WorkerCommand is `worker`.
 func WorkerCommand() *cobra.Command {
+	return workerCommand(func(o WorkerOptions) error {
+		return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunWorker(ctx, o, log) })
+	})
+}
+
+// workerCommand builds `worker` around run (tests replace it).
+func workerCommand(run func(WorkerOptions) error) *cobra.Command {
 	var o WorkerOptions
+	var synthetic time.Duration
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker: PGD + the pairing loss, gradients pushed to the shards (training flags come from the coordinator)",
@@ -184,7 +197,13 @@ func WorkerCommand() *cobra.Command {
 			if _, err := device.Parse(o.Device); err != nil {
 				return err
 			}
-			return runWithLogger(o.LogFormat, func(ctx context.Context, log *zapLogger) error { return RunWorker(ctx, o, log) })
+			if cmd.Flags().Changed(SyntheticComputeFlag) {
+				if synthetic < 0 {
+					return fmt.Errorf("--%s must be ≥ 0 (the length of the synthetic compute phase), got %v", SyntheticComputeFlag, synthetic)
+				}
+				o.SyntheticCompute = &synthetic
+			}
+			return run(o)
 		},
 	}
 	fs := cmd.Flags()
@@ -194,6 +213,7 @@ func WorkerCommand() *cobra.Command {
 	fs.IntVar(&o.Threads, "threads", 0, "compute threads (0: all cores)")
 	fs.StringVar(&o.DataDir, "data-dir", "", "dataset directory on this machine (default: the coordinator's --data-dir)")
 	device.Flag(fs, &o.Device)
+	fs.DurationVar(&synthetic, SyntheticComputeFlag, 0, "benchmarks only (logitpair bench cluster): replace the training step by a synthetic compute phase of this length, e.g. 20ms (no model, no data; the run learns nothing)")
 	return cmd
 }
 

@@ -43,6 +43,9 @@ type LocalCluster struct {
 	// NoTLS runs the processes without mutual TLS (by default the
 	// launcher mints a development CA and a certificate per role into DIR/tls).
 	NoTLS bool
+	// SyntheticCompute, when set, starts the workers with
+	// --synthetic-compute (WorkerOptions.SyntheticCompute): benchmarks only.
+	SyntheticCompute *time.Duration
 	// StartTimeout bounds the start: the coordinator's, then that of the
 	// shards and workers together (default 2 minutes).
 	StartTimeout time.Duration
@@ -344,6 +347,9 @@ func (l LocalCluster) StartWorker(ctx context.Context, c *Cluster, w int) (*Proc
 	args := []string{"worker", "--slot", strconv.Itoa(w), "--threads", "1", "--coordinator", c.Coord.Addr.GRPC, "--gossip-join", c.Coord.Addr.Gossip,
 		"--join-token", c.Secrets.JoinToken, "--gossip-key", c.Secrets.GossipKey, "--gossip-bind", "127.0.0.1:0", "--gossip-fast", "--log-format", "console"}
 	args = append(args, c.tlsArgs(tlsutil.RoleWorker)...)
+	if l.SyntheticCompute != nil {
+		args = append(args, "--"+SyntheticComputeFlag, l.SyntheticCompute.String())
+	}
 	return l.launch(ctx, fmt.Sprintf("worker-%d", w), args)
 }
 

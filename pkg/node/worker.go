@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
+	coordinatorv1 "github.com/logitpair/logitpair/pkg/api/coordinator/v1"
+	"github.com/logitpair/logitpair/pkg/bench"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/membership"
@@ -37,6 +39,13 @@ type WorkerOptions struct {
 	// Device is this machine's compute device (pkg/device: auto, cpu, cuda,
 	// cuda:N; empty means auto), not part of the training config.
 	Device string
+	// SyntheticCompute, when set, replaces the training step by a synthetic
+	// compute phase of that length (bench.Synthetic): for benchmarks of the
+	// cluster at a GPU's step time (logitpair bench cluster). The worker
+	// then builds no model and loads no data: the sizes of the gradient
+	// come from the shard layout the coordinator assigns, and the run
+	// learns nothing.
+	SyntheticCompute *time.Duration
 }
 
 // slotLeaveTimeout bounds the Leave call that gives a stopping worker's
@@ -105,35 +114,18 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 		cfg.DataDir = o.DataDir
 	}
 	runtime.GOMAXPROCS(threads)
-	be, desc, err := device.Open(dev, threads)
-	if err != nil {
-		return err
+	var comp worker.Computer
+	if o.SyntheticCompute != nil {
+		comp, err = syntheticComputer(*o.SyntheticCompute, a, log)
+	} else {
+		comp, err = trainComputer(cfg, dev, threads, log)
 	}
-	log.Info(desc, zap.String("device", dev), zap.String("backend", be.Name()))
-	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
-	if err != nil {
-		return err
-	}
-	ds, err := data.Open(cfg.Dataset, cfg.DataDir, "train", data.ForInput(m.Input).WithShared(func(msg string) { log.Info(msg) }))
-	if err != nil {
-		return err
-	}
-	if err := ds.Info().Fits(cfg.Model, m.Input, m.Classes); err != nil {
-		return err
-	}
-	// NewWorker builds the objective from the coordinator's config and, for
-	// ensemble-adv, loads the static models from its --static-models paths
-	// (which must exist on this worker's machine too).
-	tw, err := train.NewWorker(cfg, m, data.NewLoader(ds, data.LoaderOptions{Seed: uint64(cfg.Seed), NoAugment: !cfg.Augment}))
 	if err != nil {
 		return err
 	}
 	// Set-up garbage (decoding the dataset, initializing the model) goes
 	// back to the OS now: one box may run dozens of workers.
 	debug.FreeOSMemory()
-	if len(cfg.StaticModels) > 0 {
-		log.Info("static models loaded", zap.Strings("static_models", cfg.StaticModels), zap.String("source_schedule", cfg.SourceSchedule))
-	}
 	conns := rpc.NewConnPool(o.dialOptions()...)
 	defer conns.Close()
 	book := rpc.NewWorkerShards(coord, a, conns)
@@ -154,7 +146,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 			return err
 		}
 	}
-	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, worker.Train(tw), shards, ranges, wm.Coordinator(coord), log)
+	wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetDataShards()), Steps: cfg.Steps, PullTimeout: 10 * time.Second}, comp, shards, ranges, wm.Coordinator(coord), log)
 	if err != nil {
 		return err
 	}
@@ -200,4 +192,55 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	addActor(&g, ctxActor(ctx))
 	ready.Store(true)
 	return g.Run()
+}
+
+// trainComputer builds the training step of cfg (the model on the device,
+// the training data, train.Worker) as the worker's Computer.
+func trainComputer(cfg train.Config, dev string, threads int, log *zap.Logger) (worker.Computer, error) {
+	be, desc, err := device.Open(dev, threads)
+	if err != nil {
+		return nil, err
+	}
+	log.Info(desc, zap.String("device", dev), zap.String("backend", be.Name()))
+	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := data.Open(cfg.Dataset, cfg.DataDir, "train", data.ForInput(m.Input).WithShared(func(msg string) { log.Info(msg) }))
+	if err != nil {
+		return nil, err
+	}
+	if err := ds.Info().Fits(cfg.Model, m.Input, m.Classes); err != nil {
+		return nil, err
+	}
+	// NewWorker builds the objective from the coordinator's config and, for
+	// ensemble-adv, loads the static models from its --static-models paths
+	// (which must exist on this worker's machine too).
+	tw, err := train.NewWorker(cfg, m, data.NewLoader(ds, data.LoaderOptions{Seed: uint64(cfg.Seed), NoAugment: !cfg.Augment}))
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.StaticModels) > 0 {
+		log.Info("static models loaded", zap.Strings("static_models", cfg.StaticModels), zap.String("source_schedule", cfg.SourceSchedule))
+	}
+	return worker.Train(tw), nil
+}
+
+// syntheticComputer is bench.Synthetic (its default timeline) with a
+// compute phase of length compute, sized by the shard layout of the
+// assignment a: the parameters and buffers end where its last ranges end.
+func syntheticComputer(compute time.Duration, a *coordinatorv1.Assignment, log *zap.Logger) (worker.Computer, error) {
+	var np, nb int
+	for _, si := range a.GetShards() {
+		np, nb = max(np, int(si.GetHi())), max(nb, int(si.GetBufferHi()))
+	}
+	s, err := bench.NewSynthetic(bench.DefaultSyntheticConfig(compute), np, nb)
+	if err != nil {
+		return nil, fmt.Errorf("--synthetic-compute: %w", err)
+	}
+	c := s.Config()
+	log.Warn("synthetic compute (benchmark mode): no model, no data, the run learns nothing",
+		zap.Duration("compute", compute), zap.Float64("backward_fraction", c.Backward), zap.Int("backward_slices", c.Slices),
+		zap.Int("params", np), zap.Int("buffers", nb))
+	return s, nil
 }
