@@ -10,6 +10,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/bench"
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/node"
 )
 
 // benchDeviceUsage is --device's help on the benchmarks, whose default is the
@@ -71,7 +72,7 @@ func newBenchCmd() *cobra.Command {
 	f.Int64Var(&c.Seed, "seed", c.Seed, "seed for weights and data")
 	f.StringVar(&jsonOut, "json", "", "write the result as JSON to this file ('-' for standard output)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole benchmark to this file (go tool pprof)")
-	cmd.AddCommand(step, newBenchTrainStepCmd())
+	cmd.AddCommand(step, newBenchTrainStepCmd(), newBenchClusterCmd())
 	return cmd
 }
 
@@ -123,6 +124,69 @@ func newBenchTrainStepCmd() *cobra.Command {
 	f.IntVar(&c.Steps, "steps", c.Steps, "timed steps")
 	f.StringVar(&jsonOut, "json", "", "write the result as JSON to this file ('-' for standard output)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole benchmark to this file (go tool pprof)")
+	return cmd
+}
+
+func newBenchClusterCmd() *cobra.Command {
+	b := node.DefaultClusterBench()
+	workers, shards := []int{b.Workers}, []int{b.PS}
+	useTLS := true
+	var jsonOut string
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Time a local cluster's steps with synthetic GPU-speed workers against the raw-TCP bound",
+		Long: `Starts a real local cluster (as logitpair cluster local: separate processes on
+loopback, mutual TLS) whose workers replace the attack and backward pass by a
+synthetic compute phase of --compute (a wait, as a GPU leaves its host idle)
+yielding a deterministic gradient of the model's size, and measures the step
+time between the coordinator's commits after --warmup steps.
+
+It compares the median step time with max(compute, transfer bound), the
+transfer bound being the time one raw loopback TCP connection needs for all
+workers' bytes of a step (each worker pulls and pushes 4·(params+buffers)
+bytes); the goal is a ratio ≤ 1.2. --workers and --ps take lists: every pair
+is measured in turn. Nothing is trained.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			b.Exe, b.NoTLS = exe, !useTLS
+			out := cmd.OutOrStdout()
+			if jsonOut == "-" {
+				out = cmd.ErrOrStderr()
+			}
+			b.Out = out
+			ctx, stop := node.SignalContext()
+			defer stop()
+			results, runErr := node.RunClusterBenches(ctx, b, workers, shards)
+			if len(results) > 0 {
+				if err := node.WriteClusterBenchTable(out, results); err != nil {
+					return err
+				}
+				if jsonOut != "" {
+					if err := writeJSON(jsonOut, cmd.OutOrStdout(), results); err != nil {
+						return err
+					}
+				}
+			}
+			return runErr
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&b.Model, "model", b.Model, "model whose parameters the cluster moves")
+	f.Var(models.ConfigFlag{P: &b.ModelConfig}, "model-config", modelConfigUsage)
+	f.DurationVar(&b.Compute, "compute", b.Compute, "synthetic compute phase per step and worker (a GPU's step time)")
+	f.IntSliceVar(&workers, "workers", workers, "worker processes (a list: each is measured)")
+	f.IntSliceVar(&shards, "ps", shards, "parameter-server processes (a list: each is measured)")
+	f.IntVar(&b.Warmup, "warmup", b.Warmup, "steps not timed")
+	f.IntVar(&b.Steps, "steps", b.Steps, "timed steps")
+	f.BoolVar(&useTLS, "tls", useTLS, "mutual TLS between the processes, as logitpair cluster local")
+	f.IntVar(&b.TCPRounds, "tcp-rounds", b.TCPRounds, "rounds each raw-TCP measurement averages")
+	f.StringVar(&b.Dir, "dir", "", "keep the runs' logs here (a new or empty directory; default: a temporary one, removed)")
+	f.DurationVar(&b.Timeout, "timeout", b.Timeout, "bound on each configuration's run, start included")
+	f.StringVar(&jsonOut, "json", "", "write the results as a JSON array to this file ('-' for standard output)")
 	return cmd
 }
 

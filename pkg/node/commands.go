@@ -30,8 +30,9 @@ func bindCommon(fs *pflag.FlagSet, c *Common) {
 	fs.StringVar(&c.TLSServerName, "tls-server-name", os.Getenv("LOGITPAIR_TLS_SERVER_NAME"), "name servers' certificates must carry (default: the dialed host; env LOGITPAIR_TLS_SERVER_NAME)")
 }
 
-// signalContext ends on SIGINT or SIGTERM.
-func signalContext() (context.Context, context.CancelFunc) {
+// SignalContext ends on SIGINT or SIGTERM (the processes, `cluster local`
+// and `bench cluster` stop gracefully on either).
+func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
@@ -41,7 +42,7 @@ func runWithLogger(format string, fn func(ctx context.Context, log *zapLogger) e
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // last in the shutdown order
-	ctx, stop := signalContext()
+	ctx, stop := SignalContext()
 	defer stop()
 	return fn(ctx, log)
 }
@@ -246,7 +247,7 @@ commit log.`,
 				return err
 			}
 			l.Exe, l.Out = exe, cmd.OutOrStdout()
-			ctx, stop := signalContext()
+			ctx, stop := SignalContext()
 			defer stop()
 			return l.Run(ctx)
 		},

@@ -284,20 +284,31 @@ func (c *Cluster) runEnding(ctx context.Context) bool {
 // coordinatorSaysDone asks the coordinator's /status.json whether the run
 // reached its step count (false when it cannot tell within 10 seconds).
 func (c *Cluster) coordinatorSaysDone() bool {
+	st, err := c.CoordinatorStatus(10 * time.Second)
+	return err == nil && st.Run.Phase == statuspage.PhaseDone
+}
+
+// CoordinatorStatus reads the coordinator's /status.json (its state and
+// its recent committed steps, with their commit times), waiting at most
+// timeout.
+func (c *Cluster) CoordinatorStatus(timeout time.Duration) (statuspage.Snapshot, error) {
+	var st statuspage.Snapshot
 	if c.Coord == nil || c.Coord.Addr.HTTP == "" {
-		return false
+		return st, errors.New("the coordinator serves no HTTP endpoint")
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Timeout: timeout}
 	resp, err := client.Get("http://" + c.Coord.Addr.HTTP + "/status.json")
 	if err != nil {
-		return false
+		return st, fmt.Errorf("the coordinator's status: %w", err)
 	}
 	defer resp.Body.Close()
-	var st statuspage.Snapshot
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st) != nil {
-		return false
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("the coordinator's status: HTTP %s", resp.Status)
 	}
-	return st.Run.Phase == statuspage.PhaseDone
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
+		return st, fmt.Errorf("the coordinator's status: %w", err)
+	}
+	return st, nil
 }
 
 // completed reports whether the run in l.Dir is complete: the coordinator
@@ -447,6 +458,18 @@ func processEnv(env []string) []string {
 func (p *Proc) Kill() {
 	if p != nil && p.Cmd.Process != nil {
 		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// Exited reports, without waiting, whether the process has exited, and
+// how (nil for exit status 0).
+func (p *Proc) Exited() (bool, error) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true, err
+	default:
+		return false, nil
 	}
 }
 
