@@ -208,3 +208,22 @@ func TestSyntheticRejectsBadInput(t *testing.T) {
 		t.Errorf("Gradient into a short vector = %v, want an error", err)
 	}
 }
+
+// BenchmarkSyntheticHostWork times the host work of one Gradient at
+// madry-mnist's size with no compute phase: the dot product of the loss and
+// the scaled copy into the gradient, which a compute phase must fit.
+func BenchmarkSyntheticHostWork(b *testing.B) {
+	const np = 3274634
+	s, err := NewSynthetic(DefaultSyntheticConfig(0), np, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Load(make([]float32, np), nil)
+	grad := make([]float32, np)
+	b.SetBytes(2 * 4 * np)
+	for i := 0; b.Loop(); i++ {
+		if _, _, err := s.Gradient(int64(i), 0, 1, grad, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
