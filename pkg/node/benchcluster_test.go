@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +21,11 @@ import (
 // TestClusterBenchRunsASyntheticCluster runs `bench cluster`'s path end to
 // end on a tiny model: a real cluster of 2 synthetic workers and 1 shard
 // (processes, TLS), measured and stopped, its temporary directory removed.
-// The numbers are checked for consistency, not speed: the sizes are the
-// model's, every time is positive and finite, and no step is shorter than
-// the compute phase (a step's commit needs a gradient computed after the
-// previous commit), so the step times are really those of the synthetic
-// cluster.
+// The numbers are checked for consistency, not speed (no wall-clock
+// threshold): the sizes are the model's, the bound and target follow from
+// the raw-TCP times, every time is positive and finite and the spread is
+// ordered. The workers find no training data (none is given), so a run
+// that completes is one of synthetic workers.
 func TestClusterBenchRunsASyntheticCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes")
@@ -78,8 +79,8 @@ func TestClusterBenchRunsASyntheticCluster(t *testing.T) {
 	if r.TransferBoundS != r.RawTCPTotalS || r.TargetS != max(r.ComputeS, r.TransferBoundS) || r.ComputeS != 0.002 {
 		t.Fatalf("bound %v, target %v, compute %v: want the all-workers raw-TCP time and max(compute, bound)", r.TransferBoundS, r.TargetS, r.ComputeS)
 	}
-	if r.StepMinS < r.ComputeS || r.StepMinS > r.StepS || r.StepS > r.StepMaxS {
-		t.Fatalf("step times min %v, median %v, max %v (compute %v): a step cannot be shorter than the compute phase", r.StepMinS, r.StepS, r.StepMaxS, r.ComputeS)
+	if !(r.StepMinS > 0) || r.StepMinS > r.StepS || r.StepS > r.StepP90S || r.StepP90S > r.StepMaxS || !slices.Contains(r.StepTimesS, r.StepMaxS) {
+		t.Fatalf("step times min %v, median %v, p90 %v, max %v of %v: want 0 < min ≤ median ≤ p90 ≤ max, taken from the step times", r.StepMinS, r.StepS, r.StepP90S, r.StepMaxS, r.StepTimesS)
 	}
 	if _, err := json.Marshal(results); err != nil {
 		t.Fatalf("the results do not marshal: %v", err)
