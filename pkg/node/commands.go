@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/train"
@@ -36,12 +39,49 @@ func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
+// ProfileDirEnv names the environment variable that makes every process
+// (coordinator, parameter server, worker) write a CPU profile of its whole
+// life to DIR/ROLE-PID.prof, e.g.
+// `LOGITPAIR_CPU_PROFILE_DIR=/tmp/prof logitpair bench cluster` (the
+// launcher passes the environment on).
+const ProfileDirEnv = "LOGITPAIR_CPU_PROFILE_DIR"
+
+// startProfile starts the CPU profile ProfileDirEnv asks for; the returned
+// function stops and closes it.
+func startProfile(log *zapLogger) func() {
+	dir := os.Getenv(ProfileDirEnv)
+	if dir == "" {
+		return func() {}
+	}
+	role := "process"
+	if len(os.Args) > 1 {
+		role = filepath.Base(os.Args[1])
+	}
+	path := filepath.Join(dir, fmt.Sprintf("%s-%d.prof", role, os.Getpid()))
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		log.Warn("no CPU profile ("+ProfileDirEnv+")", zap.String("path", path), zap.Error(err))
+		if f != nil {
+			f.Close()
+		}
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
+}
+
 func runWithLogger(format string, fn func(ctx context.Context, log *zapLogger) error) error {
 	log, err := NewLogger(format)
 	if err != nil {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // last in the shutdown order
+	defer startProfile(log)()
 	ctx, stop := SignalContext()
 	defer stop()
 	return fn(ctx, log)
