@@ -46,7 +46,8 @@ raw-TCP rate --loopback gives, and the shards share --cores cores.
 --check FILE reads a JSON array of loopback measurements (` + "`logitpair bench cluster --json`" + `
 records: workers, backups, shards, params, wire_bytes, compute_s, raw_tcp_bytes_per_s,
 step_s, and optionally buffers, cores, overlap, backward_fraction, rtt_s, mean_rate,
-apply_rate), predicts each in single-host mode and fails when any is off by more than 25%.`,
+apply_rate, transport_efficiency), predicts each in single-host mode and fails when any is
+off by more than 25%.`,
 		Example: `  logitpair plan --workers 53 --backups 3 --ps 17 --model inception-v3 --link 25Gbit --compute 1.2s
   logitpair plan --model inception-v3,resnet-v2-101 --link 10Gbit,25Gbit,100Gbit --compute 1.2s --target-efficiency 0.9
   logitpair plan --params 44.5M --link 2.9GB/s --compute 800ms --overlap --backward-fraction 0.15 --json

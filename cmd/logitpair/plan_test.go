@@ -115,7 +115,7 @@ func TestPlanCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "| near | 2 (0) | 2 | 1 M | 4 | 50ms | 1 GB/s | no overlap | 72.0 | 80.0 | -10.0% | yes |") {
+	if !strings.Contains(out, "| near | 2 (0) | 2 | 1 M | 4 | 50ms | 1 GB/s | 1 | no overlap | 72.0 | 80.0 | -10.0% | yes |") {
 		t.Errorf("output lacks the record's row:\n%s", out)
 	}
 	bad := write("bad.json", "["+fmt.Sprintf(rec, "near", 0.08)+","+fmt.Sprintf(rec, "far", 0.05)+"]")

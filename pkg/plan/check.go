@@ -21,7 +21,7 @@ const CheckTolerance = 0.25
 //	{"name": "w4-p2", "workers": 4, "backups": 0, "shards": 2,
 //	 "params": 3274634, "buffers": 0, "wire_bytes": 4,
 //	 "compute_s": 0.1, "raw_tcp_bytes_per_s": 2.1e9, "cores": 2,
-//	 "overlap": false, "step_s": 0.163}
+//	 "overlap": false, "transport_efficiency": 0.18, "step_s": 0.163}
 type Record struct {
 	// Name labels the run in Check's output (optional).
 	Name string `json:"name,omitempty"`
@@ -58,6 +58,12 @@ type Record struct {
 	// (optional, elements/s).
 	MeanRate  float64 `json:"mean_rate,omitempty"`
 	ApplyRate float64 `json:"apply_rate,omitempty"`
+	// TransportEfficiency is η, the cluster transport's payload rate over
+	// RawTCP, when measured beside it (one worker pulling and pushing one
+	// shard over loopback; optional, 1: the transport reaches raw TCP).
+	// Left out, the check is the model's with the raw link as its input;
+	// given, it predicts the cluster as its transport is.
+	TransportEfficiency float64 `json:"transport_efficiency,omitempty"`
 }
 
 // Cluster returns the single-host Cluster the record describes.
@@ -70,7 +76,7 @@ func (r Record) Cluster() Cluster {
 		Workers: r.Workers, Backups: r.Backups, Shards: r.Shards,
 		Params: r.Params, Buffers: r.Buffers, WireBytes: r.WireBytes,
 		Loopback: r.RawTCP, Compute: r.Compute.D(), BackwardFraction: r.BackwardFraction,
-		MeanRate: r.MeanRate, ApplyRate: r.ApplyRate, RTT: rtt,
+		MeanRate: r.MeanRate, ApplyRate: r.ApplyRate, RTT: rtt, TransportEfficiency: r.TransportEfficiency,
 		Overlap: r.Overlap, SingleHost: true, Cores: r.Cores,
 	}
 }

@@ -304,6 +304,13 @@ func TestCheck(t *testing.T) {
 	if len(results) != 2 || !results[0].OK || results[1].OK {
 		t.Errorf("results %+v: want the first ok, the second not", results)
 	}
+	// A transport at half the raw rate doubles the transfers: 16.016 ms
+	// each way, 88.033 ms.
+	half := r
+	half.TransportEfficiency = 0.5
+	if res, err := Check(half); err != nil || !near(res.Prediction.Step.D(), ms(88.033)) {
+		t.Errorf("η = 0.5: predicted %v (%v), want 88.033ms", res.Prediction.Step.D(), err)
+	}
 	// A default RTT adds 3·100 µs.
 	r.RTT = nil
 	if res, err = Check(r); err != nil || !near(res.Prediction.Step.D(), ms(72.317)) {
@@ -327,13 +334,13 @@ func TestCheck(t *testing.T) {
 func TestReadRecords(t *testing.T) {
 	rs, err := ReadRecords([]byte(`[{"name": "a", "workers": 4, "backups": 0, "shards": 2, "params": 3274634,
 		"wire_bytes": 2, "compute_s": 0.1, "raw_tcp_bytes_per_s": 2.1e9, "step_s": 0.163, "cores": 2,
-		"overlap": true, "backward_fraction": 0.25, "rtt_s": 0.0002, "samples_per_s": 123}]`))
+		"overlap": true, "backward_fraction": 0.25, "rtt_s": 0.0002, "transport_efficiency": 0.2, "samples_per_s": 123}]`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Record{Name: "a", Workers: 4, Shards: 2, Params: 3274634, WireBytes: 2,
 		Compute: Seconds(100 * time.Millisecond), RawTCP: 2.1e9, Step: Seconds(163 * time.Millisecond),
-		Cores: 2, Overlap: true, BackwardFraction: 0.25}
+		Cores: 2, Overlap: true, BackwardFraction: 0.25, TransportEfficiency: 0.2}
 	if len(rs) != 1 || rs[0].RTT == nil || rs[0].RTT.D() != 200*time.Microsecond {
 		t.Fatalf("records %+v: want one with rtt 200µs", rs)
 	}

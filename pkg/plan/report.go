@@ -140,8 +140,8 @@ func FormatGbit(bytesPerSec float64) string {
 // and whether it is within CheckTolerance.
 func WriteCheck(w io.Writer, results []CheckResult) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| record | workers (backups) | shards | params | wire bytes | compute | raw TCP | mode | predicted ms | measured ms | error | within ±%.0f%% |\n", 100*CheckTolerance)
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| record | workers (backups) | shards | params | wire bytes | compute | raw TCP | transport η | mode | predicted ms | measured ms | error | within ±%.0f%% |\n", 100*CheckTolerance)
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, res := range results {
 		r, p := res.Record, res.Prediction
 		mode := "no overlap"
@@ -152,8 +152,12 @@ func WriteCheck(w io.Writer, results []CheckResult) error {
 		if !res.OK {
 			ok = "**no**"
 		}
-		fmt.Fprintf(&b, "| %s | %d (%d) | %d | %s | %d | %v | %s/s | %s | %s | %s | %+.1f%% | %s |\n",
-			r.Name, r.Workers, r.Backups, r.Shards, si(float64(r.Params), ""), r.WireBytes, r.Compute.D(), si(r.RawTCP, "B"), mode,
+		eta := r.TransportEfficiency
+		if eta == 0 {
+			eta = 1
+		}
+		fmt.Fprintf(&b, "| %s | %d (%d) | %d | %s | %d | %v | %s/s | %.2g | %s | %s | %s | %+.1f%% | %s |\n",
+			r.Name, r.Workers, r.Backups, r.Shards, si(float64(r.Params), ""), r.WireBytes, r.Compute.D(), si(r.RawTCP, "B"), eta, mode,
 			msec(p.Step), msec(r.Step), 100*res.RelErr, ok)
 	}
 	_, err := io.WriteString(w, b.String())

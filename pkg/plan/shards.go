@@ -56,8 +56,8 @@ func FewestShards(c Cluster, target float64) (ShardsResult, error) {
 	r := ShardsResult{Target: target, MaxShards: hi}
 	if best.Efficiency < target {
 		r.Prediction = best
-		r.Reason = fmt.Sprintf("even %d shards give %.3f: the step is at least %v, of which %v is compute; the largest other part is %s, %v",
-			hi, best.Efficiency, best.Step.D(), best.Compute.D(), best.Limit(), largestOther(best))
+		r.Reason = fmt.Sprintf("no shard count reaches %.3f: as shards are added the efficiency approaches %.3f (%d shards, one parameter each); the step stays above %v, of which %v is compute, and the largest other part is %s, %v",
+			target, best.Efficiency, hi, round(best.Step.D()), round(best.Compute.D()), best.Limit(), round(largestOther(best)))
 		return r, nil
 	}
 	lo := 1 // invariant: efficiency(hi) ≥ target; every P < lo falls short
@@ -84,3 +84,6 @@ func FewestShards(c Cluster, target float64) (ShardsResult, error) {
 func largestOther(p Prediction) time.Duration {
 	return max(p.Pull, p.Push, p.Apply, p.Coord).D()
 }
+
+// round rounds d to 0.1 ms for messages.
+func round(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
