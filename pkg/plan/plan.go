@@ -358,12 +358,9 @@ func Predict(c Cluster) (Prediction, error) {
 		wPush, sPush := dPush/(eta*c.WorkerLink), W*dPush/(P*eta*c.ShardLink)
 		pull, p.PullBound = bound(wPull, sPull)
 		if c.Overlap {
-			push = max(sPush, pipelined(wPush, F, P))
-			if sPush >= pipelined(wPush, F, P) {
-				p.PushBound = "shard link"
-			} else {
-				p.PushBound = "worker link"
-			}
+			// The shard's link carries its slice after compute ends
+			// whatever F is; the worker's pipelines its P slices.
+			push, p.PushBound = bound(pipelined(wPush, F, P), sPush)
 		} else {
 			push, p.PushBound = bound(wPush, sPush)
 		}

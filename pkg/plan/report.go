@@ -72,7 +72,7 @@ func (c Cluster) MarshalJSON() ([]byte, error) {
 	return json.Marshal(v)
 }
 
-// ms writes a duration in milliseconds with one decimal.
+// msec writes a duration in milliseconds with one decimal.
 func msec(s Seconds) string { return fmt.Sprintf("%.1f", float64(time.Duration(s))/1e6) }
 
 // WriteTable writes rows as one Markdown table: the layout, the link, the
@@ -168,6 +168,7 @@ func WriteCheck(w io.Writer, results []CheckResult) error {
 // given as ParseRate reads it (10Gbit, 2.9GB/s).
 type RateFlag struct{ P *float64 }
 
+// String writes the rate in Gbit/s ("" when unset).
 func (f RateFlag) String() string {
 	if f.P == nil || *f.P == 0 {
 		return ""
@@ -192,6 +193,7 @@ func (RateFlag) Type() string { return "rate" }
 // ParseCount reads it (23834568, 44.5M).
 type CountFlag struct{ P *int64 }
 
+// String writes the count ("" when unset).
 func (f CountFlag) String() string {
 	if f.P == nil || *f.P == 0 {
 		return ""
