@@ -3,6 +3,8 @@ package rpc
 import (
 	"encoding/binary"
 	"math"
+	"slices"
+	"unsafe"
 )
 
 // Chunk sizes of Pull and Push, in bytes of float32 data per message: far
@@ -24,8 +26,45 @@ func clampChunk(n, def int) int {
 	return n &^ 3
 }
 
-// encodeFloats returns v as little-endian float32 bytes, in a new slice.
+// nativeLittleEndian says whether this machine stores a float32 in memory
+// as the wire does (little-endian): then the codecs below reinterpret
+// memory instead of converting element by element.
+var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// encodeFloats returns v as little-endian float32 bytes. On a
+// little-endian machine they are v's own memory (no copy): read only, and
+// only as long as v does not change; elsewhere a new slice.
 func encodeFloats(v []float32) []byte {
+	if nativeLittleEndian {
+		return floatMemory(v)
+	}
+	return encodeFloatsPortable(v)
+}
+
+// appendFloats decodes b (len(b) a multiple of 4, checked by the caller)
+// and appends the values to dst.
+func appendFloats(dst []float32, b []byte) []float32 {
+	n := len(dst)
+	dst = slices.Grow(dst, len(b)/4)[:n+len(b)/4]
+	if nativeLittleEndian {
+		copy(floatMemory(dst[n:]), b)
+	} else {
+		decodeFloatsPortable(dst[n:], b)
+	}
+	return dst
+}
+
+// floatMemory is v's memory as bytes (the machine's byte order).
+func floatMemory(v []float32) []byte {
+	if len(v) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+}
+
+// encodeFloatsPortable is encodeFloats on any machine: element by element,
+// into a new slice.
+func encodeFloatsPortable(v []float32) []byte {
 	b := make([]byte, 4*len(v))
 	for i, x := range v {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
@@ -33,11 +72,10 @@ func encodeFloats(v []float32) []byte {
 	return b
 }
 
-// appendFloats decodes b (len(b) a multiple of 4, checked by the caller)
-// and appends the values to dst.
-func appendFloats(dst []float32, b []byte) []float32 {
-	for i := 0; i+4 <= len(b); i += 4 {
-		dst = append(dst, math.Float32frombits(binary.LittleEndian.Uint32(b[i:])))
+// decodeFloatsPortable decodes the little-endian float32s of b into dst
+// (len(dst) == len(b)/4) on any machine, element by element.
+func decodeFloatsPortable(dst []float32, b []byte) {
+	for i := range dst {
+		dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
-	return dst
 }
