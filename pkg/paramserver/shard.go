@@ -171,6 +171,7 @@ type Shard struct {
 	version  int64
 	params   []float32
 	bufs     []float32
+	shared   bool // params and bufs are a Snapshot's: read-only (own)
 	pending  map[int]pushed
 	lastStep int64 // the last applied step, when lastSet != nil
 	lastSet  []int
@@ -274,33 +275,64 @@ func (s *Shard) errorf(op string, kind error, step int64, worker int, format str
 // done gives ctx.Err() at once. A step below the version gives an *Error of
 // kind ErrStale whose Version tells the caller where the shard is.
 func (s *Shard) Pull(ctx context.Context, step int64) (params, buffers []float32, err error) {
+	err = s.at(ctx, step, func() { params, buffers = slices.Clone(s.params), slices.Clone(s.bufs) })
+	return params, buffers, err
+}
+
+// Snapshot is Pull without the copies: it returns the shard's own vectors
+// of version step, shared by every Snapshot of that version and never
+// changed again (the shard makes its next version in new memory), so the
+// caller must treat them as read-only. A server streaming the vectors to
+// many workers reads them in place; an in-process caller that wants to
+// change them uses Pull.
+func (s *Shard) Snapshot(ctx context.Context, step int64) (params, buffers []float32, err error) {
+	err = s.at(ctx, step, func() {
+		s.shared = true
+		params, buffers = s.params, s.bufs
+	})
+	return params, buffers, err
+}
+
+// at waits until the shard is at version step and calls read with mu held
+// there: Pull's and Snapshot's rule of waiting (see Pull), counted in
+// Stats.Pulls.
+func (s *Shard) at(ctx context.Context, step int64, read func()) error {
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return err
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, nil, s.errorf("pull", ErrClosed, step, -1, "")
+			return s.errorf("pull", ErrClosed, step, -1, "")
 		}
 		if step < s.version {
 			e := s.errorf("pull", ErrStale, step, -1, "")
 			s.mu.Unlock()
-			return nil, nil, e
+			return e
 		}
 		if step == s.version {
-			params, buffers = slices.Clone(s.params), slices.Clone(s.bufs)
+			read()
 			s.stats.Pulls++
 			s.mu.Unlock()
-			return params, buffers, nil
+			return nil
 		}
 		ch := s.changed
 		s.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return ctx.Err()
 		}
+	}
+}
+
+// own makes params and bufs the shard's to change: after a Snapshot handed
+// them out it continues on copies and leaves the snapshot's as they are.
+// Call with mu held, before changing either.
+func (s *Shard) own() {
+	if s.shared {
+		s.params, s.bufs, s.shared = slices.Clone(s.params), slices.Clone(s.bufs), false
 	}
 }
 
@@ -416,6 +448,7 @@ func (s *Shard) Apply(step int64, set []int) error {
 		return e
 	}
 
+	s.own()
 	mean := s.mean
 	s.average(mean, set, func(p pushed) []float32 { return p.grad })
 	if err := (optim.WeightDecay{WD: s.cfg.WeightDecay, Mask: s.decay}).Apply(mean, s.params); err != nil {
@@ -558,6 +591,7 @@ func (s *Shard) Restore(st ShardState) error {
 			panic(fmt.Sprintf("paramserver: shard %d: EMA SetState after checking its length: %v", c.Index, err))
 		}
 	}
+	s.own()
 	copy(s.params, st.Params)
 	copy(s.bufs, st.Buffers)
 	s.stats.DroppedRestore += int64(len(s.pending))
