@@ -66,9 +66,11 @@ func (s *PSServer) Stats() PSServerStats {
 // bounded by the caller's deadline, while the shard is below it) in chunks
 // of at most max_chunk_bytes, the buffers in the last chunk. When the last
 // parameter chunk has no room left for the buffers they go in a final chunk
-// of their own, with no parameter data.
+// of their own, with no parameter data. The chunks are read in place from
+// the version's snapshot (paramserver.Shard.Snapshot), which every pull of
+// it shares: the shard copies nothing per pull.
 func (s *PSServer) Pull(req *paramserverv1.PullRequest, stream grpc.ServerStreamingServer[paramserverv1.PullChunk]) error {
-	params, bufs, err := s.shard.S.Pull(stream.Context(), req.GetStep())
+	params, bufs, err := s.shard.S.Snapshot(stream.Context(), req.GetStep())
 	if err != nil {
 		return statusErr(err)
 	}
