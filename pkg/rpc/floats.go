@@ -54,6 +54,29 @@ func appendFloats(dst []float32, b []byte) []float32 {
 	return dst
 }
 
+// spareBytes lends the memory of dst's spare capacity, dst[len(dst):
+// cap(dst)], as an empty byte slice: the Data of a chunk about to be
+// received, into which chunkCodec decodes the chunk's data when it fits.
+func spareBytes(dst []float32) []byte {
+	return floatMemory(dst[len(dst):cap(dst)])[:0]
+}
+
+// landFloats is appendFloats for the data of a received chunk: when b lies
+// where spareBytes(dst) lent (the codec decoded it in place) the values are
+// already in dst's memory and dst only grows over them; otherwise they are
+// copied.
+func landFloats(dst []float32, b []byte) []float32 {
+	n, k := len(dst), len(b)/4
+	if k == 0 || cap(dst)-n < k || unsafe.SliceData(b) != unsafe.SliceData(spareBytes(dst)) {
+		return appendFloats(dst, b)
+	}
+	dst = dst[:n+k]
+	if !nativeLittleEndian {
+		decodeFloatsPortable(dst[n:], b) // element by element in place: each reads the bytes it overwrites
+	}
+	return dst
+}
+
 // floatMemory is v's memory as bytes (the machine's byte order).
 func floatMemory(v []float32) []byte {
 	if len(v) == 0 {

@@ -70,7 +70,7 @@ const maxPrealloc = 1 << 26
 func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []float32, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := p.c.Pull(ctx, &paramserverv1.PullRequest{Step: step, Worker: p.slot, MaxChunkBytes: uint32(p.chunk)})
+	stream, err := p.c.Pull(ctx, &paramserverv1.PullRequest{Step: step, Worker: p.slot, MaxChunkBytes: uint32(p.chunk)}, grpc.ForceCodecV2(chunkCodec{}))
 	if err != nil {
 		return nil, nil, p.wrap("pull", fromStatus(err))
 	}
@@ -83,7 +83,8 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 		first = true
 	)
 	for {
-		c, err := stream.Recv()
+		c := &paramserverv1.PullChunk{Data: spareBytes(params)} // the codec decodes the data in place
+		err := stream.RecvMsg(c)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -113,7 +114,7 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 		case len(c.GetBuffers()) > 0 && !c.GetLast():
 			return nil, nil, bad("buffers in a chunk not marked last")
 		}
-		params = appendFloats(params, c.GetData())
+		params = landFloats(params, c.GetData())
 		if c.GetLast() {
 			last = true
 			buffers = appendFloats(make([]float32, 0, len(c.GetBuffers())/4), c.GetBuffers())
@@ -130,7 +131,7 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 func (p *PSClient) Push(ctx context.Context, step int64, w int, grad, buffers []float32) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := p.c.Push(ctx)
+	stream, err := p.c.Push(ctx, grpc.ForceCodecV2(chunkCodec{}))
 	if err != nil {
 		return p.wrap("push", fromStatus(err))
 	}

@@ -112,8 +112,10 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 		s.malformed.Add(1)
 		return malformed("push to shard %d: "+format, append([]any{s.cfg.Index}, a...)...)
 	}
+	grad = make([]float32, 0, n)
 	for {
-		c, err := stream.Recv()
+		c := &paramserverv1.PushChunk{Data: spareBytes(grad)} // the codec decodes the data in place
+		err := stream.RecvMsg(c)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -129,7 +131,6 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 			if total != int64(n) {
 				return bad("total_elements %d, but the shard owns [%d,%d) = %d elements", total, s.cfg.Lo, s.cfg.Hi, n)
 			}
-			grad = make([]float32, 0, n)
 		}
 		switch {
 		case c.GetStep() != step:
@@ -149,7 +150,7 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 		case len(c.GetBuffers())%4 != 0:
 			return bad("%d buffer bytes, not a multiple of 4 (whole float32 elements)", len(c.GetBuffers()))
 		}
-		grad = appendFloats(grad, c.GetData())
+		grad = landFloats(grad, c.GetData())
 		if c.GetLast() {
 			last = true
 			bufs = appendFloats(make([]float32, 0, len(c.GetBuffers())/4), c.GetBuffers())
