@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,15 +101,16 @@ func benchPushPull(b *testing.B, n, nb int) {
 		srv  []grpc.ServerOption
 		dial []grpc.DialOption
 	}{
-		{"grpc-mtls", []grpc.ServerOption{grpc.Creds(id.ServerCredentials())},
-			[]grpc.DialOption{grpc.WithTransportCredentials(id.ClientCredentials(""))}},
-		{"grpc-plain", nil, []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}},
+		{"grpc-mtls", TransportServerOptions(id.ServerCredentials()), TransportDialOptions(id.ClientCredentials(""))},
+		{"grpc-plain", TransportServerOptions(nil), TransportDialOptions(insecure.NewCredentials())},
 	}
 	for _, tr := range transports {
 		b.Run(tr.name, func(b *testing.B) {
 			client, stop := benchServe(b, shard, tr.srv, tr.dial)
 			defer stop()
+			var cpu time.Duration
 			round := func() {
+				c0 := cpuTime(b)
 				step := shard.S.Version()
 				if _, _, err := client.Pull(ctx, step); err != nil {
 					b.Fatal(err)
@@ -117,6 +119,7 @@ func benchPushPull(b *testing.B, n, nb int) {
 					b.Fatal(err)
 				}
 				b.StopTimer()
+				cpu += cpuTime(b) - c0
 				if err := shard.S.Apply(step, []int{0}); err != nil {
 					b.Fatal(err)
 				}
@@ -124,18 +127,23 @@ func benchPushPull(b *testing.B, n, nb int) {
 			}
 			round() // the connection's handshake and first windows: not timed
 			b.SetBytes(2 * each)
+			cpu = 0
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				round()
 			}
 			reportVsRawTCP(b, each)
+			b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/op")
 		})
 	}
 	b.Run("raw-tcp", func(b *testing.B) {
+		c0 := cpuTime(b)
 		d, err := netbench.RawTCP(each, b.N)
 		if err != nil {
 			b.Fatal(err)
 		}
+		cpu := cpuTime(b) - c0
+		b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N+1), "cpu-ms/op") // with its warm-up round
 		b.ReportMetric(float64(d.Nanoseconds()), "ns/op")
 		b.ReportMetric(float64(2*each)/d.Seconds()/1e6, "MB/s")
 	})
@@ -178,6 +186,15 @@ func benchServe(b *testing.B, shard *paramserver.Local, srv []grpc.ServerOption,
 		s.Stop()
 		<-done
 	}
+}
+
+// cpuTime is the CPU time the process has used so far, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // reportVsRawTCP stops b's timer and reports x-raw-tcp: the rate of b's

@@ -12,9 +12,11 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/tlsutil"
 )
 
 // psFixture is one shard served over bufconn, with a PSClient and a raw
@@ -26,11 +28,18 @@ type psFixture struct {
 	raw    paramserverv1.ParameterServerClient
 }
 
+// newPSFixture serves shard with the cluster's transport settings
+// (TransportServerOptions, TransportDialOptions) and serverOpts, dialed
+// with dialOpts.
 func newPSFixture(t *testing.T, shard *paramserver.Local, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *psFixture {
 	t.Helper()
 	srv := NewPSServer(shard)
-	lis := serve(t, serverOpts, srv.Register)
-	conn := dial(t, lis, dialOpts...)
+	lis := serve(t, append(TransportServerOptions(nil), serverOpts...), srv.Register)
+	conn := dial(t, lis, append(TransportDialOptions(insecure.NewCredentials()), dialOpts...)...)
+	return newPSFixtureOn(shard, srv, conn)
+}
+
+func newPSFixtureOn(shard *paramserver.Local, srv *PSServer, conn grpc.ClientConnInterface) *psFixture {
 	return &psFixture{shard: shard, server: srv, client: NewPSClient(conn, shard.S.Config().Index), raw: paramserverv1.NewParameterServerClient(conn)}
 }
 
@@ -38,12 +47,47 @@ func newPSFixture(t *testing.T, shard *paramserver.Local, serverOpts []grpc.Serv
 // 4 MiB message limit) goes through the chunked Pull and Push streams bit
 // for bit: what a worker pulls is the shard's state, and a step applied
 // from gradients pushed over gRPC equals the same step applied in memory.
+// It does so with the cluster's transport (the chunk codec on both sides),
+// the same over TCP with mutual TLS (records batched), and against a
+// server with gRPC's defaults (the proto codec on its side).
 func TestPullPushLargeShard(t *testing.T) {
+	ca, err := tlsutil.NewCA(tlsutil.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.Issue(tlsutil.CertOptions{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := tlsutil.FromPEM(ca.CertPEM, cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []struct {
+		name    string
+		fixture func(t *testing.T, shard *paramserver.Local) *psFixture
+	}{
+		{"transport options", func(t *testing.T, shard *paramserver.Local) *psFixture { return newPSFixture(t, shard, nil) }},
+		{"TCP, mutual TLS", func(t *testing.T, shard *paramserver.Local) *psFixture {
+			srv := NewPSServer(shard)
+			addr := serveTCP(t, TransportServerOptions(id.ServerCredentials()), srv.Register)
+			return newPSFixtureOn(shard, srv, dialTCP(t, addr, TransportDialOptions(id.ClientCredentials(""))...))
+		}},
+		{"server with gRPC defaults", func(t *testing.T, shard *paramserver.Local) *psFixture {
+			srv := NewPSServer(shard)
+			return newPSFixtureOn(shard, srv, dial(t, serve(t, nil, srv.Register)))
+		}},
+	} {
+		t.Run(tr.name, func(t *testing.T) { testPullPushLargeShard(t, tr.fixture) })
+	}
+}
+
+func testPullPushLargeShard(t *testing.T, fixture func(*testing.T, *paramserver.Local) *psFixture) {
 	const n, nb = 1_500_000, 3
 	ctx := ctxFor(t, 2*time.Minute)
 	remote := newShard(t, n, nb, 2, 1)
 	local := newShard(t, n, nb, 2, 1)
-	f := newPSFixture(t, remote, nil)
+	f := fixture(t, remote)
 
 	p, b, err := f.client.Pull(ctx, 0)
 	if err != nil {
