@@ -468,3 +468,39 @@ func TestConcurrentPushPullApply(t *testing.T) {
 	}
 	sameState(t, "replayed", fresh.Checkpoint(), s.Checkpoint())
 }
+
+// TestNonFinite: the blockwise scan finds the first NaN or ±Inf (of any
+// payload) wherever it is, at any alignment of the slice, exactly as the
+// value by value scan, and passes every finite extreme.
+func TestNonFinite(t *testing.T) {
+	bad := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)),
+		math.Float32frombits(0x7f800001), math.Float32frombits(0xffffffff), math.Float32frombits(0x7fc00000)}
+	finite := []float32{math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32,
+		math.Float32frombits(0x80000000), math.Float32frombits(0x7f7fffff), 1, -2.5}
+	base := make([]float32, 64)
+	for i := range base {
+		base[i] = finite[i%len(finite)]
+	}
+	for off := range 3 {
+		for n := 0; n+off <= len(base); n++ {
+			v := base[off : off+n]
+			if got := nonFinite(v); got != -1 {
+				t.Fatalf("offset %d, %d finite values: nonFinite = %d", off, n, got)
+			}
+			for pos := range n {
+				for _, b := range bad {
+					old := v[pos]
+					v[pos] = b
+					second := min(pos+1+pos%5, n-1) // a later one must not hide the first
+					old2 := v[second]
+					v[second] = float32(math.NaN())
+					if got, want := nonFinite(v), firstNonFinite(v); got != want || want != pos {
+						t.Fatalf("offset %d, %d values, %08x at %d: nonFinite = %d, want %d", off, n, math.Float32bits(b), pos, got, pos)
+					}
+					v[second] = old2
+					v[pos] = old
+				}
+			}
+		}
+	}
+}
