@@ -174,6 +174,7 @@ type Shard struct {
 	bufs     []float32
 	shared   bool // params and bufs are a Snapshot's: read-only (own)
 	pending  map[int]pushed
+	spare    [][]float32 // gradients' memory for GradientBuffer (release)
 	lastStep int64 // the last applied step, when lastSet != nil
 	lastSet  []int
 	changed  chan struct{} // closed and replaced whenever version changes
@@ -346,6 +347,46 @@ func (s *Shard) own() {
 // this step (ErrConflict; the first push stays). Pushing the same content
 // again is acknowledged (nil) and counted as a duplicate.
 func (s *Shard) Push(step int64, worker int, grad, buffers []float32) error {
+	return s.push(step, worker, grad, buffers, false)
+}
+
+// PushOwned is Push without the copies, for a caller that assembled grad
+// and buffers for the shard alone (a server receiving a push, ideally into
+// a GradientBuffer): when the push is accepted the shard keeps them, and
+// the caller must not touch them again; when it is refused or a duplicate,
+// they stay the caller's.
+func (s *Shard) PushOwned(step int64, worker int, grad, buffers []float32) error {
+	return s.push(step, worker, grad, buffers, true)
+}
+
+// GradientBuffer returns an empty slice with room for a gradient (Hi − Lo
+// values), to receive a push into and hand over with PushOwned: the memory
+// of a gradient an earlier Apply or Restore has finished with when there is
+// one (its old values are still there, beyond the length), new otherwise.
+func (s *Shard) GradientBuffer() []float32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := len(s.spare); k > 0 {
+		g := s.spare[k-1]
+		s.spare[k-1] = nil
+		s.spare = s.spare[:k-1]
+		return g
+	}
+	return make([]float32, 0, len(s.params))
+}
+
+// release empties pending, keeping up to Workers of its gradients' memory
+// for GradientBuffer. Call with mu held.
+func (s *Shard) release() {
+	for _, p := range s.pending {
+		if len(s.spare) < s.cfg.Workers {
+			s.spare = append(s.spare, p.grad[:0])
+		}
+	}
+	clear(s.pending)
+}
+
+func (s *Shard) push(step int64, worker int, grad, buffers []float32, owned bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Pushes++
@@ -387,7 +428,10 @@ func (s *Shard) Push(step int64, worker int, grad, buffers []float32) error {
 		rej.Conflict++
 		return s.errorf("push", ErrConflict, step, worker, "the worker already pushed different values for this step")
 	}
-	s.pending[worker] = pushed{grad: slices.Clone(grad), bufs: slices.Clone(buffers)}
+	if !owned {
+		grad, buffers = slices.Clone(grad), slices.Clone(buffers)
+	}
+	s.pending[worker] = pushed{grad: grad, bufs: buffers}
 	s.stats.Accepted++
 	return nil
 }
@@ -471,7 +515,7 @@ func (s *Shard) Apply(step int64, set []int) error {
 	s.stats.Applied++
 	s.stats.Used += int64(len(set))
 	s.stats.DroppedBackup += int64(len(s.pending) - len(set))
-	clear(s.pending)
+	s.release()
 	s.lastStep, s.lastSet = step, slices.Clone(set)
 	s.setVersion(step + 1)
 	return nil
@@ -596,7 +640,7 @@ func (s *Shard) Restore(st ShardState) error {
 	copy(s.params, st.Params)
 	copy(s.bufs, st.Buffers)
 	s.stats.DroppedRestore += int64(len(s.pending))
-	clear(s.pending)
+	s.release()
 	s.lastSet = nil
 	s.setVersion(st.Version)
 	return nil

@@ -98,7 +98,9 @@ func (s *PSServer) Pull(req *paramserverv1.PullRequest, stream grpc.ServerStream
 // to the shard once the stream is complete and well formed. A stream that
 // breaks the chunking rules is refused with INVALID_ARGUMENT naming the
 // fault, and the shard is not called; nothing more than the shard's own
-// range is ever allocated.
+// range is ever allocated. The gradient is received into memory the shard
+// lends (paramserver.Shard.GradientBuffer) and handed over without a copy
+// (PushOwned).
 func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChunk, paramserverv1.PushAck]) error {
 	n := s.cfg.Hi - s.cfg.Lo
 	var (
@@ -112,7 +114,7 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 		s.malformed.Add(1)
 		return malformed("push to shard %d: "+format, append([]any{s.cfg.Index}, a...)...)
 	}
-	grad = make([]float32, 0, n)
+	grad = s.shard.S.GradientBuffer()
 	for {
 		c := &paramserverv1.PushChunk{Data: spareBytes(grad)} // the codec decodes the data in place
 		err := stream.RecvMsg(c)
@@ -164,7 +166,7 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 	case int64(len(grad)) != total:
 		return bad("chunks cover [0,%d) of total_elements %d", len(grad), total)
 	}
-	if err := s.shard.S.Push(step, int(wk), grad, bufs); err != nil {
+	if err := s.shard.S.PushOwned(step, int(wk), grad, bufs); err != nil {
 		return statusErr(err)
 	}
 	return stream.SendAndClose(&paramserverv1.PushAck{Step: step, ShardVersion: step})
