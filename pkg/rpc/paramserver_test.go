@@ -484,3 +484,44 @@ func TestPullBuffersOwnChunk(t *testing.T) {
 		t.Fatalf("client pull: %d buffers, %v", len(b), err)
 	}
 }
+
+// TestPullReusesItsMemory: a Pull decodes into the memory the client's
+// last Pull returned (documented: valid until the next Pull) and still
+// returns the new version's values; a shard that grew (another range after
+// a restart) gets new memory.
+func TestPullReusesItsMemory(t *testing.T) {
+	const n = 70_000
+	ctx := ctxFor(t, time.Minute)
+	shard := newShard(t, n, 2, 1, 1)
+	f := newPSFixture(t, shard, nil)
+	p0, _, err := f.client.Pull(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Push(ctx, 0, 0, randFloats(rand.New(rand.NewPCG(1, 2)), n), []float32{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Apply(ctx, 0, []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	p1, b1, err := f.client.Pull(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &p1[0] != &p0[0] {
+		t.Error("the second Pull decoded into new memory")
+	}
+	want, wantB, _ := shard.S.Pull(ctx, 1)
+	sameBits(t, "parameters pulled into reused memory", p1, want)
+	sameBits(t, "buffers", b1, wantB)
+
+	bigger := newShard(t, n+1, 2, 1, 1)
+	c := newPSFixture(t, bigger, nil).client
+	c.last = p1 // as if its last Pull had been of the smaller range
+	p2, _, err := c.Pull(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ = bigger.S.Pull(ctx, 0)
+	sameBits(t, "parameters of a larger range", p2, want)
+}

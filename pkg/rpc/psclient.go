@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc"
 
@@ -23,6 +24,9 @@ type PSClient struct {
 	index int
 	chunk int
 	slot  int32
+
+	mu   sync.Mutex
+	last []float32 // what the last Pull returned: the next decodes into its memory
 }
 
 var (
@@ -67,6 +71,11 @@ const maxPrealloc = 1 << 26
 // version step, waiting (bounded by ctx) while the shard is below it. The
 // stream is checked as the server checks pushes: one step and total,
 // contiguous offsets, whole elements, the buffers in the last chunk.
+//
+// The parameters are valid until the next Pull on p, which decodes into
+// their memory (a worker copies them into its model at once): a pull of a
+// whole shard allocates nothing. Pulls at the same time are safe; each of
+// them but one then decodes into new memory.
 func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []float32, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -96,7 +105,7 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 			if total < 0 {
 				return nil, nil, bad("total_elements %d", total)
 			}
-			params = make([]float32, 0, min(total, maxPrealloc))
+			params = p.reuse(total)
 		}
 		switch {
 		case last:
@@ -123,7 +132,24 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 	if !last || int64(len(params)) != total {
 		return nil, nil, bad("stream ended after %d of %d elements without its last chunk", len(params), total)
 	}
+	p.mu.Lock()
+	p.last = params
+	p.mu.Unlock()
 	return params, buffers, nil
+}
+
+// reuse returns an empty vector for a pull of total elements: the memory of
+// the last Pull's parameters when it has room (taken, so that a concurrent
+// Pull cannot take it too), new memory otherwise.
+func (p *PSClient) reuse(total int64) []float32 {
+	p.mu.Lock()
+	last := p.last
+	p.last = nil
+	p.mu.Unlock()
+	if int64(cap(last)) >= total {
+		return last[:0]
+	}
+	return make([]float32, 0, min(total, maxPrealloc))
 }
 
 // Push implements worker.Shard: it streams grad in chunks (buffers in the

@@ -240,13 +240,19 @@ func (s *WorkerShards) address(ctx context.Context, k int) (string, error) {
 	return addr, nil
 }
 
-// workerShard is shard k of a WorkerShards.
+// workerShard is shard k of a WorkerShards. It keeps its client while the
+// shard stays on one connection, so that each Pull decodes into the last
+// one's memory (PSClient.Pull).
 type workerShard struct {
 	k      int
 	shards *WorkerShards
+
+	mu     sync.Mutex
+	conn   *grpc.ClientConn
+	client *PSClient
 }
 
-func (w *workerShard) client(ctx context.Context) (*PSClient, error) {
+func (w *workerShard) psClient(ctx context.Context) (*PSClient, error) {
 	addr, err := w.shards.address(ctx, w.k)
 	if err != nil {
 		return nil, err
@@ -255,7 +261,12 @@ func (w *workerShard) client(ctx context.Context) (*PSClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewPSClient(c, w.k, WithWorkerSlot(w.shards.coord.slot)), nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn != c {
+		w.conn, w.client = c, NewPSClient(c, w.k, WithWorkerSlot(w.shards.coord.slot))
+	}
+	return w.client, nil
 }
 
 // check marks the assignment stale when the shard could not be reached.
@@ -267,7 +278,7 @@ func (w *workerShard) check(err error) error {
 }
 
 func (w *workerShard) Pull(ctx context.Context, step int64) ([]float32, []float32, error) {
-	c, err := w.client(ctx)
+	c, err := w.psClient(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,7 +287,7 @@ func (w *workerShard) Pull(ctx context.Context, step int64) ([]float32, []float3
 }
 
 func (w *workerShard) Push(ctx context.Context, step int64, worker int, g, b []float32) error {
-	c, err := w.client(ctx)
+	c, err := w.psClient(ctx)
 	if err != nil {
 		return err
 	}
