@@ -139,10 +139,9 @@ func (p *chunkPlan) marshal(m protoreflect.Message) mem.BufferSlice {
 	if mem.IsBelowBufferPoolingThreshold(size) {
 		return mem.BufferSlice{mem.SliceBuffer(p.appendTo(make([]byte, 0, size), m, nil))}
 	}
-	pool := mem.DefaultBufferPool()
-	buf := pool.Get(size)
+	buf := bufferPool.Get(size)
 	*buf = p.appendTo((*buf)[:0], m, nil)
-	return mem.BufferSlice{mem.NewBuffer(buf, pool)}
+	return mem.BufferSlice{mem.NewBuffer(buf, bufferPool)}
 }
 
 // appendTo appends m's encoding to b. With out non-nil the bytes fields are

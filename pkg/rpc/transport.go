@@ -3,6 +3,7 @@ package rpc
 import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 )
 
 // The transport's settings for the cluster's streams, which move whole
@@ -35,6 +36,7 @@ func TransportDialOptions(creds credentials.TransportCredentials) []grpc.DialOpt
 		grpc.WithInitialConnWindowSize(connWindowBytes),
 		grpc.WithReadBufferSize(ioBufferBytes),
 		grpc.WithWriteBufferSize(ioBufferBytes),
+		experimental.WithBufferPool(bufferPool),
 	}
 }
 
@@ -54,6 +56,7 @@ func TransportServerOptions(creds credentials.TransportCredentials) []grpc.Serve
 		grpc.InitialConnWindowSize(connWindowBytes),
 		grpc.ReadBufferSize(ioBufferBytes),
 		grpc.WriteBufferSize(ioBufferBytes),
+		experimental.BufferPool(bufferPool),
 		grpc.ForceServerCodecV2(chunkCodec{}),
 	)
 }
