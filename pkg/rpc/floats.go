@@ -5,6 +5,9 @@ import (
 	"math"
 	"slices"
 	"unsafe"
+
+	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
+	"github.com/logitpair/logitpair/pkg/wire"
 )
 
 // Chunk sizes of Pull and Push, in bytes of float32 data per message: far
@@ -73,6 +76,76 @@ func landFloats(dst []float32, b []byte) []float32 {
 	dst = dst[:n+k]
 	if !nativeLittleEndian {
 		decodeFloatsPortable(dst[n:], b) // element by element in place: each reads the bytes it overwrites
+	}
+	return dst
+}
+
+// Gradient encodings of pushes (PushChunk.encoding): a wire.Format on the
+// wire.
+const (
+	encodingFloat32 = paramserverv1.GradientEncoding_GRADIENT_ENCODING_FLOAT32
+	encodingBF16    = paramserverv1.GradientEncoding_GRADIENT_ENCODING_BF16
+)
+
+// encodingOf returns the PushChunk.encoding of format f; false for a
+// format the transport does not know.
+func encodingOf(f wire.Format) (paramserverv1.GradientEncoding, bool) {
+	switch f {
+	case wire.Float32:
+		return encodingFloat32, true
+	case wire.BF16:
+		return encodingBF16, true
+	}
+	return 0, false
+}
+
+// elementBytes is the size of one gradient value in encoding e; 0 for an
+// encoding the transport does not know.
+func elementBytes(e paramserverv1.GradientEncoding) int {
+	switch e {
+	case encodingFloat32:
+		return 4
+	case encodingBF16:
+		return 2
+	}
+	return 0
+}
+
+// encodeGradient returns v in encoding e (a known one): encodeFloats for
+// float32; for bfloat16 each value rounded by wire.BF16Bits, little-endian,
+// written into scratch's memory when it has room.
+func encodeGradient(scratch []byte, v []float32, e paramserverv1.GradientEncoding) []byte {
+	if e == encodingFloat32 {
+		return encodeFloats(v)
+	}
+	b := slices.Grow(scratch[:0], 2*len(v))[:2*len(v)]
+	for i, x := range v {
+		binary.LittleEndian.PutUint16(b[2*i:], wire.BF16Bits(x))
+	}
+	return b
+}
+
+// landGradient is landFloats for gradient data in encoding e (a known
+// one): bfloat16 values are widened to float32 (wire.FromBF16), in place
+// when b lies where spareBytes(dst) lent, from the last value to the first
+// (value i's float32 covers only the bytes of values i/2 … i, none of them
+// still to be read).
+func landGradient(dst []float32, b []byte, e paramserverv1.GradientEncoding) []float32 {
+	if e == encodingFloat32 {
+		return landFloats(dst, b)
+	}
+	n, k := len(dst), len(b)/2
+	if k > 0 && cap(dst)-n >= k && unsafe.SliceData(b) == unsafe.SliceData(spareBytes(dst)) {
+		dst = dst[:n+k]
+		out := dst[n:]
+		for i := k - 1; i >= 0; i-- {
+			out[i] = wire.FromBF16(uint16(b[2*i]) | uint16(b[2*i+1])<<8)
+		}
+		return dst
+	}
+	dst = slices.Grow(dst, k)[:n+k]
+	for i := range k {
+		dst[n+i] = wire.FromBF16(binary.LittleEndian.Uint16(b[2*i:]))
 	}
 	return dst
 }

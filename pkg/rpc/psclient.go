@@ -11,6 +11,7 @@ import (
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
 	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/wire"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
 
@@ -20,10 +21,11 @@ import (
 // which unwraps to the shard's *paramserver.Error: a caller tells a stale
 // step by errors.Is(err, paramserver.ErrStale), exactly as in memory.
 type PSClient struct {
-	c     paramserverv1.ParameterServerClient
-	index int
-	chunk int
-	slot  int32
+	c      paramserverv1.ParameterServerClient
+	index  int
+	chunk  int
+	slot   int32
+	format wire.Format
 
 	mu   sync.Mutex
 	last []float32 // what the last Pull returned: the next decodes into its memory
@@ -42,6 +44,15 @@ type PSClientOption func(*PSClient)
 // MaxChunkBytes]).
 func WithChunkBytes(n int) PSClientOption {
 	return func(p *PSClient) { p.chunk = clampChunk(n, DefaultChunkBytes) }
+}
+
+// WithWireFormat sets the format of pushed gradients (default
+// wire.Float32). With wire.BF16 every value is rounded to bfloat16
+// (wire.BF16Bits) and sent in 2 bytes: the shard applies the rounded
+// gradient, so a replay must round recomputed gradients the same way
+// (wire.Format.Round). Buffers and pulls stay float32.
+func WithWireFormat(f wire.Format) PSClientOption {
+	return func(p *PSClient) { p.format = f }
 }
 
 // WithWorkerSlot sets the worker slot sent with pulls, for the shard's
@@ -153,18 +164,28 @@ func (p *PSClient) reuse(total int64) []float32 {
 }
 
 // Push implements worker.Shard: it streams grad in chunks (buffers in the
-// last one) and returns once the shard accepted the whole push.
+// last one) in the client's wire format (WithWireFormat) and returns once
+// the shard accepted the whole push.
 func (p *PSClient) Push(ctx context.Context, step int64, w int, grad, buffers []float32) error {
+	enc, ok := encodingOf(p.format)
+	if !ok {
+		return fmt.Errorf("rpc: shard %d: push: gradient wire format %v is not one the transport sends (%v, %v)", p.index, p.format, wire.Float32, wire.BF16)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := p.c.Push(ctx, grpc.ForceCodecV2(chunkCodec{}))
 	if err != nil {
 		return p.wrap("push", fromStatus(err))
 	}
-	per := p.chunk / 4
+	per := p.chunk / elementBytes(enc)
+	var scratch []byte // bfloat16 chunks, reused: the codec copies a PushChunk's data as it is sent
 	for off := 0; ; {
 		end := min(off+per, len(grad))
-		c := &paramserverv1.PushChunk{Step: step, Worker: int32(w), Offset: int64(off), Data: encodeFloats(grad[off:end]), TotalElements: int64(len(grad))}
+		data := encodeGradient(scratch, grad[off:end], enc)
+		if enc != encodingFloat32 {
+			scratch = data
+		}
+		c := &paramserverv1.PushChunk{Step: step, Worker: int32(w), Offset: int64(off), Data: data, TotalElements: int64(len(grad)), Encoding: enc}
 		if end == len(grad) {
 			c.Last, c.Buffers = true, encodeFloats(buffers)
 		}

@@ -99,13 +99,16 @@ func (s *PSServer) Pull(req *paramserverv1.PullRequest, stream grpc.ServerStream
 // breaks the chunking rules is refused with INVALID_ARGUMENT naming the
 // fault, and the shard is not called; nothing more than the shard's own
 // range is ever allocated. The gradient is received into memory the shard
-// lends (paramserver.Shard.GradientBuffer) and handed over without a copy
+// lends (paramserver.Shard.GradientBuffer), bfloat16 values (encoding
+// BF16) widened to float32 there, and handed over without a copy
 // (PushOwned).
 func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChunk, paramserverv1.PushAck]) error {
 	n := s.cfg.Hi - s.cfg.Lo
 	var (
 		step, total int64
 		wk          int32
+		enc         paramserverv1.GradientEncoding
+		size        int // bytes per gradient element in enc
 		grad, bufs  []float32
 		started     bool
 		last        bool
@@ -129,9 +132,12 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 		}
 		if !started {
 			started = true
-			step, wk, total = c.GetStep(), c.GetWorker(), c.GetTotalElements()
+			step, wk, total, enc = c.GetStep(), c.GetWorker(), c.GetTotalElements(), c.GetEncoding()
 			if total != int64(n) {
 				return bad("total_elements %d, but the shard owns [%d,%d) = %d elements", total, s.cfg.Lo, s.cfg.Hi, n)
+			}
+			if size = elementBytes(enc); size == 0 {
+				return bad("gradient encoding %d is not one this shard knows (%v, %v): run the same logitpair version on workers and shards", int32(enc), encodingFloat32, encodingBF16)
 			}
 		}
 		switch {
@@ -141,18 +147,20 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 			return bad("chunk from worker %d in a push from worker %d: every chunk must carry the same worker", c.GetWorker(), wk)
 		case c.GetTotalElements() != total:
 			return bad("chunk with total_elements %d in a push of %d: every chunk must carry the same total", c.GetTotalElements(), total)
+		case c.GetEncoding() != enc:
+			return bad("chunk in encoding %v in a push in %v: every chunk must carry the same encoding", c.GetEncoding(), enc)
 		case c.GetOffset() != int64(len(grad)):
 			return bad("chunk at offset %d, expected %d: chunks must cover [0, total_elements) in order, without gaps or overlaps", c.GetOffset(), len(grad))
-		case len(c.GetData())%4 != 0:
-			return bad("chunk at offset %d has %d data bytes, not a multiple of 4 (whole float32 elements)", c.GetOffset(), len(c.GetData()))
-		case int64(len(grad))+int64(len(c.GetData())/4) > total:
-			return bad("chunk at offset %d with %d elements runs past total_elements %d", c.GetOffset(), len(c.GetData())/4, total)
+		case len(c.GetData())%size != 0:
+			return bad("chunk at offset %d has %d data bytes, not a multiple of %d (whole %v elements)", c.GetOffset(), len(c.GetData()), size, enc)
+		case int64(len(grad))+int64(len(c.GetData())/size) > total:
+			return bad("chunk at offset %d with %d elements runs past total_elements %d", c.GetOffset(), len(c.GetData())/size, total)
 		case len(c.GetBuffers()) > 0 && !c.GetLast():
 			return bad("buffers in the chunk at offset %d, which is not marked last", c.GetOffset())
 		case len(c.GetBuffers())%4 != 0:
 			return bad("%d buffer bytes, not a multiple of 4 (whole float32 elements)", len(c.GetBuffers()))
 		}
-		grad = landFloats(grad, c.GetData())
+		grad = landGradient(grad, c.GetData(), enc)
 		if c.GetLast() {
 			last = true
 			bufs = appendFloats(make([]float32, 0, len(c.GetBuffers())/4), c.GetBuffers())
