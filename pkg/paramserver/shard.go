@@ -175,7 +175,7 @@ type Shard struct {
 	shared   bool // params and bufs are a Snapshot's: read-only (own)
 	pending  map[int]pushed
 	spare    [][]float32 // gradients' memory for GradientBuffer (release)
-	lastStep int64 // the last applied step, when lastSet != nil
+	lastStep int64       // the last applied step, when lastSet != nil
 	lastSet  []int
 	changed  chan struct{} // closed and replaced whenever version changes
 	closed   bool
