@@ -16,6 +16,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/tlsutil"
+	"github.com/logitpair/logitpair/pkg/wire"
 )
 
 // pushPullSizes are the shard sizes BenchmarkPushPullLoopback moves: the
@@ -39,6 +40,9 @@ var pushPullSizes = []struct {
 //   - grpc-mtls: gRPC with mutual TLS (tlsutil identities, as a cluster
 //     with --tls-* runs),
 //   - grpc-plain: gRPC in plaintext,
+//   - grpc-mtls-bf16: grpc-mtls with the gradient pushed as bfloat16
+//     (WithWireFormat(wire.BF16): 2 bytes a value; its MB/s and ratio
+//     still count 4),
 //   - raw-tcp: netbench.RawTCP, the same bytes each way over one bare
 //     connection (what a perfect transport would need),
 //   - memcpy: a memory copy of the same bytes both ways.
@@ -47,7 +51,9 @@ var pushPullSizes = []struct {
 // second); the gRPC ones and memcpy also report x-raw-tcp, their rate over
 // raw TCP's, measured with as many rounds right after their own (outside
 // the timer), so that the ratio compares the two on the machine as it was
-// then. The step is applied with plain SGD between rounds, outside the
+// then; the gRPC ones and raw-tcp report cpu-ms/op, the process's CPU time
+// per round (client and server together: on a machine shared with other
+// work the CPU a round needs, not the wall time, is what stays put). The step is applied with plain SGD between rounds, outside the
 // timer, so the next pull is of a new version: the benchmark is the
 // transfer.
 func BenchmarkPushPullLoopback(b *testing.B) {
@@ -97,16 +103,18 @@ func benchPushPull(b *testing.B, n, nb int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	transports := []struct {
-		name string
-		srv  []grpc.ServerOption
-		dial []grpc.DialOption
+		name   string
+		srv    []grpc.ServerOption
+		dial   []grpc.DialOption
+		format wire.Format
 	}{
-		{"grpc-mtls", TransportServerOptions(id.ServerCredentials()), TransportDialOptions(id.ClientCredentials(""))},
-		{"grpc-plain", TransportServerOptions(nil), TransportDialOptions(insecure.NewCredentials())},
+		{"grpc-mtls", TransportServerOptions(id.ServerCredentials()), TransportDialOptions(id.ClientCredentials("")), wire.Float32},
+		{"grpc-plain", TransportServerOptions(nil), TransportDialOptions(insecure.NewCredentials()), wire.Float32},
+		{"grpc-mtls-bf16", TransportServerOptions(id.ServerCredentials()), TransportDialOptions(id.ClientCredentials("")), wire.BF16},
 	}
 	for _, tr := range transports {
 		b.Run(tr.name, func(b *testing.B) {
-			client, stop := benchServe(b, shard, tr.srv, tr.dial)
+			client, stop := benchServe(b, shard, tr.srv, tr.dial, WithWireFormat(tr.format))
 			defer stop()
 			var cpu time.Duration
 			round := func() {
@@ -162,7 +170,7 @@ func benchPushPull(b *testing.B, n, nb int) {
 
 // benchServe serves shard over gRPC on 127.0.0.1 with srv's options and
 // returns a client dialed with dial's, and a function that stops both.
-func benchServe(b *testing.B, shard *paramserver.Local, srv []grpc.ServerOption, dial []grpc.DialOption) (*PSClient, func()) {
+func benchServe(b *testing.B, shard *paramserver.Local, srv []grpc.ServerOption, dial []grpc.DialOption, opts ...PSClientOption) (*PSClient, func()) {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -181,7 +189,7 @@ func benchServe(b *testing.B, shard *paramserver.Local, srv []grpc.ServerOption,
 		<-done
 		b.Fatal(err)
 	}
-	return NewPSClient(conn, 0, WithWorkerSlot(0)), func() {
+	return NewPSClient(conn, 0, append(opts, WithWorkerSlot(0))...), func() {
 		conn.Close()
 		s.Stop()
 		<-done
