@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -186,6 +187,7 @@ func (s *CoordinatorShard) Push(ctx context.Context, step int64, w int, g, b []f
 type WorkerShards struct {
 	coord *RejoiningCoordinator
 	conns *ConnPool
+	opts  []PSClientOption
 
 	mu    sync.Mutex
 	a     *coordinatorv1.Assignment
@@ -194,9 +196,11 @@ type WorkerShards struct {
 }
 
 // NewWorkerShards returns the shards of assignment a (the one the worker
-// joined with) as coord's worker reaches them, dialed through conns.
-func NewWorkerShards(coord *RejoiningCoordinator, a *coordinatorv1.Assignment, conns *ConnPool) *WorkerShards {
-	return &WorkerShards{coord: coord, conns: conns, a: a, seen: coord.rejoins.Load()}
+// joined with) as coord's worker reaches them, dialed through conns, each
+// through a PSClient made with opts (e.g. WithWireFormat) and the worker's
+// slot.
+func NewWorkerShards(coord *RejoiningCoordinator, a *coordinatorv1.Assignment, conns *ConnPool, opts ...PSClientOption) *WorkerShards {
+	return &WorkerShards{coord: coord, conns: conns, opts: opts, a: a, seen: coord.rejoins.Load()}
 }
 
 // Shard returns shard k (worker.Shard).
@@ -264,7 +268,8 @@ func (w *workerShard) psClient(ctx context.Context) (*PSClient, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.conn != c {
-		w.conn, w.client = c, NewPSClient(c, w.k, WithWorkerSlot(w.shards.coord.slot))
+		opts := append(slices.Clone(w.shards.opts), WithWorkerSlot(w.shards.coord.slot))
+		w.conn, w.client = c, NewPSClient(c, w.k, opts...)
 	}
 	return w.client, nil
 }
