@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Cluster benchmarks (issue 5), recorded in docs/BENCHMARKS.md:
-#  (i)   push + pull throughput of one worker over gRPC on loopback beside a
-#        memory copy of the same bytes (go test -bench PushPullLoopback);
+#  (i)   push + pull throughput of one worker on loopback, for madry-mnist's
+#        and resnet-v2-50's parameter vectors, over gRPC with mutual TLS and
+#        in plaintext beside raw TCP and a memory copy of the same bytes,
+#        with each one's ratio to raw TCP (go test -bench PushPullLoopback;
+#        issue 13);
 #  (ii)  samples/s of a 2-worker cluster (separate processes on loopback,
 #        1 thread each) beside `logitpair train` with 2 threads, same step;
 #  (iii) 3 workers, one slowed to 3× its step time: step time with b = 1 and
@@ -13,8 +16,22 @@ cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 steps=40
 [ "${1:-}" = --steps ] && steps=$2
-echo "== (i) push + pull on loopback =="
-go test -run XXX -bench PushPullLoopback -benchtime 20x ./pkg/rpc/ | grep Benchmark
+echo "== (i) push + pull on loopback (MB/s of payload; ratio to raw TCP measured right after each) =="
+go test -run XXX -bench PushPullLoopback -benchtime 10x ./pkg/rpc/ | awk '
+/^BenchmarkPushPullLoopback\// {
+	name = $1
+	sub(/^BenchmarkPushPullLoopback\//, "", name)
+	sub(/-[0-9]+$/, "", name)
+	mbs = ratio = cpu = ""
+	for (i = 3; i <= NF; i++) {
+		if ($i == "MB/s") mbs = $(i - 1)
+		if ($i == "x-raw-tcp") ratio = $(i - 1)
+		if ($i == "cpu-ms/op") cpu = $(i - 1)
+	}
+	printf "%-26s %9s MB/s  %8s CPU ms/round  %s\n", name, mbs, cpu, (ratio == "" ? "" : sprintf("%.2f x raw TCP", ratio))
+}
+/^(FAIL|panic|---)/ { print; bad = 1 }
+END { exit bad }'
 echo "== (iii) straggler =="
 go test -run XXX -bench Straggler -benchtime 1x ./pkg/cluster/ | grep Benchmark
 echo "== (ii) 2-worker cluster vs local training (ALP, madry-mnist, batch 50 per worker, PGD-10) =="

@@ -57,7 +57,7 @@ and one with a join token refuses a call without it: both are errors here.`,
 				if err != nil {
 					return err
 				}
-				opts = append(opts, grpc.WithTransportCredentials(id.ClientCredentials(tlsName)))
+				opts = rpc.TransportDialOptions(id.ClientCredentials(tlsName))
 				if token != "" {
 					opts = append(opts, grpc.WithPerRPCCredentials(rpc.TokenCredentials(token, true)))
 				}
@@ -66,7 +66,7 @@ and one with a join token refuses a call without it: both are errors here.`,
 				if tlsName != "" {
 					return fmt.Errorf("--tls-server-name needs --tls-ca, --tls-cert and --tls-key")
 				}
-				opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				opts = rpc.TransportDialOptions(insecure.NewCredentials())
 				if token != "" {
 					opts = append(opts, rpc.WithToken(token))
 				}

@@ -41,6 +41,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/logitpair/logitpair/pkg/metrics"
@@ -160,25 +161,28 @@ func (c Common) checkTransport() {
 	}
 }
 
+// dialOptions are a client connection's transport (rpc.TransportDialOptions)
+// and the join token.
 func (c Common) dialOptions() []grpc.DialOption {
 	c.checkTransport()
 	if c.tls == nil {
-		opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		opts := rpc.TransportDialOptions(insecure.NewCredentials())
 		if c.JoinToken != "" {
 			opts = append(opts, rpc.WithToken(c.JoinToken)) // accepted on plaintext too
 		}
 		return opts
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(c.tls.ClientCredentials(c.TLSServerName))}
+	opts := rpc.TransportDialOptions(c.tls.ClientCredentials(c.TLSServerName))
 	if c.JoinToken != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(rpc.TokenCredentials(c.JoinToken, true)))
 	}
 	return opts
 }
 
-// serverOptions are a gRPC server's credentials and guard (rpc.Guard: the
-// join token, with TLS the role table; refusals logged at a bounded rate
-// and counted in reg's logitpair_auth_refused_total).
+// serverOptions are a gRPC server's transport (rpc.TransportServerOptions:
+// credentials, windows, buffers, codec) and guard (rpc.Guard: the join
+// token, with TLS the role table; refusals logged at a bounded rate and
+// counted in reg's logitpair_auth_refused_total).
 func (c Common) serverOptions(log *zap.Logger, reg prometheus.Registerer) ([]grpc.ServerOption, error) {
 	c.checkTransport()
 	am, err := metrics.NewAuth(reg)
@@ -186,9 +190,9 @@ func (c Common) serverOptions(log *zap.Logger, reg prometheus.Registerer) ([]grp
 		return nil, err
 	}
 	g := rpc.NewGuard(rpc.GuardConfig{Token: c.JoinToken, Roles: c.tls != nil, Log: log, OnRefused: am.Refused})
-	var opts []grpc.ServerOption
+	var creds credentials.TransportCredentials // plaintext
 	if c.tls != nil {
-		opts = append(opts, grpc.Creds(g.Credentials(c.tls.ServerCredentials())))
+		creds = g.Credentials(c.tls.ServerCredentials())
 	}
-	return append(opts, g.ServerOptions()...), nil
+	return append(rpc.TransportServerOptions(creds), g.ServerOptions()...), nil
 }

@@ -88,6 +88,93 @@ func TestPullLongPoll(t *testing.T) {
 	}
 }
 
+// TestSnapshot: Snapshot returns the values Pull returns, the same memory
+// to every caller of one version, and never sees it change: Apply and
+// Restore make the next version in new memory, and a shard that had no
+// snapshot taken keeps stepping in place. A stale step and a closed shard
+// are refused as by Pull, and a snapshot counts as a pull.
+func TestSnapshot(t *testing.T) {
+	const n = 6
+	cfg := baseConfig(optim.KindRMSProp, n, 1)
+	cfg.BufHi, cfg.InitBuffers = 2, []float32{4, 5}
+	s := mustShard(t, cfg, vec(n, 1, 1), nil)
+	ctx := testCtx(t)
+
+	p0, b0, err := s.Snapshot(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q0, c0, err := s.Snapshot(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &p0[0] != &q0[0] || &b0[0] != &c0[0] {
+		t.Fatal("two snapshots of version 0 are different memory")
+	}
+	pp, pb, err := s.Pull(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameBitsT(t, "snapshot params", p0, pp)
+	sameBitsT(t, "snapshot buffers", b0, pb)
+	want0, wantB0 := append([]float32(nil), p0...), append([]float32(nil), b0...)
+	start := s.Checkpoint()
+
+	mustPush(t, s, 0, 0, vec(n, 1, 2), []float32{6, 7})
+	mustApply(t, s, 0, []int{0})
+	sameBitsT(t, "version 0's snapshot after Apply(0)", p0, want0)
+	sameBitsT(t, "version 0's buffers after Apply(0)", b0, wantB0)
+	p1, b1, err := s.Snapshot(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Checkpoint()
+	sameBitsT(t, "version 1's snapshot", p1, st.Params)
+	sameBitsT(t, "version 1's buffers", b1, []float32{6, 7})
+	if &p1[0] == &p0[0] {
+		t.Fatal("version 1 was made in version 0's memory")
+	}
+
+	// Restore writes the state into new memory too.
+	want1 := append([]float32(nil), p1...)
+	if err := s.Restore(start); err != nil {
+		t.Fatal(err)
+	}
+	sameBitsT(t, "version 1's snapshot after Restore", p1, want1)
+	sameBitsT(t, "version 1's buffers after Restore", b1, []float32{6, 7})
+	if p, _, err := s.Snapshot(ctx, 0); err != nil {
+		t.Fatal(err)
+	} else {
+		sameBitsT(t, "the restored version 0", p, want0)
+	}
+
+	// Without a snapshot taken, Apply steps in place.
+	mustPush(t, s, 0, 0, vec(n, 1, 2), []float32{6, 7})
+	mustApply(t, s, 0, []int{0})
+	s.mu.Lock()
+	inPlace := &s.params[0]
+	s.mu.Unlock()
+	mustPush(t, s, 1, 0, vec(n, 1, 3), []float32{1, 2})
+	mustApply(t, s, 1, []int{0})
+	s.mu.Lock()
+	moved := &s.params[0] != inPlace
+	s.mu.Unlock()
+	if moved {
+		t.Error("Apply with no snapshot outstanding copied the parameters")
+	}
+
+	if _, _, err := s.Snapshot(ctx, 1); !errors.Is(err, ErrStale) {
+		t.Errorf("Snapshot(1) at version 2: %v, want ErrStale", err)
+	}
+	if got := s.Stats().Pulls; got != 5 {
+		t.Errorf("Stats.Pulls = %d, want 5 (4 snapshots, 1 pull; the stale one refused)", got)
+	}
+	s.Close()
+	if _, _, err := s.Snapshot(ctx, 2); !errors.Is(err, ErrClosed) {
+		t.Errorf("Snapshot on a closed shard: %v, want ErrClosed", err)
+	}
+}
+
 func TestPullContext(t *testing.T) {
 	cfg := baseConfig(optim.KindSGD, 3, 1)
 	s := mustShard(t, cfg, vec(3, 1, 1), nil)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/logitpair/logitpair/pkg/optim"
 )
@@ -171,8 +172,10 @@ type Shard struct {
 	version  int64
 	params   []float32
 	bufs     []float32
+	shared   bool // params and bufs are a Snapshot's: read-only (own)
 	pending  map[int]pushed
-	lastStep int64 // the last applied step, when lastSet != nil
+	spare    [][]float32 // gradients' memory for GradientBuffer (release)
+	lastStep int64       // the last applied step, when lastSet != nil
 	lastSet  []int
 	changed  chan struct{} // closed and replaced whenever version changes
 	closed   bool
@@ -274,33 +277,64 @@ func (s *Shard) errorf(op string, kind error, step int64, worker int, format str
 // done gives ctx.Err() at once. A step below the version gives an *Error of
 // kind ErrStale whose Version tells the caller where the shard is.
 func (s *Shard) Pull(ctx context.Context, step int64) (params, buffers []float32, err error) {
+	err = s.at(ctx, step, func() { params, buffers = slices.Clone(s.params), slices.Clone(s.bufs) })
+	return params, buffers, err
+}
+
+// Snapshot is Pull without the copies: it returns the shard's own vectors
+// of version step, shared by every Snapshot of that version and never
+// changed again (the shard makes its next version in new memory), so the
+// caller must treat them as read-only. A server streaming the vectors to
+// many workers reads them in place; an in-process caller that wants to
+// change them uses Pull.
+func (s *Shard) Snapshot(ctx context.Context, step int64) (params, buffers []float32, err error) {
+	err = s.at(ctx, step, func() {
+		s.shared = true
+		params, buffers = s.params, s.bufs
+	})
+	return params, buffers, err
+}
+
+// at waits until the shard is at version step and calls read with mu held
+// there: Pull's and Snapshot's rule of waiting (see Pull), counted in
+// Stats.Pulls.
+func (s *Shard) at(ctx context.Context, step int64, read func()) error {
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return err
 		}
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, nil, s.errorf("pull", ErrClosed, step, -1, "")
+			return s.errorf("pull", ErrClosed, step, -1, "")
 		}
 		if step < s.version {
 			e := s.errorf("pull", ErrStale, step, -1, "")
 			s.mu.Unlock()
-			return nil, nil, e
+			return e
 		}
 		if step == s.version {
-			params, buffers = slices.Clone(s.params), slices.Clone(s.bufs)
+			read()
 			s.stats.Pulls++
 			s.mu.Unlock()
-			return params, buffers, nil
+			return nil
 		}
 		ch := s.changed
 		s.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return ctx.Err()
 		}
+	}
+}
+
+// own makes params and bufs the shard's to change: after a Snapshot handed
+// them out it continues on copies and leaves the snapshot's as they are.
+// Call with mu held, before changing either.
+func (s *Shard) own() {
+	if s.shared {
+		s.params, s.bufs, s.shared = slices.Clone(s.params), slices.Clone(s.bufs), false
 	}
 }
 
@@ -313,6 +347,46 @@ func (s *Shard) Pull(ctx context.Context, step int64) (params, buffers []float32
 // this step (ErrConflict; the first push stays). Pushing the same content
 // again is acknowledged (nil) and counted as a duplicate.
 func (s *Shard) Push(step int64, worker int, grad, buffers []float32) error {
+	return s.push(step, worker, grad, buffers, false)
+}
+
+// PushOwned is Push without the copies, for a caller that assembled grad
+// and buffers for the shard alone (a server receiving a push, ideally into
+// a GradientBuffer): when the push is accepted the shard keeps them, and
+// the caller must not touch them again; when it is refused or a duplicate,
+// they stay the caller's.
+func (s *Shard) PushOwned(step int64, worker int, grad, buffers []float32) error {
+	return s.push(step, worker, grad, buffers, true)
+}
+
+// GradientBuffer returns an empty slice with room for a gradient (Hi − Lo
+// values), to receive a push into and hand over with PushOwned: the memory
+// of a gradient an earlier Apply or Restore has finished with when there is
+// one (its old values are still there, beyond the length), new otherwise.
+func (s *Shard) GradientBuffer() []float32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := len(s.spare); k > 0 {
+		g := s.spare[k-1]
+		s.spare[k-1] = nil
+		s.spare = s.spare[:k-1]
+		return g
+	}
+	return make([]float32, 0, len(s.params))
+}
+
+// release empties pending, keeping up to Workers of its gradients' memory
+// for GradientBuffer. Call with mu held.
+func (s *Shard) release() {
+	for _, p := range s.pending {
+		if len(s.spare) < s.cfg.Workers {
+			s.spare = append(s.spare, p.grad[:0])
+		}
+	}
+	clear(s.pending)
+}
+
+func (s *Shard) push(step int64, worker int, grad, buffers []float32, owned bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Pushes++
@@ -354,7 +428,10 @@ func (s *Shard) Push(step int64, worker int, grad, buffers []float32) error {
 		rej.Conflict++
 		return s.errorf("push", ErrConflict, step, worker, "the worker already pushed different values for this step")
 	}
-	s.pending[worker] = pushed{grad: slices.Clone(grad), bufs: slices.Clone(buffers)}
+	if !owned {
+		grad, buffers = slices.Clone(grad), slices.Clone(buffers)
+	}
+	s.pending[worker] = pushed{grad: grad, bufs: buffers}
 	s.stats.Accepted++
 	return nil
 }
@@ -416,6 +493,7 @@ func (s *Shard) Apply(step int64, set []int) error {
 		return e
 	}
 
+	s.own()
 	mean := s.mean
 	s.average(mean, set, func(p pushed) []float32 { return p.grad })
 	if err := (optim.WeightDecay{WD: s.cfg.WeightDecay, Mask: s.decay}).Apply(mean, s.params); err != nil {
@@ -437,7 +515,7 @@ func (s *Shard) Apply(step int64, set []int) error {
 	s.stats.Applied++
 	s.stats.Used += int64(len(set))
 	s.stats.DroppedBackup += int64(len(s.pending) - len(set))
-	clear(s.pending)
+	s.release()
 	s.lastStep, s.lastSet = step, slices.Clone(set)
 	s.setVersion(step + 1)
 	return nil
@@ -558,10 +636,11 @@ func (s *Shard) Restore(st ShardState) error {
 			panic(fmt.Sprintf("paramserver: shard %d: EMA SetState after checking its length: %v", c.Index, err))
 		}
 	}
+	s.own()
 	copy(s.params, st.Params)
 	copy(s.bufs, st.Buffers)
 	s.stats.DroppedRestore += int64(len(s.pending))
-	clear(s.pending)
+	s.release()
 	s.lastSet = nil
 	s.setVersion(st.Version)
 	return nil
@@ -589,8 +668,39 @@ func (s *Shard) Close() error {
 	return nil
 }
 
-// nonFinite returns the index of the first NaN or ±Inf in v, or −1.
+// nonFinite returns the index of the first NaN or ±Inf in v, or −1. It
+// runs over every pushed gradient, so it tests eight values at a time on
+// their bits, two to a uint64: a float32 is NaN or ±Inf when its exponent
+// field is all ones, and then adding one at the exponent's lowest bit
+// carries into the sign bit, never beyond it. The first block that carries
+// is searched value by value.
 func nonFinite(v []float32) int {
+	const (
+		exponents = 0x7f800000_7f800000
+		lowest    = 0x00800000_00800000
+		signs     = 0x80000000_80000000
+	)
+	i := 0
+	for i < len(v) && uintptr(unsafe.Pointer(&v[i]))%8 != 0 {
+		i++ // to 8-byte alignment; the value by value search covers it
+	}
+	if j := firstNonFinite(v[:i]); j >= 0 {
+		return j
+	}
+	for ; i+8 <= len(v); i += 8 {
+		w := (*[4]uint64)(unsafe.Pointer(&v[i]))
+		if ((w[0]&exponents+lowest)|(w[1]&exponents+lowest)|(w[2]&exponents+lowest)|(w[3]&exponents+lowest))&signs != 0 {
+			break
+		}
+	}
+	if j := firstNonFinite(v[i:]); j >= 0 {
+		return i + j
+	}
+	return -1
+}
+
+// firstNonFinite is nonFinite value by value.
+func firstNonFinite(v []float32) int {
 	for i, x := range v {
 		if x-x != 0 {
 			return i

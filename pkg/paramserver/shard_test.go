@@ -468,3 +468,94 @@ func TestConcurrentPushPullApply(t *testing.T) {
 	}
 	sameState(t, "replayed", fresh.Checkpoint(), s.Checkpoint())
 }
+
+// TestNonFinite: the blockwise scan finds the first NaN or ±Inf (of any
+// payload) wherever it is, at any alignment of the slice, exactly as the
+// value by value scan, and passes every finite extreme.
+func TestNonFinite(t *testing.T) {
+	bad := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)),
+		math.Float32frombits(0x7f800001), math.Float32frombits(0xffffffff), math.Float32frombits(0x7fc00000)}
+	finite := []float32{math.MaxFloat32, -math.MaxFloat32, math.SmallestNonzeroFloat32,
+		math.Float32frombits(0x80000000), math.Float32frombits(0x7f7fffff), 1, -2.5}
+	base := make([]float32, 64)
+	for i := range base {
+		base[i] = finite[i%len(finite)]
+	}
+	for off := range 3 {
+		for n := 0; n+off <= len(base); n++ {
+			v := base[off : off+n]
+			if got := nonFinite(v); got != -1 {
+				t.Fatalf("offset %d, %d finite values: nonFinite = %d", off, n, got)
+			}
+			for pos := range n {
+				for _, b := range bad {
+					old := v[pos]
+					v[pos] = b
+					second := min(pos+1+pos%5, n-1) // a later one must not hide the first
+					old2 := v[second]
+					v[second] = float32(math.NaN())
+					if got, want := nonFinite(v), firstNonFinite(v); got != want || want != pos {
+						t.Fatalf("offset %d, %d values, %08x at %d: nonFinite = %d, want %d", off, n, math.Float32bits(b), pos, got, pos)
+					}
+					v[second] = old2
+					v[pos] = old
+				}
+			}
+		}
+	}
+}
+
+// TestPushOwned: a gradient received into a GradientBuffer and handed over
+// with PushOwned makes the same step as one pushed with Push; the shard
+// keeps it without a copy, and once the step is applied GradientBuffer
+// lends that memory again (up to Workers gradients, new memory beyond).
+// A refused PushOwned keeps nothing.
+func TestPushOwned(t *testing.T) {
+	const n, workers = 9, 2
+	cfg := baseConfig(optim.KindRMSProp, n, workers)
+	owned := mustShard(t, cfg, vec(n, 1, 1), nil)
+	copied := mustShard(t, cfg, vec(n, 1, 1), nil)
+
+	var lent [][]float32
+	for w := range workers {
+		g := owned.GradientBuffer()
+		if len(g) != 0 || cap(g) != n {
+			t.Fatalf("GradientBuffer: length %d, capacity %d, want 0 and %d", len(g), cap(g), n)
+		}
+		g = append(g, vec(n, 1, uint64(10+w))...)
+		if err := owned.PushOwned(0, w, g, nil); err != nil {
+			t.Fatal(err)
+		}
+		mustPush(t, copied, 0, w, vec(n, 1, uint64(10+w)), nil)
+		lent = append(lent, g)
+	}
+	owned.mu.Lock()
+	kept := &owned.pending[1].grad[0] == &lent[1][0]
+	owned.mu.Unlock()
+	if !kept {
+		t.Error("PushOwned copied the gradient")
+	}
+	mustApply(t, owned, 0, []int{0, 1})
+	mustApply(t, copied, 0, []int{0, 1})
+	sameBitsT(t, "parameters after owned pushes", owned.Checkpoint().Params, copied.Checkpoint().Params)
+
+	seen := map[*float32]bool{}
+	for range workers {
+		g := owned.GradientBuffer()
+		seen[&g[:1][0]] = true
+	}
+	if !seen[&lent[0][0]] || !seen[&lent[1][0]] {
+		t.Error("GradientBuffer did not lend the applied gradients' memory again")
+	}
+	if g := owned.GradientBuffer(); seen[&g[:1][0]] || cap(g) != n {
+		t.Error("GradientBuffer lent one gradient's memory twice")
+	}
+
+	g := append(owned.GradientBuffer(), vec(n, 1, 3)...)
+	if err := owned.PushOwned(0, 0, g, nil); !errors.Is(err, ErrStale) {
+		t.Fatalf("PushOwned of an applied step: %v, want ErrStale", err)
+	}
+	if st := owned.Stats(); st.Pending != 0 {
+		t.Errorf("a refused PushOwned left %d gradients pending", st.Pending)
+	}
+}

@@ -34,7 +34,25 @@
 // contiguously from offset 0 in chunks of whole elements, with one step,
 // worker and total in every chunk and the buffers in the last one; anything
 // else is answered with INVALID_ARGUMENT naming the fault, without calling
-// the shard (PSServer.Stats counts these), and is never applied.
+// the shard (PSServer.Stats counts these), and is never applied. A push
+// may carry its gradient as bfloat16 (WithWireFormat(wire.BF16): 2 bytes a
+// value, each rounded by wire.BF16Bits; every chunk in the same encoding),
+// which the shard widens to float32 before buffering it; buffers and pulls
+// are float32 always.
+//
+// # Transport
+//
+// Every connection and server of the cluster is built with
+// TransportDialOptions and TransportServerOptions, the one place of the
+// transport's settings: 1 MiB socket buffers, a buffer pool that does not
+// clear, TLS records batched into one system call per write (batchedCreds)
+// and, on servers, the chunk codec (chunkCodec), which moves the data of
+// pulls and pushes without protobuf's copies: a shard streams its pulls
+// from the version's shared snapshot (paramserver.Shard.Snapshot) and
+// receives pushes into gradient memory it recycles
+// (paramserver.Shard.GradientBuffer, PushOwned); a client decodes a pull
+// into the memory of its last one. BenchmarkPushPullLoopback measures the
+// transport against raw TCP (pkg/netbench).
 //
 // # Errors
 //

@@ -7,14 +7,19 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/tlsutil"
+	"github.com/logitpair/logitpair/pkg/wire"
 )
 
 // psFixture is one shard served over bufconn, with a PSClient and a raw
@@ -26,11 +31,18 @@ type psFixture struct {
 	raw    paramserverv1.ParameterServerClient
 }
 
+// newPSFixture serves shard with the cluster's transport settings
+// (TransportServerOptions, TransportDialOptions) and serverOpts, dialed
+// with dialOpts.
 func newPSFixture(t *testing.T, shard *paramserver.Local, serverOpts []grpc.ServerOption, dialOpts ...grpc.DialOption) *psFixture {
 	t.Helper()
 	srv := NewPSServer(shard)
-	lis := serve(t, serverOpts, srv.Register)
-	conn := dial(t, lis, dialOpts...)
+	lis := serve(t, append(TransportServerOptions(nil), serverOpts...), srv.Register)
+	conn := dial(t, lis, append(TransportDialOptions(insecure.NewCredentials()), dialOpts...)...)
+	return newPSFixtureOn(shard, srv, conn)
+}
+
+func newPSFixtureOn(shard *paramserver.Local, srv *PSServer, conn grpc.ClientConnInterface) *psFixture {
 	return &psFixture{shard: shard, server: srv, client: NewPSClient(conn, shard.S.Config().Index), raw: paramserverv1.NewParameterServerClient(conn)}
 }
 
@@ -38,12 +50,47 @@ func newPSFixture(t *testing.T, shard *paramserver.Local, serverOpts []grpc.Serv
 // 4 MiB message limit) goes through the chunked Pull and Push streams bit
 // for bit: what a worker pulls is the shard's state, and a step applied
 // from gradients pushed over gRPC equals the same step applied in memory.
+// It does so with the cluster's transport (the chunk codec on both sides),
+// the same over TCP with mutual TLS (records batched), and against a
+// server with gRPC's defaults (the proto codec on its side).
 func TestPullPushLargeShard(t *testing.T) {
+	ca, err := tlsutil.NewCA(tlsutil.CAOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.Issue(tlsutil.CertOptions{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := tlsutil.FromPEM(ca.CertPEM, cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []struct {
+		name    string
+		fixture func(t *testing.T, shard *paramserver.Local) *psFixture
+	}{
+		{"transport options", func(t *testing.T, shard *paramserver.Local) *psFixture { return newPSFixture(t, shard, nil) }},
+		{"TCP, mutual TLS", func(t *testing.T, shard *paramserver.Local) *psFixture {
+			srv := NewPSServer(shard)
+			addr := serveTCP(t, TransportServerOptions(id.ServerCredentials()), srv.Register)
+			return newPSFixtureOn(shard, srv, dialTCP(t, addr, TransportDialOptions(id.ClientCredentials(""))...))
+		}},
+		{"server with gRPC defaults", func(t *testing.T, shard *paramserver.Local) *psFixture {
+			srv := NewPSServer(shard)
+			return newPSFixtureOn(shard, srv, dial(t, serve(t, nil, srv.Register)))
+		}},
+	} {
+		t.Run(tr.name, func(t *testing.T) { testPullPushLargeShard(t, tr.fixture) })
+	}
+}
+
+func testPullPushLargeShard(t *testing.T, fixture func(*testing.T, *paramserver.Local) *psFixture) {
 	const n, nb = 1_500_000, 3
 	ctx := ctxFor(t, 2*time.Minute)
 	remote := newShard(t, n, nb, 2, 1)
 	local := newShard(t, n, nb, 2, 1)
-	f := newPSFixture(t, remote, nil)
+	f := fixture(t, remote)
 
 	p, b, err := f.client.Pull(ctx, 0)
 	if err != nil {
@@ -177,6 +224,14 @@ func TestMalformedPushes(t *testing.T) {
 	inf := []float32{1, float32(math.Inf(1))}
 	partial := chunk(1, 0, 0, n, ones(n), true, bufs)
 	partial.Data = partial.Data[:4*n-1]
+	bf16 := func(c *paramserverv1.PushChunk) *paramserverv1.PushChunk {
+		c.Data, c.Encoding = encodeGradient(nil, appendFloats(nil, c.Data), encodingBF16), encodingBF16
+		return c
+	}
+	partialBF16 := bf16(chunk(1, 0, 0, n, ones(n), true, bufs))
+	partialBF16.Data = partialBF16.Data[:2*n-1]
+	unknownEncoding := chunk(1, 0, 0, n, ones(n), true, bufs)
+	unknownEncoding.Encoding = 7
 
 	// transport: refused by the server before the shard; shard: refused by
 	// the shard, counted in its Stats.Rejected.
@@ -217,6 +272,14 @@ func TestMalformedPushes(t *testing.T) {
 		{name: "buffers before the last chunk", chunks: []*paramserverv1.PushChunk{chunk(1, 0, 0, n, ones(5), false, bufs), chunk(1, 0, 5, n, ones(5), true, nil)},
 			code: codes.InvalidArgument, parts: []string{"not marked last"}},
 		{name: "empty stream", code: codes.InvalidArgument, parts: []string{"empty push stream"}},
+		{name: "mixed encodings", chunks: []*paramserverv1.PushChunk{chunk(1, 0, 0, n, ones(5), false, nil), bf16(chunk(1, 0, 5, n, ones(5), true, bufs))},
+			code: codes.InvalidArgument, parts: []string{"encoding GRADIENT_ENCODING_BF16 in a push in GRADIENT_ENCODING_FLOAT32"}},
+		{name: "unknown encoding", chunks: []*paramserverv1.PushChunk{unknownEncoding},
+			code: codes.InvalidArgument, parts: []string{"gradient encoding 7 is not one this shard knows"}},
+		{name: "partial bf16 element", chunks: []*paramserverv1.PushChunk{partialBF16},
+			code: codes.InvalidArgument, parts: []string{"19 data bytes, not a multiple of 2 (whole GRADIENT_ENCODING_BF16 elements)"}},
+		{name: "more bf16 values than total_elements", chunks: []*paramserverv1.PushChunk{bf16(chunk(1, 0, 0, n, ones(6), false, nil)), bf16(chunk(1, 0, 6, n, ones(6), true, bufs))},
+			code: codes.InvalidArgument, parts: []string{"with 6 elements runs past total_elements 10"}},
 
 		{name: "NaN gradient", chunks: []*paramserverv1.PushChunk{chunk(1, 0, 0, n, nan, true, bufs)}, viaPush: true,
 			code: codes.InvalidArgument, parts: []string{"non-finite", "gradient[3]"}, kind: paramserver.ErrNonFinite,
@@ -439,4 +502,149 @@ func TestPullBuffersOwnChunk(t *testing.T) {
 	if _, b, err := f.client.Pull(ctx, 0); err != nil || len(b) != 16 {
 		t.Fatalf("client pull: %d buffers, %v", len(b), err)
 	}
+}
+
+// TestPullReusesItsMemory: a Pull decodes into the memory the client's
+// last Pull returned (documented: valid until the next Pull) and still
+// returns the new version's values; a shard that grew (another range after
+// a restart) gets new memory.
+func TestPullReusesItsMemory(t *testing.T) {
+	const n = 70_000
+	ctx := ctxFor(t, time.Minute)
+	shard := newShard(t, n, 2, 1, 1)
+	f := newPSFixture(t, shard, nil)
+	p0, _, err := f.client.Pull(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Push(ctx, 0, 0, randFloats(rand.New(rand.NewPCG(1, 2)), n), []float32{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Apply(ctx, 0, []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	p1, b1, err := f.client.Pull(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &p1[0] != &p0[0] {
+		t.Error("the second Pull decoded into new memory")
+	}
+	want, wantB, _ := shard.S.Pull(ctx, 1)
+	sameBits(t, "parameters pulled into reused memory", p1, want)
+	sameBits(t, "buffers", b1, wantB)
+
+	bigger := newShard(t, n+1, 2, 1, 1)
+	c := newPSFixture(t, bigger, nil).client
+	c.last = p1 // as if its last Pull had been of the smaller range
+	p2, _, err := c.Pull(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ = bigger.S.Pull(ctx, 0)
+	sameBits(t, "parameters of a larger range", p2, want)
+}
+
+// dataCounter counts the gradient bytes of the PushChunks a server receives.
+type dataCounter struct {
+	grpc.ServerStream
+	n *atomic.Int64
+}
+
+func (d dataCounter) RecvMsg(m any) error {
+	err := d.ServerStream.RecvMsg(m)
+	if c, ok := m.(*paramserverv1.PushChunk); ok && err == nil {
+		d.n.Add(int64(len(c.Data)))
+	}
+	return err
+}
+
+// TestPushBF16: a push in wire.BF16 (many chunks, of an odd number of
+// values) moves 2 bytes per value and arrives at the shard as
+// wire.RoundBF16 of the gradient, ties and subnormals included, while the
+// buffers arrive as float32: the step it makes equals the step made in
+// memory from the rounded gradient and the exact buffers. A value beyond
+// bfloat16's range rounds to Inf, which the shard refuses. The same holds
+// against a server with gRPC's defaults (the values widened from a copy).
+func TestPushBF16(t *testing.T) {
+	const n, nb = 200_001, 3
+	for _, tr := range []struct {
+		name string
+		opts []grpc.ServerOption
+	}{{"transport options", TransportServerOptions(nil)}, {"server with gRPC defaults", nil}} {
+		t.Run(tr.name, func(t *testing.T) {
+			ctx := ctxFor(t, time.Minute)
+			remote := newShard(t, n, nb, 1, 5)
+			local := newShard(t, n, nb, 1, 5)
+			var received atomic.Int64
+			count := grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				return h(srv, dataCounter{ss, &received})
+			})
+			srv := NewPSServer(remote)
+			conn := dial(t, serve(t, append(tr.opts, count), srv.Register))
+			client := NewPSClient(conn, 0, WithWireFormat(wire.BF16), WithChunkBytes(MinChunkBytes))
+
+			rng := rand.New(rand.NewPCG(7, 7))
+			g := randFloats(rng, n)
+			for i := range g {
+				switch i % 4 {
+				case 1:
+					g[i] = math.Float32frombits(math.Float32bits(g[i])&0xffff0000 | 0x8000) // a tie
+				case 2:
+					g[i] = math.Float32frombits(rng.Uint32() & 0x807fffff) // a subnormal
+				}
+			}
+			b := []float32{1.0000001, -2.0000002, 3.0000003} // not bfloat16 values
+			// randFloats holds ±MaxFloat32, beyond bfloat16's largest
+			// value: rounded to ±Inf, refused by the shard as non-finite.
+			err := client.Push(ctx, 0, 0, g, b)
+			wantCode(t, "a bf16 push of MaxFloat32", err, codes.InvalidArgument, "non-finite", "Inf")
+			for i, x := range g {
+				if math.Abs(float64(x)) > 1e30 {
+					g[i] = float32(math.Copysign(1e30, float64(x)))
+				}
+			}
+			received.Store(0)
+			if err := client.Push(ctx, 0, 0, g, b); err != nil {
+				t.Fatal(err)
+			}
+			if got := received.Load(); got != 2*n {
+				t.Errorf("the push moved %d gradient bytes, want %d (2 per value)", got, 2*n)
+			}
+			rounded := slices.Clone(g)
+			wire.BF16.Round(rounded)
+			if err := local.S.Push(0, 0, rounded, b); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []*paramserver.Local{remote, local} {
+				if err := s.S.Apply(0, []int{0}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, gotB, _ := remote.S.Pull(ctx, 1)
+			want, wantB, _ := local.S.Pull(ctx, 1)
+			sameBits(t, "parameters after a bf16 push", got, want)
+			sameBits(t, "buffers after a bf16 push", gotB, wantB)
+		})
+	}
+}
+
+// TestLandGradientBF16: bfloat16 data widens to wire.FromBF16 of each
+// value, in place in the memory spareBytes lent and from a copy elsewhere.
+func TestLandGradientBF16(t *testing.T) {
+	v := []float32{1, -0.5, 3.14159, 1e-40, float32(math.Inf(-1)), 65504}
+	wireBytes := encodeGradient(nil, v, encodingBF16)
+	want := make([]float32, len(v))
+	for i, x := range v {
+		want[i] = wire.RoundBF16(x)
+	}
+	dst := make([]float32, 1, 1+len(v))
+	lent := spareBytes(dst)[:len(wireBytes)]
+	copy(lent, wireBytes)
+	got := landGradient(dst, lent, encodingBF16)
+	if &got[0] != &dst[0] || len(got) != 1+len(v) {
+		t.Fatal("bf16 data in lent memory was not widened in place")
+	}
+	sameBits(t, "widened in place", got[1:], want)
+	sameBits(t, "widened from a copy", landGradient(nil, wireBytes, encodingBF16), want)
 }

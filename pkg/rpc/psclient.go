@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc"
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
 	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/wire"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
 
@@ -19,10 +21,14 @@ import (
 // which unwraps to the shard's *paramserver.Error: a caller tells a stale
 // step by errors.Is(err, paramserver.ErrStale), exactly as in memory.
 type PSClient struct {
-	c     paramserverv1.ParameterServerClient
-	index int
-	chunk int
-	slot  int32
+	c      paramserverv1.ParameterServerClient
+	index  int
+	chunk  int
+	slot   int32
+	format wire.Format
+
+	mu   sync.Mutex
+	last []float32 // what the last Pull returned: the next decodes into its memory
 }
 
 var (
@@ -38,6 +44,15 @@ type PSClientOption func(*PSClient)
 // MaxChunkBytes]).
 func WithChunkBytes(n int) PSClientOption {
 	return func(p *PSClient) { p.chunk = clampChunk(n, DefaultChunkBytes) }
+}
+
+// WithWireFormat sets the format of pushed gradients (default
+// wire.Float32). With wire.BF16 every value is rounded to bfloat16
+// (wire.BF16Bits) and sent in 2 bytes: the shard applies the rounded
+// gradient, so a replay must round recomputed gradients the same way
+// (wire.Format.Round). Buffers and pulls stay float32.
+func WithWireFormat(f wire.Format) PSClientOption {
+	return func(p *PSClient) { p.format = f }
 }
 
 // WithWorkerSlot sets the worker slot sent with pulls, for the shard's
@@ -67,10 +82,15 @@ const maxPrealloc = 1 << 26
 // version step, waiting (bounded by ctx) while the shard is below it. The
 // stream is checked as the server checks pushes: one step and total,
 // contiguous offsets, whole elements, the buffers in the last chunk.
+//
+// The parameters are valid until the next Pull on p, which decodes into
+// their memory (a worker copies them into its model at once): a pull of a
+// whole shard allocates nothing. Pulls at the same time are safe; each of
+// them but one then decodes into new memory.
 func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []float32, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := p.c.Pull(ctx, &paramserverv1.PullRequest{Step: step, Worker: p.slot, MaxChunkBytes: uint32(p.chunk)})
+	stream, err := p.c.Pull(ctx, &paramserverv1.PullRequest{Step: step, Worker: p.slot, MaxChunkBytes: uint32(p.chunk)}, grpc.ForceCodecV2(chunkCodec{}))
 	if err != nil {
 		return nil, nil, p.wrap("pull", fromStatus(err))
 	}
@@ -83,7 +103,8 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 		first = true
 	)
 	for {
-		c, err := stream.Recv()
+		c := &paramserverv1.PullChunk{Data: spareBytes(params)} // the codec decodes the data in place
+		err := stream.RecvMsg(c)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -95,7 +116,7 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 			if total < 0 {
 				return nil, nil, bad("total_elements %d", total)
 			}
-			params = make([]float32, 0, min(total, maxPrealloc))
+			params = p.reuse(total)
 		}
 		switch {
 		case last:
@@ -113,7 +134,7 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 		case len(c.GetBuffers()) > 0 && !c.GetLast():
 			return nil, nil, bad("buffers in a chunk not marked last")
 		}
-		params = appendFloats(params, c.GetData())
+		params = landFloats(params, c.GetData())
 		if c.GetLast() {
 			last = true
 			buffers = appendFloats(make([]float32, 0, len(c.GetBuffers())/4), c.GetBuffers())
@@ -122,22 +143,49 @@ func (p *PSClient) Pull(ctx context.Context, step int64) (params, buffers []floa
 	if !last || int64(len(params)) != total {
 		return nil, nil, bad("stream ended after %d of %d elements without its last chunk", len(params), total)
 	}
+	p.mu.Lock()
+	p.last = params
+	p.mu.Unlock()
 	return params, buffers, nil
 }
 
+// reuse returns an empty vector for a pull of total elements: the memory of
+// the last Pull's parameters when it has room (taken, so that a concurrent
+// Pull cannot take it too), new memory otherwise.
+func (p *PSClient) reuse(total int64) []float32 {
+	p.mu.Lock()
+	last := p.last
+	p.last = nil
+	p.mu.Unlock()
+	if int64(cap(last)) >= total {
+		return last[:0]
+	}
+	return make([]float32, 0, min(total, maxPrealloc))
+}
+
 // Push implements worker.Shard: it streams grad in chunks (buffers in the
-// last one) and returns once the shard accepted the whole push.
+// last one) in the client's wire format (WithWireFormat) and returns once
+// the shard accepted the whole push.
 func (p *PSClient) Push(ctx context.Context, step int64, w int, grad, buffers []float32) error {
+	enc, ok := encodingOf(p.format)
+	if !ok {
+		return fmt.Errorf("rpc: shard %d: push: gradient wire format %v is not one the transport sends (%v, %v)", p.index, p.format, wire.Float32, wire.BF16)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := p.c.Push(ctx)
+	stream, err := p.c.Push(ctx, grpc.ForceCodecV2(chunkCodec{}))
 	if err != nil {
 		return p.wrap("push", fromStatus(err))
 	}
-	per := p.chunk / 4
+	per := p.chunk / elementBytes(enc)
+	var scratch []byte // bfloat16 chunks, reused: the codec copies a PushChunk's data as it is sent
 	for off := 0; ; {
 		end := min(off+per, len(grad))
-		c := &paramserverv1.PushChunk{Step: step, Worker: int32(w), Offset: int64(off), Data: encodeFloats(grad[off:end]), TotalElements: int64(len(grad))}
+		data := encodeGradient(scratch, grad[off:end], enc)
+		if enc != encodingFloat32 {
+			scratch = data
+		}
+		c := &paramserverv1.PushChunk{Step: step, Worker: int32(w), Offset: int64(off), Data: data, TotalElements: int64(len(grad)), Encoding: enc}
 		if end == len(grad) {
 			c.Last, c.Buffers = true, encodeFloats(buffers)
 		}

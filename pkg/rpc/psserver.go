@@ -66,9 +66,11 @@ func (s *PSServer) Stats() PSServerStats {
 // bounded by the caller's deadline, while the shard is below it) in chunks
 // of at most max_chunk_bytes, the buffers in the last chunk. When the last
 // parameter chunk has no room left for the buffers they go in a final chunk
-// of their own, with no parameter data.
+// of their own, with no parameter data. The chunks are read in place from
+// the version's snapshot (paramserver.Shard.Snapshot), which every pull of
+// it shares: the shard copies nothing per pull.
 func (s *PSServer) Pull(req *paramserverv1.PullRequest, stream grpc.ServerStreamingServer[paramserverv1.PullChunk]) error {
-	params, bufs, err := s.shard.S.Pull(stream.Context(), req.GetStep())
+	params, bufs, err := s.shard.S.Snapshot(stream.Context(), req.GetStep())
 	if err != nil {
 		return statusErr(err)
 	}
@@ -96,12 +98,17 @@ func (s *PSServer) Pull(req *paramserverv1.PullRequest, stream grpc.ServerStream
 // to the shard once the stream is complete and well formed. A stream that
 // breaks the chunking rules is refused with INVALID_ARGUMENT naming the
 // fault, and the shard is not called; nothing more than the shard's own
-// range is ever allocated.
+// range is ever allocated. The gradient is received into memory the shard
+// lends (paramserver.Shard.GradientBuffer), bfloat16 values (encoding
+// BF16) widened to float32 there, and handed over without a copy
+// (PushOwned).
 func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChunk, paramserverv1.PushAck]) error {
 	n := s.cfg.Hi - s.cfg.Lo
 	var (
 		step, total int64
 		wk          int32
+		enc         paramserverv1.GradientEncoding
+		size        int // bytes per gradient element in enc
 		grad, bufs  []float32
 		started     bool
 		last        bool
@@ -110,8 +117,10 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 		s.malformed.Add(1)
 		return malformed("push to shard %d: "+format, append([]any{s.cfg.Index}, a...)...)
 	}
+	grad = s.shard.S.GradientBuffer()
 	for {
-		c, err := stream.Recv()
+		c := &paramserverv1.PushChunk{Data: spareBytes(grad)} // the codec decodes the data in place
+		err := stream.RecvMsg(c)
 		if errors.Is(err, io.EOF) {
 			break
 		}
@@ -123,11 +132,13 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 		}
 		if !started {
 			started = true
-			step, wk, total = c.GetStep(), c.GetWorker(), c.GetTotalElements()
+			step, wk, total, enc = c.GetStep(), c.GetWorker(), c.GetTotalElements(), c.GetEncoding()
 			if total != int64(n) {
 				return bad("total_elements %d, but the shard owns [%d,%d) = %d elements", total, s.cfg.Lo, s.cfg.Hi, n)
 			}
-			grad = make([]float32, 0, n)
+			if size = elementBytes(enc); size == 0 {
+				return bad("gradient encoding %d is not one this shard knows (%v, %v): run the same logitpair version on workers and shards", int32(enc), encodingFloat32, encodingBF16)
+			}
 		}
 		switch {
 		case c.GetStep() != step:
@@ -136,18 +147,20 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 			return bad("chunk from worker %d in a push from worker %d: every chunk must carry the same worker", c.GetWorker(), wk)
 		case c.GetTotalElements() != total:
 			return bad("chunk with total_elements %d in a push of %d: every chunk must carry the same total", c.GetTotalElements(), total)
+		case c.GetEncoding() != enc:
+			return bad("chunk in encoding %v in a push in %v: every chunk must carry the same encoding", c.GetEncoding(), enc)
 		case c.GetOffset() != int64(len(grad)):
 			return bad("chunk at offset %d, expected %d: chunks must cover [0, total_elements) in order, without gaps or overlaps", c.GetOffset(), len(grad))
-		case len(c.GetData())%4 != 0:
-			return bad("chunk at offset %d has %d data bytes, not a multiple of 4 (whole float32 elements)", c.GetOffset(), len(c.GetData()))
-		case int64(len(grad))+int64(len(c.GetData())/4) > total:
-			return bad("chunk at offset %d with %d elements runs past total_elements %d", c.GetOffset(), len(c.GetData())/4, total)
+		case len(c.GetData())%size != 0:
+			return bad("chunk at offset %d has %d data bytes, not a multiple of %d (whole %v elements)", c.GetOffset(), len(c.GetData()), size, enc)
+		case int64(len(grad))+int64(len(c.GetData())/size) > total:
+			return bad("chunk at offset %d with %d elements runs past total_elements %d", c.GetOffset(), len(c.GetData())/size, total)
 		case len(c.GetBuffers()) > 0 && !c.GetLast():
 			return bad("buffers in the chunk at offset %d, which is not marked last", c.GetOffset())
 		case len(c.GetBuffers())%4 != 0:
 			return bad("%d buffer bytes, not a multiple of 4 (whole float32 elements)", len(c.GetBuffers()))
 		}
-		grad = appendFloats(grad, c.GetData())
+		grad = landGradient(grad, c.GetData(), enc)
 		if c.GetLast() {
 			last = true
 			bufs = appendFloats(make([]float32, 0, len(c.GetBuffers())/4), c.GetBuffers())
@@ -161,7 +174,7 @@ func (s *PSServer) Push(stream grpc.ClientStreamingServer[paramserverv1.PushChun
 	case int64(len(grad)) != total:
 		return bad("chunks cover [0,%d) of total_elements %d", len(grad), total)
 	}
-	if err := s.shard.S.Push(step, int(wk), grad, bufs); err != nil {
+	if err := s.shard.S.PushOwned(step, int(wk), grad, bufs); err != nil {
 		return statusErr(err)
 	}
 	return stream.SendAndClose(&paramserverv1.PushAck{Step: step, ShardVersion: step})

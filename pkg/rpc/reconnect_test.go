@@ -23,6 +23,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/wire"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
 
@@ -174,11 +175,12 @@ func TestCoordinatorShardFollowsItsAddress(t *testing.T) {
 	}
 }
 
-// TestWorkerShardsFollowAShardThatMoves: a worker pulls from the address of
-// its assignment; when the shard stops answering (UNAVAILABLE, returned to
-// the worker loop, which retries) and joins again elsewhere, the next call
-// reads the assignment again and reaches it there. A shard that has not
-// joined has no address yet.
+// TestWorkerShardsFollowAShardThatMoves: its shards' clients carry the
+// options WorkerShards was given (a wire format) and the worker's slot; a
+// worker pulls from the address of its assignment; when the shard stops
+// answering (UNAVAILABLE, returned to the worker loop, which retries) and
+// joins again elsewhere, the next call reads the assignment again and
+// reaches it there. A shard that has not joined has no address yet.
 func TestWorkerShardsFollowAShardThatMoves(t *testing.T) {
 	ctx := ctxFor(t, time.Minute)
 	bn := newBufNet()
@@ -197,9 +199,12 @@ func TestWorkerShardsFollowAShardThatMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc := NewRejoiningCoordinator(cc, int(resp.GetSlot()), "w", zaptest.NewLogger(t))
-	ws := NewWorkerShards(rc, resp.GetAssignment(), bn.pool(t))
+	ws := NewWorkerShards(rc, resp.GetAssignment(), bn.pool(t), WithWireFormat(wire.BF16))
 	s0 := ws.Shard(0)
 	pulled(t, ctx, "pull from the assigned address", s0, a)
+	if c := s0.(*workerShard).client; c.format != wire.BF16 || c.slot != resp.GetSlot() {
+		t.Fatalf("the shard's client pushes in %v for slot %d, want bf16 for slot %d", c.format, c.slot, resp.GetSlot())
+	}
 
 	stopA()
 	if _, err := m.JoinShard(0, "passthrough:///ps-b", "b"); err != nil {

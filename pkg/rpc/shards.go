@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -186,6 +187,7 @@ func (s *CoordinatorShard) Push(ctx context.Context, step int64, w int, g, b []f
 type WorkerShards struct {
 	coord *RejoiningCoordinator
 	conns *ConnPool
+	opts  []PSClientOption
 
 	mu    sync.Mutex
 	a     *coordinatorv1.Assignment
@@ -194,9 +196,11 @@ type WorkerShards struct {
 }
 
 // NewWorkerShards returns the shards of assignment a (the one the worker
-// joined with) as coord's worker reaches them, dialed through conns.
-func NewWorkerShards(coord *RejoiningCoordinator, a *coordinatorv1.Assignment, conns *ConnPool) *WorkerShards {
-	return &WorkerShards{coord: coord, conns: conns, a: a, seen: coord.rejoins.Load()}
+// joined with) as coord's worker reaches them, dialed through conns, each
+// through a PSClient made with opts (e.g. WithWireFormat) and the worker's
+// slot.
+func NewWorkerShards(coord *RejoiningCoordinator, a *coordinatorv1.Assignment, conns *ConnPool, opts ...PSClientOption) *WorkerShards {
+	return &WorkerShards{coord: coord, conns: conns, opts: opts, a: a, seen: coord.rejoins.Load()}
 }
 
 // Shard returns shard k (worker.Shard).
@@ -240,13 +244,19 @@ func (s *WorkerShards) address(ctx context.Context, k int) (string, error) {
 	return addr, nil
 }
 
-// workerShard is shard k of a WorkerShards.
+// workerShard is shard k of a WorkerShards. It keeps its client while the
+// shard stays on one connection, so that each Pull decodes into the last
+// one's memory (PSClient.Pull).
 type workerShard struct {
 	k      int
 	shards *WorkerShards
+
+	mu     sync.Mutex
+	conn   *grpc.ClientConn
+	client *PSClient
 }
 
-func (w *workerShard) client(ctx context.Context) (*PSClient, error) {
+func (w *workerShard) psClient(ctx context.Context) (*PSClient, error) {
 	addr, err := w.shards.address(ctx, w.k)
 	if err != nil {
 		return nil, err
@@ -255,7 +265,13 @@ func (w *workerShard) client(ctx context.Context) (*PSClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewPSClient(c, w.k, WithWorkerSlot(w.shards.coord.slot)), nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conn != c {
+		opts := append(slices.Clone(w.shards.opts), WithWorkerSlot(w.shards.coord.slot))
+		w.conn, w.client = c, NewPSClient(c, w.k, opts...)
+	}
+	return w.client, nil
 }
 
 // check marks the assignment stale when the shard could not be reached.
@@ -267,7 +283,7 @@ func (w *workerShard) check(err error) error {
 }
 
 func (w *workerShard) Pull(ctx context.Context, step int64) ([]float32, []float32, error) {
-	c, err := w.client(ctx)
+	c, err := w.psClient(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -276,7 +292,7 @@ func (w *workerShard) Pull(ctx context.Context, step int64) ([]float32, []float3
 }
 
 func (w *workerShard) Push(ctx context.Context, step int64, worker int, g, b []float32) error {
-	c, err := w.client(ctx)
+	c, err := w.psClient(ctx)
 	if err != nil {
 		return err
 	}

@@ -13,9 +13,10 @@
 //   - A shard's version t is the number of optimizer steps it has applied.
 //     Step t turns version t into version t+1. Every shard of a healthy
 //     cluster is at the same version between steps.
-//   - Element counts and offsets are in float32 elements, never bytes.
-//     Every `bytes` field of float32 values holds them little-endian,
-//     4 bytes per element, with no header.
+//   - Element counts and offsets are in elements, never bytes. Every
+//     `bytes` field of float32 values holds them little-endian, 4 bytes per
+//     element, with no header; only a push's gradient may instead be
+//     bfloat16, 2 bytes per element (PushChunk.encoding).
 //   - A worker is identified by its slot (coordinator.v1.JoinResponse.slot).
 //
 // Large transfers are streams of chunks so that no single message comes
@@ -47,6 +48,61 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// GradientEncoding is how a PushChunk's data holds the gradient. A worker
+// chooses it (the training configuration's wire format); the shard accepts
+// both.
+type GradientEncoding int32
+
+const (
+	// Little-endian float32, 4 bytes per element: the gradient as computed.
+	GradientEncoding_GRADIENT_ENCODING_FLOAT32 GradientEncoding = 0
+	// Little-endian bfloat16 (the upper half of a float32), 2 bytes per
+	// element: each value rounded from float32 to nearest, ties to even
+	// (pkg/wire.BF16Bits, which a replay applies to recomputed gradients).
+	// The shard widens each value to float32, exactly, before buffering the
+	// gradient. Half the bytes of a float32 push.
+	GradientEncoding_GRADIENT_ENCODING_BF16 GradientEncoding = 1
+)
+
+// Enum value maps for GradientEncoding.
+var (
+	GradientEncoding_name = map[int32]string{
+		0: "GRADIENT_ENCODING_FLOAT32",
+		1: "GRADIENT_ENCODING_BF16",
+	}
+	GradientEncoding_value = map[string]int32{
+		"GRADIENT_ENCODING_FLOAT32": 0,
+		"GRADIENT_ENCODING_BF16":    1,
+	}
+)
+
+func (x GradientEncoding) Enum() *GradientEncoding {
+	p := new(GradientEncoding)
+	*p = x
+	return p
+}
+
+func (x GradientEncoding) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GradientEncoding) Descriptor() protoreflect.EnumDescriptor {
+	return file_logitpair_paramserver_v1_paramserver_proto_enumTypes[0].Descriptor()
+}
+
+func (GradientEncoding) Type() protoreflect.EnumType {
+	return &file_logitpair_paramserver_v1_paramserver_proto_enumTypes[0]
+}
+
+func (x GradientEncoding) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GradientEncoding.Descriptor instead.
+func (GradientEncoding) EnumDescriptor() ([]byte, []int) {
+	return file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP(), []int{0}
+}
 
 // HeldRequest has no fields. Set by the coordinator.
 type HeldRequest struct {
@@ -449,8 +505,9 @@ type PushChunk struct {
 	// Element offset of data[0] within the shard's range. Chunks are sent in
 	// order of increasing offset, without gaps or overlaps.
 	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	// Gradient values [offset, offset + len(data)/4), little-endian float32,
-	// of the worker's mean loss over its batch. Must be finite.
+	// Gradient values [offset, offset + len(data)/4) of the worker's mean
+	// loss over its batch, little-endian float32; with encoding BF16 values
+	// [offset, offset + len(data)/2), little-endian bfloat16. Must be finite.
 	Data []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
 	// Set on the final chunk, and only there.
 	Last bool `protobuf:"varint,5,opt,name=last,proto3" json:"last,omitempty"`
@@ -460,6 +517,9 @@ type PushChunk struct {
 	// hi - lo: the number of gradient elements in the whole push; must match
 	// the shard's range. The same in every chunk.
 	TotalElements int64 `protobuf:"varint,7,opt,name=total_elements,json=totalElements,proto3" json:"total_elements,omitempty"`
+	// How data holds the gradient's values. The same in every chunk; with
+	// BF16, len(data) is a multiple of 2. The buffers are float32 either way.
+	Encoding      GradientEncoding `protobuf:"varint,8,opt,name=encoding,proto3,enum=logitpair.paramserver.v1.GradientEncoding" json:"encoding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -541,6 +601,13 @@ func (x *PushChunk) GetTotalElements() int64 {
 		return x.TotalElements
 	}
 	return 0
+}
+
+func (x *PushChunk) GetEncoding() GradientEncoding {
+	if x != nil {
+		return x.Encoding
+	}
+	return GradientEncoding_GRADIENT_ENCODING_FLOAT32
 }
 
 // PushAck acknowledges a complete, accepted push. Set by the shard.
@@ -1145,7 +1212,7 @@ const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\x04 \x01(\bR\x04last\x12\x18\n" +
 	"\abuffers\x18\x05 \x01(\fR\abuffers\x12%\n" +
-	"\x0etotal_elements\x18\x06 \x01(\x03R\rtotalElements\"\xb8\x01\n" +
+	"\x0etotal_elements\x18\x06 \x01(\x03R\rtotalElements\"\x80\x02\n" +
 	"\tPushChunk\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x16\n" +
 	"\x06worker\x18\x02 \x01(\x05R\x06worker\x12\x16\n" +
@@ -1153,7 +1220,8 @@ const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
 	"\x04last\x18\x05 \x01(\bR\x04last\x12\x18\n" +
 	"\abuffers\x18\x06 \x01(\fR\abuffers\x12%\n" +
-	"\x0etotal_elements\x18\a \x01(\x03R\rtotalElements\"B\n" +
+	"\x0etotal_elements\x18\a \x01(\x03R\rtotalElements\x12F\n" +
+	"\bencoding\x18\b \x01(\x0e2*.logitpair.paramserver.v1.GradientEncodingR\bencoding\"B\n" +
 	"\aPushAck\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12#\n" +
 	"\rshard_version\x18\x02 \x01(\x03R\fshardVersion\"<\n" +
@@ -1185,7 +1253,10 @@ const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"+\n" +
 	"\x0fRestoreResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x03R\aversion2\xee\x05\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion*M\n" +
+	"\x10GradientEncoding\x12\x1d\n" +
+	"\x19GRADIENT_ENCODING_FLOAT32\x10\x00\x12\x1a\n" +
+	"\x16GRADIENT_ENCODING_BF16\x10\x012\xee\x05\n" +
 	"\x0fParameterServer\x12T\n" +
 	"\x04Pull\x12%.logitpair.paramserver.v1.PullRequest\x1a#.logitpair.paramserver.v1.PullChunk0\x01\x12P\n" +
 	"\x04Push\x12#.logitpair.paramserver.v1.PushChunk\x1a!.logitpair.paramserver.v1.PushAck(\x01\x12X\n" +
@@ -1210,49 +1281,52 @@ func file_logitpair_paramserver_v1_paramserver_proto_rawDescGZIP() []byte {
 	return file_logitpair_paramserver_v1_paramserver_proto_rawDescData
 }
 
+var file_logitpair_paramserver_v1_paramserver_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_logitpair_paramserver_v1_paramserver_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_logitpair_paramserver_v1_paramserver_proto_goTypes = []any{
-	(*HeldRequest)(nil),        // 0: logitpair.paramserver.v1.HeldRequest
-	(*HeldResponse)(nil),       // 1: logitpair.paramserver.v1.HeldResponse
-	(*FetchStateRequest)(nil),  // 2: logitpair.paramserver.v1.FetchStateRequest
-	(*StateChunk)(nil),         // 3: logitpair.paramserver.v1.StateChunk
-	(*PullRequest)(nil),        // 4: logitpair.paramserver.v1.PullRequest
-	(*PullChunk)(nil),          // 5: logitpair.paramserver.v1.PullChunk
-	(*PushChunk)(nil),          // 6: logitpair.paramserver.v1.PushChunk
-	(*PushAck)(nil),            // 7: logitpair.paramserver.v1.PushAck
-	(*ApplyRequest)(nil),       // 8: logitpair.paramserver.v1.ApplyRequest
-	(*ApplyResponse)(nil),      // 9: logitpair.paramserver.v1.ApplyResponse
-	(*StateRequest)(nil),       // 10: logitpair.paramserver.v1.StateRequest
-	(*ShardStatus)(nil),        // 11: logitpair.paramserver.v1.ShardStatus
-	(*ShardCounters)(nil),      // 12: logitpair.paramserver.v1.ShardCounters
-	(*CheckpointRequest)(nil),  // 13: logitpair.paramserver.v1.CheckpointRequest
-	(*CheckpointResponse)(nil), // 14: logitpair.paramserver.v1.CheckpointResponse
-	(*RestoreRequest)(nil),     // 15: logitpair.paramserver.v1.RestoreRequest
-	(*RestoreResponse)(nil),    // 16: logitpair.paramserver.v1.RestoreResponse
+	(GradientEncoding)(0),      // 0: logitpair.paramserver.v1.GradientEncoding
+	(*HeldRequest)(nil),        // 1: logitpair.paramserver.v1.HeldRequest
+	(*HeldResponse)(nil),       // 2: logitpair.paramserver.v1.HeldResponse
+	(*FetchStateRequest)(nil),  // 3: logitpair.paramserver.v1.FetchStateRequest
+	(*StateChunk)(nil),         // 4: logitpair.paramserver.v1.StateChunk
+	(*PullRequest)(nil),        // 5: logitpair.paramserver.v1.PullRequest
+	(*PullChunk)(nil),          // 6: logitpair.paramserver.v1.PullChunk
+	(*PushChunk)(nil),          // 7: logitpair.paramserver.v1.PushChunk
+	(*PushAck)(nil),            // 8: logitpair.paramserver.v1.PushAck
+	(*ApplyRequest)(nil),       // 9: logitpair.paramserver.v1.ApplyRequest
+	(*ApplyResponse)(nil),      // 10: logitpair.paramserver.v1.ApplyResponse
+	(*StateRequest)(nil),       // 11: logitpair.paramserver.v1.StateRequest
+	(*ShardStatus)(nil),        // 12: logitpair.paramserver.v1.ShardStatus
+	(*ShardCounters)(nil),      // 13: logitpair.paramserver.v1.ShardCounters
+	(*CheckpointRequest)(nil),  // 14: logitpair.paramserver.v1.CheckpointRequest
+	(*CheckpointResponse)(nil), // 15: logitpair.paramserver.v1.CheckpointResponse
+	(*RestoreRequest)(nil),     // 16: logitpair.paramserver.v1.RestoreRequest
+	(*RestoreResponse)(nil),    // 17: logitpair.paramserver.v1.RestoreResponse
 }
 var file_logitpair_paramserver_v1_paramserver_proto_depIdxs = []int32{
-	12, // 0: logitpair.paramserver.v1.ShardStatus.counters:type_name -> logitpair.paramserver.v1.ShardCounters
-	4,  // 1: logitpair.paramserver.v1.ParameterServer.Pull:input_type -> logitpair.paramserver.v1.PullRequest
-	6,  // 2: logitpair.paramserver.v1.ParameterServer.Push:input_type -> logitpair.paramserver.v1.PushChunk
-	8,  // 3: logitpair.paramserver.v1.ParameterServer.Apply:input_type -> logitpair.paramserver.v1.ApplyRequest
-	10, // 4: logitpair.paramserver.v1.ParameterServer.State:input_type -> logitpair.paramserver.v1.StateRequest
-	13, // 5: logitpair.paramserver.v1.ParameterServer.Checkpoint:input_type -> logitpair.paramserver.v1.CheckpointRequest
-	15, // 6: logitpair.paramserver.v1.ParameterServer.Restore:input_type -> logitpair.paramserver.v1.RestoreRequest
-	2,  // 7: logitpair.paramserver.v1.ParameterServer.FetchState:input_type -> logitpair.paramserver.v1.FetchStateRequest
-	0,  // 8: logitpair.paramserver.v1.ParameterServer.Held:input_type -> logitpair.paramserver.v1.HeldRequest
-	5,  // 9: logitpair.paramserver.v1.ParameterServer.Pull:output_type -> logitpair.paramserver.v1.PullChunk
-	7,  // 10: logitpair.paramserver.v1.ParameterServer.Push:output_type -> logitpair.paramserver.v1.PushAck
-	9,  // 11: logitpair.paramserver.v1.ParameterServer.Apply:output_type -> logitpair.paramserver.v1.ApplyResponse
-	11, // 12: logitpair.paramserver.v1.ParameterServer.State:output_type -> logitpair.paramserver.v1.ShardStatus
-	14, // 13: logitpair.paramserver.v1.ParameterServer.Checkpoint:output_type -> logitpair.paramserver.v1.CheckpointResponse
-	16, // 14: logitpair.paramserver.v1.ParameterServer.Restore:output_type -> logitpair.paramserver.v1.RestoreResponse
-	3,  // 15: logitpair.paramserver.v1.ParameterServer.FetchState:output_type -> logitpair.paramserver.v1.StateChunk
-	1,  // 16: logitpair.paramserver.v1.ParameterServer.Held:output_type -> logitpair.paramserver.v1.HeldResponse
-	9,  // [9:17] is the sub-list for method output_type
-	1,  // [1:9] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	0,  // 0: logitpair.paramserver.v1.PushChunk.encoding:type_name -> logitpair.paramserver.v1.GradientEncoding
+	13, // 1: logitpair.paramserver.v1.ShardStatus.counters:type_name -> logitpair.paramserver.v1.ShardCounters
+	5,  // 2: logitpair.paramserver.v1.ParameterServer.Pull:input_type -> logitpair.paramserver.v1.PullRequest
+	7,  // 3: logitpair.paramserver.v1.ParameterServer.Push:input_type -> logitpair.paramserver.v1.PushChunk
+	9,  // 4: logitpair.paramserver.v1.ParameterServer.Apply:input_type -> logitpair.paramserver.v1.ApplyRequest
+	11, // 5: logitpair.paramserver.v1.ParameterServer.State:input_type -> logitpair.paramserver.v1.StateRequest
+	14, // 6: logitpair.paramserver.v1.ParameterServer.Checkpoint:input_type -> logitpair.paramserver.v1.CheckpointRequest
+	16, // 7: logitpair.paramserver.v1.ParameterServer.Restore:input_type -> logitpair.paramserver.v1.RestoreRequest
+	3,  // 8: logitpair.paramserver.v1.ParameterServer.FetchState:input_type -> logitpair.paramserver.v1.FetchStateRequest
+	1,  // 9: logitpair.paramserver.v1.ParameterServer.Held:input_type -> logitpair.paramserver.v1.HeldRequest
+	6,  // 10: logitpair.paramserver.v1.ParameterServer.Pull:output_type -> logitpair.paramserver.v1.PullChunk
+	8,  // 11: logitpair.paramserver.v1.ParameterServer.Push:output_type -> logitpair.paramserver.v1.PushAck
+	10, // 12: logitpair.paramserver.v1.ParameterServer.Apply:output_type -> logitpair.paramserver.v1.ApplyResponse
+	12, // 13: logitpair.paramserver.v1.ParameterServer.State:output_type -> logitpair.paramserver.v1.ShardStatus
+	15, // 14: logitpair.paramserver.v1.ParameterServer.Checkpoint:output_type -> logitpair.paramserver.v1.CheckpointResponse
+	17, // 15: logitpair.paramserver.v1.ParameterServer.Restore:output_type -> logitpair.paramserver.v1.RestoreResponse
+	4,  // 16: logitpair.paramserver.v1.ParameterServer.FetchState:output_type -> logitpair.paramserver.v1.StateChunk
+	2,  // 17: logitpair.paramserver.v1.ParameterServer.Held:output_type -> logitpair.paramserver.v1.HeldResponse
+	10, // [10:18] is the sub-list for method output_type
+	2,  // [2:10] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_logitpair_paramserver_v1_paramserver_proto_init() }
@@ -1265,13 +1339,14 @@ func file_logitpair_paramserver_v1_paramserver_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_logitpair_paramserver_v1_paramserver_proto_rawDesc), len(file_logitpair_paramserver_v1_paramserver_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_logitpair_paramserver_v1_paramserver_proto_goTypes,
 		DependencyIndexes: file_logitpair_paramserver_v1_paramserver_proto_depIdxs,
+		EnumInfos:         file_logitpair_paramserver_v1_paramserver_proto_enumTypes,
 		MessageInfos:      file_logitpair_paramserver_v1_paramserver_proto_msgTypes,
 	}.Build()
 	File_logitpair_paramserver_v1_paramserver_proto = out.File

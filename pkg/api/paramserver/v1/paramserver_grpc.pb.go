@@ -13,9 +13,10 @@
 //   - A shard's version t is the number of optimizer steps it has applied.
 //     Step t turns version t into version t+1. Every shard of a healthy
 //     cluster is at the same version between steps.
-//   - Element counts and offsets are in float32 elements, never bytes.
-//     Every `bytes` field of float32 values holds them little-endian,
-//     4 bytes per element, with no header.
+//   - Element counts and offsets are in elements, never bytes. Every
+//     `bytes` field of float32 values holds them little-endian, 4 bytes per
+//     element, with no header; only a push's gradient may instead be
+//     bfloat16, 2 bytes per element (PushChunk.encoding).
 //   - A worker is identified by its slot (coordinator.v1.JoinResponse.slot).
 //
 // Large transfers are streams of chunks so that no single message comes
