@@ -113,6 +113,10 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	if o.DataDir != "" {
 		cfg.DataDir = o.DataDir
 	}
+	format, err := cfg.Wire()
+	if err != nil {
+		return fmt.Errorf("the coordinator's training config: %w", err)
+	}
 	runtime.GOMAXPROCS(threads)
 	var comp worker.Computer
 	if o.SyntheticCompute != nil {
@@ -128,7 +132,7 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 	debug.FreeOSMemory()
 	conns := rpc.NewConnPool(o.dialOptions()...)
 	defer conns.Close()
-	book := rpc.NewWorkerShards(coord, a, conns)
+	book := rpc.NewWorkerShards(coord, a, conns, rpc.WithWireFormat(format))
 	shards := make([]worker.Shard, len(a.GetShards()))
 	ranges := make([]worker.Range, len(a.GetShards()))
 	for k, si := range a.GetShards() {

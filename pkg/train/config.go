@@ -24,6 +24,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/wire"
 )
 
 // Config is every setting of a training run. The JSON names are the
@@ -74,6 +75,12 @@ type Config struct {
 	Threads        int     `json:"threads"`
 	LogEvery       int64   `json:"log-every"`
 	RMSPropEpsilon float64 `json:"rmsprop-epsilon"`
+	// WireFormat is the precision of the gradient a step produces, as a
+	// cluster's pushes carry it (wire.ParseFormat): "float32" (default), or
+	// "bf16", every gradient value rounded to bfloat16 (wire.BF16Bits), half
+	// the bytes of a push. Local training rounds the same way, so a
+	// one-worker cluster and `logitpair train` still compute the same steps.
+	WireFormat string `json:"wire-format"`
 
 	Out              string `json:"out"`
 	Resume           bool   `json:"resume"`
@@ -95,7 +102,7 @@ func DefaultConfig() Config {
 		SingleStep: objective.SingleStepLL, SourceSchedule: string(objective.RoundRobin),
 		Eps: 0.3, StepSize: 0.01, AttackSteps: 40, Restarts: 1, AttackTarget: "true",
 		Batch: 50, Steps: 100000, Optimizer: "adam", LR: 1e-4, LRSchedule: "constant",
-		Seed: 1, LogEvery: 100, RMSPropEpsilon: 1.0,
+		Seed: 1, LogEvery: 100, RMSPropEpsilon: 1.0, WireFormat: wire.Float32.String(),
 		Out: "runs/mnist-alp", CheckpointEvery: 1000, Keep: 3,
 		ValidateEvery: 0, ValidateExamples: 1000,
 	}
@@ -206,6 +213,9 @@ func (c Config) OptimConfig() (optim.Config, error) {
 
 // Validate checks every field and their combinations, naming the flag.
 func (c Config) Validate() error {
+	if _, err := c.Wire(); err != nil {
+		return fmt.Errorf("--wire-format: %w", err)
+	}
 	if _, err := models.Defaults(c.Model); err != nil {
 		return err
 	}
@@ -269,4 +279,13 @@ func (c Config) Validate() error {
 func specsNeedAttack(o objective.Config) bool {
 	ob, err := objective.New(nil, o)
 	return err == nil && ob.NeedsAdversarial()
+}
+
+// Wire returns the gradient's wire format (WireFormat; empty means
+// float32, as in configurations written before the key existed).
+func (c Config) Wire() (wire.Format, error) {
+	if c.WireFormat == "" {
+		return wire.Float32, nil
+	}
+	return wire.ParseFormat(c.WireFormat)
 }

@@ -75,6 +75,7 @@ var replayRelevant = map[string]string{
 	"seed":            "initialization, data order, augmentation and attacks",
 	"rmsprop-epsilon": "the update",
 	"init-from":       "the initial weights",
+	"wire-format":     "the gradients' rounding (bf16 pushes)",
 }
 
 // ReplayIndependent reports whether configuration key (a flag name, e.g.

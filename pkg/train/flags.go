@@ -47,6 +47,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.IntVar(&c.Threads, "threads", c.Threads, "compute threads (0: all cores)")
 	fs.Int64Var(&c.LogEvery, "log-every", c.LogEvery, "steps between progress lines")
 	fs.Float64Var(&c.RMSPropEpsilon, "rmsprop-epsilon", c.RMSPropEpsilon, "RMSProp ε (TF1 rule, inside the square root)")
+	fs.StringVar(&c.WireFormat, "wire-format", c.WireFormat, "the gradient's precision on a cluster's wire: float32, or bf16 (each value rounded to bfloat16: half the push bytes; local training rounds the same way)")
 	fs.StringVar(&c.Out, "out", c.Out, "output directory for checkpoints")
 	fs.BoolVar(&c.Resume, "resume", c.Resume, "resume from the newest checkpoint in --out")
 	fs.Int64Var(&c.ResumeFrom, "resume-from", c.ResumeFrom, "resume from the checkpoint of this step in --out instead of the newest (e.g. when the newest is corrupt); implies --resume")
