@@ -71,8 +71,9 @@ var ErrFatal = errors.New("worker must stop")
 
 // Timing splits a step's wall time, for metrics: Attack crafts the
 // adversarial batch (PGD), Compute is the rest of the gradient (objective,
-// forward, backward), Comm is the pushing and reporting left after the
-// computation (pushes that ran during the backward pass are not counted).
+// forward, backward), Comm is the pushing left after the computation: from
+// its end until every shard took its push (pushes that ran during the
+// backward pass are not counted).
 type Timing struct {
 	Attack, Compute, Comm time.Duration
 }
@@ -220,6 +221,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			conf := w.confirm(ctx, t, gen)
 			round := w.pushes(ctx, cur, conf)
 			terms, timing, err := w.comp.Gradient(t, w.cfg.Slot, w.cfg.Workers, w.grad, w.out, round.ready)
+			t1 = time.Now()
 			if err == nil {
 				round.ready(0) // the whole gradient is final: push whatever the Computer did not hand out
 			}
@@ -244,7 +246,6 @@ func (w *Worker) Run(ctx context.Context) error {
 				continue
 			}
 			w.computed = computed{v: cur, terms: terms, timing: timing}
-			t1 = time.Now()
 		}
 		terms, timing := w.computed.terms, w.computed.timing
 		if perr != nil {
