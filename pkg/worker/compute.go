@@ -21,7 +21,9 @@ type Computer interface {
 	// Sizes returns the lengths of the flat parameter and buffer vectors.
 	Sizes() (params, buffers int)
 	// Load makes params and buffers (flat, of Sizes' lengths) the state
-	// the next Gradient starts from.
+	// the next Gradient starts from. The slices stay the worker's: it
+	// pulls the next step into them while the loaded state is in use, so
+	// Load copies what Gradient needs.
 	Load(params, buffers []float32)
 	// Gradient computes step's gradient for slot (of slots) into grad and
 	// the buffers after the step's forward passes into bufs. ready, when
