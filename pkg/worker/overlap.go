@@ -50,7 +50,12 @@ import (
 // version t, whose state, by the same argument, equals the one the
 // gradient was computed from. So every shard still averages, for each
 // logged (t, S_t), gradients computed from the state the log defines at t —
-// what a replay recomputes, bit for bit.
+// what a replay recomputes, bit for bit. (One gap is the protocol's, not
+// the overlap's, and was there before it: Push and Report carry no
+// generation, so a push delayed past a rollback and past the replay of
+// every step up to t — possible only with backups, which decide those
+// steps without this worker — would reach version t of the new
+// generation. Pushing during the backward pass narrows that window.)
 //
 // A confirmation that says anything else (another generation, a later
 // step: the step was decided without this worker, the run is done) drops
@@ -206,6 +211,13 @@ func (p *prefetch) next() (StepState, error) {
 	select {
 	case err := <-p.pulled:
 		if err == nil {
+			select {
+			case r := <-p.waited:
+				if r.err != nil || r.st.Done || r.st.Step != p.t+1 || r.st.Generation != p.gen {
+					return r.st, r.err // the coordinator has moved elsewhere already
+				}
+			default:
+			}
 			return StepState{Step: p.t + 1, Generation: p.gen}, nil
 		}
 		r := <-p.waited
