@@ -37,6 +37,10 @@ type Model struct {
 	net     nn.Layer
 	params  []*nn.Param
 	ints    []*nn.IntBuffer
+	// leafLo[i] is the flat offset (FlatLayout) of the first trainable
+	// parameter of leaf i of net when net is an *nn.Sequential: where the
+	// gradients that leaf's Backward finishes begin. Nil otherwise.
+	leafLo []int
 }
 
 // Forward computes logits (N, Classes) for x (N, C, H, W) in [0, 1]. train
@@ -53,6 +57,59 @@ func (m *Model) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 // dL/dx when g.Input is set and fills every parameter's Grad when g.Params is.
 func (m *Model) Backward(dlogits *tensor.Tensor, g nn.Grad) *tensor.Tensor {
 	return m.net.Backward(dlogits, g)
+}
+
+// BackwardReady is Backward(dlogits, g) with g.Params set that reports, as
+// the backward pass runs from the logits down, which parameter gradients
+// are final: ready(lo) means every trainable parameter at flat offset lo or
+// above (FlatLayout) has its final Grad. lo is non-increasing and the last
+// call has lo = 0. A model whose network is a Sequential (every model here)
+// calls ready after each of its leaves (nn.Sequential.BackwardEach) that
+// owns trainable parameters; any other network calls ready(0) once at the
+// end. The gradients are exactly Backward's: the same layer calls in the
+// same order.
+func (m *Model) BackwardReady(dlogits *tensor.Tensor, g nn.Grad, ready func(lo int)) *tensor.Tensor {
+	if !g.Params {
+		tensor.Panicf(m.Name, "BackwardReady without parameter gradients")
+	}
+	seq, ok := m.net.(*nn.Sequential)
+	if !ok || len(m.leafLo) == 0 {
+		dx := m.net.Backward(dlogits, g)
+		ready(0)
+		return dx
+	}
+	prev := m.leafLo[len(m.leafLo)-1] + 1 // above every leaf's offset: the first call always reports
+	dx := seq.BackwardEach(dlogits, g, func(leaf int) {
+		// Leaves finish from the last to the first, and their trainable
+		// parameters lie in the flat layout in leaf order, so once leaf i
+		// is done every parameter from leafLo[i] on is final.
+		if lo := m.leafLo[leaf]; lo < prev {
+			prev = lo
+			ready(lo)
+		}
+	})
+	if prev != 0 { // no leaf reported 0: the model has no trainable parameters
+		ready(0)
+	}
+	return dx
+}
+
+// leafOffsets returns Model.leafLo for net.
+func leafOffsets(net nn.Layer) []int {
+	seq, ok := net.(*nn.Sequential)
+	if !ok {
+		return nil
+	}
+	leaves := seq.Leaves()
+	out := make([]int, len(leaves))
+	off := 0
+	for i, l := range leaves {
+		out[i] = off
+		for _, p := range nn.Trainable(l.Params()) {
+			off += p.Value.Numel()
+		}
+	}
+	return out
 }
 
 // Params returns every float tensor of the model, parameters and buffers, in
@@ -153,6 +210,7 @@ func New(be tensor.Backend, name string, cfg Config) (*Model, error) {
 	m.Name, m.Config, m.Backend = name, full, be
 	m.params = m.net.Params()
 	m.ints = nn.CollectIntBuffers(m.net)
+	m.leafLo = leafOffsets(m.net)
 	return m, nil
 }
 

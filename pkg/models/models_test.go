@@ -2,6 +2,7 @@ package models
 
 import (
 	"errors"
+	"math"
 	"math/rand"
 	"strings"
 	"testing"
@@ -322,5 +323,39 @@ func TestPreActBlockGradCheck(t *testing.T) {
 		if n := len(b.IntBuffers()); n != 3 {
 			t.Errorf("%+v: %d int buffers, want 3", c, n)
 		}
+	}
+}
+
+// TestBackwardReadyOfAnotherNetworkReportsOnceAtTheEnd: a network that is
+// not a Sequential cannot tell which gradients are final before its
+// Backward returns, so BackwardReady calls ready(0) once, after it, with
+// every gradient written.
+func TestBackwardReadyOfAnotherNetworkReportsOnceAtTheEnd(t *testing.T) {
+	be := nntest.Backends()[0]
+	net := nn.NewResidual(be, nn.NewSequential(nn.NewDense(be, "a", 4, 4, true), nn.NewReLU(be), nn.NewDense(be, "b", 4, 4, false)))
+	m := &Model{Name: "residual", Backend: be, net: net, params: net.Params(), leafLo: leafOffsets(net)}
+	nn.InitDefault(be, m.params, rand.New(rand.NewSource(1)).Float64)
+	x := nntest.Random(be, rand.New(rand.NewSource(2)), 1, 2, 4)
+	dy := nntest.Random(be, rand.New(rand.NewSource(3)), 1, 2, 4)
+	m.net.Forward(x, true)
+	ref := make([]float32, m.FlatLayout().Total)
+	m.Backward(dy, nn.Grad{Params: true})
+	nn.Gather(be, m.Trainable(), ref, true)
+	for _, p := range m.Trainable() {
+		be.Upload(p.Grad, make([]float32, p.Grad.Numel()))
+	}
+	var los []int
+	m.BackwardReady(dy, nn.Grad{Params: true}, func(lo int) {
+		los = append(los, lo)
+		got := make([]float32, len(ref))
+		nn.Gather(be, m.Trainable(), got, true)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+				t.Fatalf("ready(%d): gradient element %d is %v, want %v", lo, i, got[i], ref[i])
+			}
+		}
+	})
+	if len(los) != 1 || los[0] != 0 {
+		t.Fatalf("ready offsets %v, want [0]", los)
 	}
 }

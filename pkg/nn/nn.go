@@ -154,14 +154,71 @@ func (s *Sequential) Forward(x *tensor.Tensor, train bool) *tensor.Tensor {
 // Backward implements Layer. Every layer but the first must produce its input
 // gradient for the layer before it.
 func (s *Sequential) Backward(dy *tensor.Tensor, g Grad) *tensor.Tensor {
+	return s.BackwardEach(dy, g, nil)
+}
+
+// BackwardEach is Backward that also reports its progress: done(i), when
+// done is not nil, is called as soon as leaf i of Leaves() has returned
+// from its Backward, so that (with g.Params) the gradients of its
+// parameters are final. The leaves finish from the last to the first, so
+// done sees i = len(Leaves())−1, …, 1, 0, one call each, on the calling
+// goroutine. The layers' Backward calls are exactly Backward's: a nested
+// Sequential is descended into rather than called, with the Grad it would
+// have been given.
+func (s *Sequential) BackwardEach(dy *tensor.Tensor, g Grad, done func(leaf int)) *tensor.Tensor {
+	next := 0
+	if done != nil {
+		next = s.countLeaves()
+	}
+	return s.backwardEach(dy, g, done, &next)
+}
+
+// backwardEach runs the layers from the last to the first; *next is one
+// above the index (in Leaves()) of the last leaf it will finish.
+func (s *Sequential) backwardEach(dy *tensor.Tensor, g Grad, done func(int), next *int) *tensor.Tensor {
 	for i := len(s.Layers) - 1; i >= 0; i-- {
 		gi := g
 		if i > 0 {
 			gi.Input = true
 		}
+		if inner, ok := s.Layers[i].(*Sequential); ok {
+			dy = inner.backwardEach(dy, gi, done, next)
+			continue
+		}
 		dy = s.Layers[i].Backward(dy, gi)
+		if done != nil {
+			*next--
+			done(*next)
+		}
 	}
 	return dy
+}
+
+// Leaves returns the layers of s in forward order with every nested
+// Sequential replaced by its own leaves: the units whose completion
+// BackwardEach reports. Their Params, concatenated, are s.Params().
+func (s *Sequential) Leaves() []Layer {
+	var out []Layer
+	for _, l := range s.Layers {
+		if inner, ok := l.(*Sequential); ok {
+			out = append(out, inner.Leaves()...)
+		} else {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (s *Sequential) countLeaves() int {
+	n := 0
+	for _, l := range s.Layers {
+		if inner, ok := l.(*Sequential); ok {
+			n += inner.countLeaves()
+		} else {
+			n++
+		}
+	}
+	return n
 }
 
 // Params implements Layer.

@@ -116,6 +116,17 @@ func (w *Worker) Layout() nn.Layout { return w.layout }
 // optimizer, optim.WeightDecay). A non-finite loss is an error naming the step and the
 // terms, returned before any gradient is computed.
 func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objective.Terms, error) {
+	return w.GradientReady(step, slot, slots, grad, nil)
+}
+
+// GradientReady is Gradient that hands out the gradient as the backward
+// pass produces it, from the output layer down: ready(lo), when ready is
+// not nil, is called on the calling goroutine each time grad[lo:] has
+// become final (models.Model.BackwardReady), with lo non-increasing and
+// the last call at lo = 0. The model's buffers (batch-norm running
+// statistics) are final before the first call: only the forward passes
+// change them. grad holds the same values as Gradient's.
+func (w *Worker) GradientReady(step int64, slot, slots int, grad []float32, ready func(lo int)) (objective.Terms, error) {
 	if len(grad) != w.layout.Total {
 		return objective.Terms{}, fmt.Errorf("gradient buffer of %d for %d parameters", len(grad), w.layout.Total)
 	}
@@ -159,8 +170,20 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 	if math.IsNaN(terms.Loss) || math.IsInf(terms.Loss, 0) {
 		return terms, &NonFiniteError{Step: step, Terms: terms}
 	}
-	w.Model.Backward(dz, nn.Grad{Params: true})
-	nn.Gather(w.be, w.Model.Trainable(), grad, true)
+	trainable := w.Model.Trainable()
+	hi, next := w.layout.Total, len(trainable) // grad[hi:] is gathered; trainable[next:] are the tensors there
+	w.Model.BackwardReady(dz, nn.Grad{Params: true}, func(lo int) {
+		// Gather the tensors that became final, [lo, hi) of the layout.
+		first := next
+		for first > 0 && w.layout.Ranges[first-1].Offset >= lo {
+			first--
+		}
+		nn.Gather(w.be, trainable[first:next], grad[lo:hi], true)
+		hi, next = lo, first
+		if ready != nil {
+			ready(lo)
+		}
+	})
 	return terms, nil
 }
 

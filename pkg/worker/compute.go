@@ -21,7 +21,9 @@ type Computer interface {
 	// Sizes returns the lengths of the flat parameter and buffer vectors.
 	Sizes() (params, buffers int)
 	// Load makes params and buffers (flat, of Sizes' lengths) the state
-	// the next Gradient starts from.
+	// the next Gradient starts from. The slices stay the worker's: it
+	// pulls the next step into them while the loaded state is in use, so
+	// Load copies what Gradient needs.
 	Load(params, buffers []float32)
 	// Gradient computes step's gradient for slot (of slots) into grad and
 	// the buffers after the step's forward passes into bufs. ready, when
@@ -49,15 +51,23 @@ func (c trainComputer) Load(params, buffers []float32) {
 	nn.Scatter(be, nn.Buffers(c.tw.Model.Params()), buffers)
 }
 
+// Gradient hands out the gradient layer by layer as the backward pass
+// finishes it (train.Worker.GradientReady), and gathers the buffers at the
+// first ready: the forward passes, all done by then, are what changes them.
 func (c trainComputer) Gradient(step int64, slot, slots int, grad, bufs []float32, ready func(lo int)) (objective.Terms, Timing, error) {
 	t0 := time.Now()
-	terms, err := c.tw.Gradient(step, slot, slots, grad)
+	gathered := false
+	terms, err := c.tw.GradientReady(step, slot, slots, grad, func(lo int) {
+		if !gathered {
+			nn.Gather(c.tw.Model.Backend, nn.Buffers(c.tw.Model.Params()), bufs, false)
+			gathered = true
+		}
+		if ready != nil {
+			ready(lo)
+		}
+	})
 	if err != nil {
 		return terms, Timing{}, err
-	}
-	nn.Gather(c.tw.Model.Backend, nn.Buffers(c.tw.Model.Params()), bufs, false)
-	if ready != nil {
-		ready(0)
 	}
 	return terms, Timing{Attack: c.tw.AttackTime, Compute: time.Since(t0) - c.tw.AttackTime}, nil
 }

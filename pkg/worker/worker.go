@@ -5,15 +5,25 @@
 // and wait for the step to be decided. Shards and the coordinator are
 // reached through interfaces (gRPC or in memory).
 //
+// The phases overlap (overlap.go): each shard's push starts as soon as the
+// backward pass has finished its slice, the next step's pulls start right
+// after the pushes, beside the report and the wait for the coordinator, and
+// the coordinator's confirmation of the step is awaited only before the
+// pushes — without giving up the invariant that every shard applies the
+// mean of the same logged set of gradients, all computed from one state of
+// the parameters.
+//
 // The batch and the attack's randomness are functions of (seed, step, worker
 // slot), so a worker that restarts in its slot, or a replay of the commit
 // log, recomputes exactly the same gradient.
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -61,7 +71,9 @@ var ErrFatal = errors.New("worker must stop")
 
 // Timing splits a step's wall time, for metrics: Attack crafts the
 // adversarial batch (PGD), Compute is the rest of the gradient (objective,
-// forward, backward), Comm pushes the gradient and reports.
+// forward, backward), Comm is the pushing left after the computation: from
+// its end until every shard took its push (pushes that ran during the
+// backward pass are not counted).
 type Timing struct {
 	Attack, Compute, Comm time.Duration
 }
@@ -88,6 +100,9 @@ type Worker struct {
 	comp   Computer
 	shards []Shard
 	ranges []Range
+	// order lists the shards by descending range: the order in which the
+	// backward pass, running from the output layer down, finishes them.
+	order  []int
 	coord  Coordinator
 	logger *zap.Logger
 	params []float32
@@ -100,7 +115,8 @@ type Worker struct {
 	pulled []version
 	// pushed[k] is the (step, generation) whose gradient shard k has taken.
 	pushed []version
-	// computed is the version whose gradient is in grad and out.
+	// computed is the version whose gradient is in grad and out; it was
+	// confirmed before its first push (overlap.go).
 	computed computed
 	backoff  *retry.Backoff
 	logLim   *retry.Limiter
@@ -141,7 +157,14 @@ func New(cfg Config, comp Computer, shards []Shard, ranges []Range, coord Coordi
 			return nil, fmt.Errorf("worker: shard %d range %+v outside %d parameters / %d buffers", k, r, np, nb)
 		}
 	}
-	return &Worker{cfg: cfg, comp: comp, shards: shards, ranges: ranges, coord: coord, logger: logger,
+	order := make([]int, len(ranges))
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(ranges[b].Lo, ranges[a].Lo), cmp.Compare(ranges[b].Hi, ranges[a].Hi))
+	})
+	return &Worker{cfg: cfg, comp: comp, shards: shards, ranges: ranges, order: order, coord: coord, logger: logger,
 		params: make([]float32, np), grad: make([]float32, np), bufs: make([]float32, nb), out: make([]float32, nb),
 		pulled: make([]version, len(shards)), pushed: make([]version, len(shards)), backoff: retry.New(cfg.RetryBase, cfg.RetryMax), logLim: retry.NewLimiter(cfg.LogEvery)}, nil
 }
@@ -175,26 +198,58 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	for !st.Done && st.Step < w.cfg.Steps {
-		t := st.Step
-		if err := w.pull(ctx, t, st.Generation); err != nil {
+		t, gen := st.Step, st.Generation
+		cur := version{step: t, gen: gen, ok: true}
+		if err := w.pull(ctx, t, gen); err != nil {
 			if st, err = w.retry(ctx, "pull", t, err); err != nil {
 				return err
 			}
 			continue
 		}
-		// A retry of the same (step, generation) — its push or report
-		// failed — reuses the gradient: it is a function of that version.
-		if cur := (version{step: t, gen: st.Generation, ok: true}); w.computed.v != cur {
-			terms, timing, err := w.comp.Gradient(t, w.cfg.Slot, w.cfg.Workers, w.grad, w.out, nil)
+		var perr error
+		t1 := time.Now()
+		if w.computed.v == cur {
+			// A retry of the same (step, generation) — its push or report
+			// failed — reuses the gradient: it is a function of that
+			// version, and it was confirmed.
+			round := w.pushes(ctx, cur, nil)
+			round.ready(0)
+			perr = round.wait()
+		} else {
+			// Every slice is here: the confirmation is asked for now, and
+			// awaited before the first push (overlap.go).
+			conf := w.confirm(ctx, t, gen)
+			round := w.pushes(ctx, cur, conf)
+			terms, timing, err := w.comp.Gradient(t, w.cfg.Slot, w.cfg.Workers, w.grad, w.out, round.ready)
+			t1 = time.Now()
+			if err == nil {
+				round.ready(0) // the whole gradient is final: push whatever the Computer did not hand out
+			}
+			perr = round.wait()
+			conf.stop()
 			if err != nil {
 				return fmt.Errorf("worker %d: %w", w.cfg.Slot, err)
+			}
+			if !round.confirmed {
+				// The cluster is not at (t, gen): nothing was pushed; the
+				// gradient and every slice are dropped.
+				w.forget()
+				if round.cerr != nil {
+					if st, err = w.retry(ctx, "wait", t, round.cerr); err != nil {
+						return err
+					}
+					continue
+				}
+				w.logger.Debug("the step moved on before the push", zap.Int64("step", t), zap.Int64("now", round.cst.Step),
+					zap.Int64("generation", gen), zap.Int64("now_generation", round.cst.Generation))
+				st = round.cst
+				continue
 			}
 			w.computed = computed{v: cur, terms: terms, timing: timing}
 		}
 		terms, timing := w.computed.terms, w.computed.timing
-		t1 := time.Now()
-		if err := w.push(ctx, t, st.Generation); err != nil {
-			if errors.Is(err, paramserver.ErrStale) && !errors.Is(err, ErrFatal) && ctx.Err() == nil {
+		if perr != nil {
+			if errors.Is(perr, paramserver.ErrStale) && !errors.Is(perr, ErrFatal) && ctx.Err() == nil {
 				// A backup: the step was decided without this gradient.
 				// Not a failure: no pause.
 				w.logger.Debug("late push: the step was decided without this worker", zap.Int64("step", t))
@@ -203,13 +258,19 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				continue
 			}
-			if st, err = w.retry(ctx, "push", t, err); err != nil {
+			if st, err = w.retry(ctx, "push", t, perr); err != nil {
 				return err
 			}
 			continue
 		}
+		// Pull step t+1 ahead, beside the report and the wait.
+		var ahead *prefetch
+		if t+1 < w.cfg.Steps {
+			ahead = w.prefetch(ctx, t, gen)
+		}
 		accepted, rst, err := w.coord.Report(ctx, t, w.cfg.Slot, terms, Timing{Attack: timing.Attack, Compute: timing.Compute, Comm: time.Since(t1)})
 		if err != nil {
+			ahead.stop()
 			if st, err = w.retry(ctx, "report", t, err); err != nil {
 				return err
 			}
@@ -219,13 +280,26 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.OnStep != nil {
 			w.OnStep(t, terms, accepted)
 		}
-		if st, err = w.coord.WaitStep(ctx, t, rst.Generation); err != nil {
+		if ahead != nil && rst.Generation == gen {
+			st, err = ahead.next()
+		} else {
+			ahead.stop()
+			st, err = w.coord.WaitStep(ctx, t, rst.Generation)
+		}
+		if err != nil {
 			if st, err = w.retry(ctx, "wait", t, err); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// forget drops every pulled slice and the computed gradient (a
+// confirmation said the cluster is elsewhere).
+func (w *Worker) forget() {
+	clear(w.pulled)
+	w.computed = computed{}
 }
 
 // retry handles a failed operation of step t: it stops on ctx's end or a
@@ -321,7 +395,18 @@ func (w *Worker) pull(ctx context.Context, t, gen int64) error {
 			break
 		}
 	}
-	err := w.parallel(ctx, func(ctx context.Context, k int) error {
+	if err := w.fetch(ctx, t, gen); err != nil {
+		return err
+	}
+	w.comp.Load(w.params, w.bufs)
+	return nil
+}
+
+// fetch pulls version t (of generation gen) of every shard it does not hold
+// yet into params and bufs, in parallel, recording each arrival in pulled.
+func (w *Worker) fetch(ctx context.Context, t, gen int64) error {
+	want := version{step: t, gen: gen, ok: true}
+	return w.parallel(ctx, func(ctx context.Context, k int) error {
 		if w.pulled[k] == want {
 			return nil
 		}
@@ -337,31 +422,6 @@ func (w *Worker) pull(ctx context.Context, t, gen int64) error {
 		copy(w.params[r.Lo:r.Hi], p)
 		copy(w.bufs[r.BufLo:r.BufHi], b)
 		w.pulled[k] = want
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	w.comp.Load(w.params, w.bufs)
-	return nil
-}
-
-// push sends every shard its slice of the gradient and buffers.
-//
-// A shard that already took this version's push (an earlier attempt whose
-// other pushes failed or timed out) is skipped, so on an overloaded machine
-// every attempt makes progress instead of resending everything.
-func (w *Worker) push(ctx context.Context, t, gen int64) error {
-	cur := version{step: t, gen: gen, ok: true}
-	return w.parallel(ctx, func(ctx context.Context, k int) error {
-		if w.pushed[k] == cur {
-			return nil
-		}
-		r := w.ranges[k]
-		if err := w.shards[k].Push(ctx, t, w.cfg.Slot, w.grad[r.Lo:r.Hi], w.out[r.BufLo:r.BufHi]); err != nil {
-			return err
-		}
-		w.pushed[k] = cur
 		return nil
 	})
 }
