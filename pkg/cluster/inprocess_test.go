@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,10 +95,18 @@ func sameBits(t *testing.T, what string, a, b []float32) {
 // 17 shards (the design card's --ps), which cut most of the tiny model's
 // tensors, decayed kernels included: weight decay, added by the shards over
 // the mask clipped to each range, reaches exactly the decayed elements.
+// With --wire-format bf16 both round every gradient value to bfloat16 and
+// still agree; their parameters differ from float32 training's.
 func TestOneWorkerEqualsLocalTraining(t *testing.T) {
-	for _, shards := range []int{2, 17} {
-		t.Run(fmt.Sprintf("%d shards", shards), func(t *testing.T) {
+	var float32Params []float32
+	for _, tc := range []struct {
+		shards int
+		format string
+	}{{2, "float32"}, {17, "float32"}, {2, "bf16"}} {
+		shards := tc.shards
+		t.Run(fmt.Sprintf("%d shards %s", shards, tc.format), func(t *testing.T) {
 			cfg := tinyConfig(t)
+			cfg.WireFormat = tc.format
 			c := newCluster(t, cfg, 1, 0, shards)
 			if shards == 17 && !cutsADecayedTensor(c.Layout) {
 				t.Fatal("no shard edge falls inside a decayed tensor: the test would not check split weight decay")
@@ -120,6 +129,12 @@ func TestOneWorkerEqualsLocalTraining(t *testing.T) {
 				}
 			}
 			sameBits(t, "cluster vs local training", got, tr.Params())
+			switch {
+			case tc.format == "float32":
+				float32Params = got
+			case float32Params != nil && slices.Equal(got, float32Params):
+				t.Fatal("bf16 gradients trained the same parameters as float32 ones: nothing was rounded")
+			}
 			entries, _ := c.Log.Entries()
 			if len(entries) != int(cfg.Steps) {
 				t.Fatalf("commit log has %d entries, want %d", len(entries), cfg.Steps)

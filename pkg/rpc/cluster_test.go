@@ -116,7 +116,11 @@ func newGRPCCluster(t *testing.T, ctx context.Context, cfg train.Config, workers
 			if !ok {
 				t.Fatalf("assignment names shard %d at %q", si.GetIndex(), si.GetAddress())
 			}
-			ws = append(ws, NewPSClient(dial(t, lis, WithToken(testToken)), int(si.GetIndex()), WithWorkerSlot(slot)))
+			format, err := wcfg.Wire()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, NewPSClient(dial(t, lis, WithToken(testToken)), int(si.GetIndex()), WithWorkerSlot(slot), WithWireFormat(format)))
 			ranges = append(ranges, worker.Range{Lo: int(si.GetLo()), Hi: int(si.GetHi()), BufLo: int(si.GetBufferLo()), BufHi: int(si.GetBufferHi())})
 		}
 		wk, err := worker.New(worker.Config{Slot: slot, Workers: int(a.GetWorkers() + a.GetBackups()), Steps: wcfg.Steps}, worker.Train(tw), ws, ranges, cc, nil)
@@ -152,9 +156,20 @@ func (g *grpcCluster) params(ctx context.Context) ([]float32, error) {
 // everything over gRPC (chunked pulls and pushes, reports, long-polls,
 // Apply and the final checkpoint) gives bit-identical parameters to the
 // in-process cluster, which itself equals local training.
+//
+// With --wire-format bf16 the pushes carry 2-byte values and the result
+// is still the in-process cluster's, whose workers round their gradients
+// the same way (train.Worker), bit for bit.
 func TestClusterOverGRPCEqualsInProcess(t *testing.T) {
+	for _, format := range []string{"float32", "bf16"} {
+		t.Run(format, func(t *testing.T) { clusterOverGRPCEqualsInProcess(t, format) })
+	}
+}
+
+func clusterOverGRPCEqualsInProcess(t *testing.T, format string) {
 	ctx := ctxFor(t, 3*time.Minute)
 	cfg := tinyConfig(t)
+	cfg.WireFormat = format
 	g := newGRPCCluster(t, ctx, cfg, 1, 0, 2)
 	if err := g.run(ctx); err != nil {
 		t.Fatal(err)

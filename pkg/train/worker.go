@@ -12,6 +12,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/tensor"
+	"github.com/logitpair/logitpair/pkg/wire"
 )
 
 // Batcher supplies training batches: the examples (and augmentation) of
@@ -68,6 +69,7 @@ type Worker struct {
 	labels []int32
 	static []*models.Model // ensemble-adv's static source models (evaluation mode, never updated)
 	eps    []float32       // per-example ε (--random-eps)
+	wire   wire.Format     // the gradient's precision (Config.WireFormat)
 	// AttackTime is how long the last Gradient spent crafting the
 	// adversarial batch (zero for objectives without one): the worker
 	// reports it as the step's attack phase.
@@ -85,7 +87,11 @@ func NewWorker(cfg Config, m *models.Model, data Batcher) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{Cfg: cfg, Model: m, be: be, obj: obj, data: data, layout: m.FlatLayout()}
+	format, err := cfg.Wire()
+	if err != nil {
+		return nil, fmt.Errorf("--wire-format: %w", err)
+	}
+	w := &Worker{Cfg: cfg, Model: m, be: be, obj: obj, data: data, layout: m.FlatLayout(), wire: format}
 	if obj.NeedsAdversarial() {
 		ac, err := cfg.TrainAttackConfig()
 		if err != nil {
@@ -126,6 +132,11 @@ func (w *Worker) Gradient(step int64, slot, slots int, grad []float32) (objectiv
 // the last call at lo = 0. The model's buffers (batch-norm running
 // statistics) are final before the first call: only the forward passes
 // change them. grad holds the same values as Gradient's.
+//
+// The gradient is at the precision of the configuration's wire format
+// (Config.WireFormat): with bf16 every value is rounded as a push would
+// round it (wire.Format.Round), so local training, an in-memory cluster,
+// a cluster over gRPC and a replay of its log all apply the same steps.
 func (w *Worker) GradientReady(step int64, slot, slots int, grad []float32, ready func(lo int)) (objective.Terms, error) {
 	if len(grad) != w.layout.Total {
 		return objective.Terms{}, fmt.Errorf("gradient buffer of %d for %d parameters", len(grad), w.layout.Total)
@@ -179,6 +190,7 @@ func (w *Worker) GradientReady(step int64, slot, slots int, grad []float32, read
 			first--
 		}
 		nn.Gather(w.be, trainable[first:next], grad[lo:hi], true)
+		w.wire.Round(grad[lo:hi])
 		hi, next = lo, first
 		if ready != nil {
 			ready(lo)
