@@ -183,6 +183,7 @@ is measured in turn. Nothing is trained.`,
 	f.IntVar(&b.Warmup, "warmup", b.Warmup, "steps not timed")
 	f.IntVar(&b.Steps, "steps", b.Steps, "timed steps")
 	f.BoolVar(&useTLS, "tls", useTLS, "mutual TLS between the processes, as logitpair cluster local")
+	f.StringVar(&b.WireFormat, "wire-format", "float32", "the pushes' gradient format: float32, or bf16 (half the push bytes)")
 	f.IntVar(&b.TCPRounds, "tcp-rounds", b.TCPRounds, "rounds each raw-TCP measurement averages")
 	f.StringVar(&b.Dir, "dir", "", "keep the runs' logs here (a new or empty directory; default: a temporary one, removed)")
 	f.DurationVar(&b.Timeout, "timeout", b.Timeout, "bound on each configuration's run, start included")

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +18,11 @@ import (
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/netbench"
+	"github.com/logitpair/logitpair/pkg/plan"
 	"github.com/logitpair/logitpair/pkg/statuspage"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/train"
+	"github.com/logitpair/logitpair/pkg/wire"
 )
 
 // ClusterBench is `logitpair bench cluster`: a real local cluster (the
@@ -49,6 +52,9 @@ type ClusterBench struct {
 	Warmup, Steps int
 	// NoTLS runs the processes without mutual TLS (LocalCluster.NoTLS).
 	NoTLS bool
+	// WireFormat is the pushes' gradient format (train.Config.WireFormat;
+	// "" means float32).
+	WireFormat string
 	// TCPRounds is the number of rounds each raw-TCP measurement averages.
 	TCPRounds int
 	// StartTimeout bounds the cluster's start (LocalCluster.StartTimeout;
@@ -92,20 +98,38 @@ const benchTailSteps = 20
 // is then generous to the cluster. RawTCPWorkerS (one worker's bytes) is
 // the bound a real network with a link per worker and shard would set,
 // reported for comparison.
+//
+// The JSON of a result is also a plan.Record (the fields the planning
+// model reads: workers, backups, shards, params, buffers, wire_bytes,
+// compute_s, raw_tcp_bytes_per_s, cores, overlap, backward_fraction,
+// step_s), so `logitpair plan --check` reads `bench cluster --json`'s file
+// as it is; PredictedS and PredictionErr are that check, made here.
 type ClusterBenchResult struct {
+	Name        string        `json:"name"`
 	Model       string        `json:"model"`
 	ModelConfig models.Config `json:"model_config,omitempty"`
 	Workers     int           `json:"workers"`
+	Backups     int           `json:"backups"`
 	Shards      int           `json:"shards"`
 	TLS         bool          `json:"tls"`
-	// CPUs is the machine's logical CPU count (every process shares them).
-	CPUs    int `json:"cpus"`
+	// Cores is the machine's logical CPU count (every process shares them).
+	Cores   int `json:"cores"`
 	Params  int `json:"params"`
 	Buffers int `json:"buffers"`
-	// BytesPerWorker is one worker's bytes each way per step;
-	// BytesPerStep all the bytes a step moves, both ways, all workers.
-	BytesPerWorker int64 `json:"bytes_per_worker"`
-	BytesPerStep   int64 `json:"bytes_per_step"`
+	// WireFormat and WireBytes: the pushes' gradient format and its bytes
+	// per value (4 for float32, 2 for bf16).
+	WireFormat string `json:"wire_format"`
+	WireBytes  int    `json:"wire_bytes"`
+	// Overlap: the workers push during the backward pass and pull the next
+	// step ahead (always, since issue 13).
+	Overlap bool `json:"overlap"`
+	// BytesPerWorker is one worker's pull per step, 4·(params+buffers), the
+	// larger direction; PushBytesPerWorker its push, wire_bytes·params +
+	// 4·buffers; BytesPerStep all the bytes a step moves, both ways, all
+	// workers.
+	BytesPerWorker     int64 `json:"bytes_per_worker"`
+	PushBytesPerWorker int64 `json:"push_bytes_per_worker"`
+	BytesPerStep       int64 `json:"bytes_per_step"`
 	// ComputeS is the synthetic compute phase; BackwardFraction and
 	// BackwardSlices its backward part (bench.SyntheticConfig).
 	ComputeS         float64 `json:"compute_s"`
@@ -133,6 +157,12 @@ type ClusterBenchResult struct {
 	StepTimesS  []float64 `json:"step_times_s"`
 	// Ratio is StepS / TargetS (the goal: ≤ ClusterBenchTargetRatio).
 	Ratio float64 `json:"ratio"`
+	// PredictedS is the planning model's step time for this run
+	// (plan.Check of the result as a plan.Record: single host, the
+	// measured raw-TCP rate as the link) and PredictionErr its relative
+	// error, (predicted − measured)/measured.
+	PredictedS    float64 `json:"predicted_s"`
+	PredictionErr float64 `json:"prediction_err"`
 }
 
 func (b ClusterBench) logf(format string, a ...any) {
@@ -182,7 +212,7 @@ func (b ClusterBench) Run(ctx context.Context) (ClusterBenchResult, error) {
 	// Commits read: steps 0 … Warmup+Steps.
 	commits := int64(b.Warmup + b.Steps + 1)
 	tc := train.DefaultConfig()
-	tc.Model, tc.ModelConfig = b.Model, b.ModelConfig
+	tc.Model, tc.ModelConfig, tc.WireFormat = b.Model, b.ModelConfig, b.WireFormat
 	tc.Steps, tc.CheckpointEvery = 2*commits+benchTailSteps, 0
 	if err := tc.Validate(); err != nil {
 		return res, fmt.Errorf("bench cluster: %w", err)
@@ -191,12 +221,22 @@ func (b ClusterBench) Run(ctx context.Context) (ClusterBenchResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("bench cluster: %w", err)
 	}
+	format, err := tc.Wire()
+	if err != nil {
+		return res, fmt.Errorf("bench cluster: %w", err)
+	}
+	wireBytes := 4
+	if format == wire.BF16 {
+		wireBytes = 2
+	}
 	syn := bench.DefaultSyntheticConfig(b.Compute)
-	res = ClusterBenchResult{Model: b.Model, ModelConfig: b.ModelConfig, Workers: b.Workers, Shards: b.PS, TLS: !b.NoTLS,
-		CPUs: runtime.NumCPU(), Params: np, Buffers: nb, ComputeS: b.Compute.Seconds(),
+	res = ClusterBenchResult{Name: fmt.Sprintf("%s w%d ps%d %s", b.Model, b.Workers, b.PS, format), Model: b.Model, ModelConfig: b.ModelConfig,
+		Workers: b.Workers, Shards: b.PS, TLS: !b.NoTLS, Cores: runtime.NumCPU(), Params: np, Buffers: nb,
+		WireFormat: format.String(), WireBytes: wireBytes, Overlap: true, ComputeS: b.Compute.Seconds(),
 		BackwardFraction: syn.Backward, BackwardSlices: syn.Slices, WarmupSteps: b.Warmup}
 	res.BytesPerWorker = 4 * int64(res.Params+res.Buffers)
-	res.BytesPerStep = 2 * int64(b.Workers) * res.BytesPerWorker
+	res.PushBytesPerWorker = int64(wireBytes)*int64(res.Params) + 4*int64(res.Buffers)
+	res.BytesPerStep = int64(b.Workers) * (res.BytesPerWorker + res.PushBytesPerWorker)
 
 	// Raw TCP first, with the machine otherwise idle.
 	tw, err := netbench.RawTCP(res.BytesPerWorker, b.TCPRounds)
@@ -208,7 +248,7 @@ func (b ClusterBench) Run(ctx context.Context) (ClusterBenchResult, error) {
 		return res, fmt.Errorf("bench cluster: raw TCP for all workers' bytes: %w", err)
 	}
 	res.RawTCPWorkerS, res.RawTCPTotalS = tw.Seconds(), tt.Seconds()
-	res.RawTCPBytesPerS = float64(res.BytesPerStep) / tt.Seconds()
+	res.RawTCPBytesPerS = float64(2*int64(b.Workers)*res.BytesPerWorker) / tt.Seconds()
 	res.TransferBoundS = res.RawTCPTotalS
 	res.TargetS = max(res.ComputeS, res.TransferBoundS)
 	b.logf("%s, %d workers, %d shard(s): %d parameters, %.1f MB each way per worker; raw TCP %.1f ms (one worker's bytes), %.1f ms (all workers')",
@@ -220,7 +260,31 @@ func (b ClusterBench) Run(ctx context.Context) (ClusterBenchResult, error) {
 	}
 	res.StepTimesS = times
 	res.summarize()
+	if err := res.predict(); err != nil {
+		return res, fmt.Errorf("bench cluster: the planning model: %w", err)
+	}
 	return res, nil
+}
+
+// predict fills PredictedS and PredictionErr: the planning model's step
+// time for this run, read back from the result's own JSON as a
+// plan.Record (so that the fields `plan --check` reads are the ones
+// checked here).
+func (r *ClusterBenchResult) predict() error {
+	js, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	var rec plan.Record
+	if err := json.Unmarshal(js, &rec); err != nil {
+		return err
+	}
+	c, err := plan.Check(rec)
+	if err != nil {
+		return err
+	}
+	r.PredictedS, r.PredictionErr = c.Prediction.Step.D().Seconds(), c.RelErr
+	return nil
 }
 
 // modelSizes returns the lengths of the flat parameter and buffer vectors
@@ -390,16 +454,16 @@ func RunClusterBenches(ctx context.Context, b ClusterBench, workers, shards []in
 // line (times in milliseconds).
 func WriteClusterBenchTable(w io.Writer, results []ClusterBenchResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "model\tW\tPS\tTLS\tMB/worker\tcompute\traw TCP 1 worker\traw TCP all (bound)\tmax(compute, bound)\tstep median\tmean ± sd\tp90\tratio\t≤ %.1f\t\n", ClusterBenchTargetRatio)
+	fmt.Fprintf(tw, "model\tW\tPS\tTLS\twire\tMB/worker\tcompute\traw TCP 1 worker\traw TCP all (bound)\tmax(compute, bound)\tstep median\tmean ± sd\tp90\tratio\t≤ %.1f\tplan\tplan err\t\n", ClusterBenchTargetRatio)
 	ms := func(s float64) string { return fmt.Sprintf("%.1f", 1e3*s) }
 	for _, r := range results {
 		ok := "yes"
 		if r.Ratio > ClusterBenchTargetRatio {
 			ok = "no"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%t\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s ± %s\t%s\t%.2f\t%s\t\n", r.Model, r.Workers, r.Shards, r.TLS,
-			float64(r.BytesPerWorker)/1e6, ms(r.ComputeS), ms(r.RawTCPWorkerS), ms(r.RawTCPTotalS), ms(r.TargetS),
-			ms(r.StepS), ms(r.StepMeanS), ms(r.StepStdS), ms(r.StepP90S), r.Ratio, ok)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%t\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s ± %s\t%s\t%.2f\t%s\t%s\t%+.0f%%\t\n", r.Model, r.Workers, r.Shards, r.TLS,
+			r.WireFormat, float64(r.BytesPerWorker)/1e6, ms(r.ComputeS), ms(r.RawTCPWorkerS), ms(r.RawTCPTotalS), ms(r.TargetS),
+			ms(r.StepS), ms(r.StepMeanS), ms(r.StepStdS), ms(r.StepP90S), r.Ratio, ok, ms(r.PredictedS), 100*r.PredictionErr)
 	}
 	return tw.Flush()
 }

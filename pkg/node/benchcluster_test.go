@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/plan"
 	"github.com/logitpair/logitpair/pkg/statuspage"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/train"
@@ -58,8 +59,11 @@ func TestClusterBenchRunsASyntheticCluster(t *testing.T) {
 	if r.Params != np || r.Workers != 2 || r.Shards != 1 || !r.TLS || r.Model != "madry-mnist" || r.WarmupSteps != 2 {
 		t.Fatalf("result %+v: want %d parameters, 2 workers, 1 shard, TLS", r, np)
 	}
-	if r.BytesPerWorker != 4*int64(r.Params+r.Buffers) || r.BytesPerStep != 2*2*r.BytesPerWorker {
-		t.Fatalf("bytes %d per worker, %d per step: want 4·(params+buffers) and 2·W times that", r.BytesPerWorker, r.BytesPerStep)
+	if r.BytesPerWorker != 4*int64(r.Params+r.Buffers) || r.PushBytesPerWorker != r.BytesPerWorker || r.BytesPerStep != 2*2*r.BytesPerWorker {
+		t.Fatalf("bytes %d pulled and %d pushed per worker, %d per step: want 4·(params+buffers) each way and 2·W times that", r.BytesPerWorker, r.PushBytesPerWorker, r.BytesPerStep)
+	}
+	if r.WireFormat != "float32" || r.WireBytes != 4 || !r.Overlap || r.Backups != 0 || r.Cores < 1 {
+		t.Fatalf("result %+v: want float32 pushes of 4 bytes, overlap, no backups, the machine's cores", r)
 	}
 	if len(r.StepTimesS) != b.Steps {
 		t.Fatalf("%d step times, want %d", len(r.StepTimesS), b.Steps)
@@ -73,7 +77,8 @@ func TestClusterBenchRunsASyntheticCluster(t *testing.T) {
 		name string
 		v    float64
 	}{{"raw TCP (one worker)", r.RawTCPWorkerS}, {"raw TCP (all)", r.RawTCPTotalS}, {"raw TCP rate", r.RawTCPBytesPerS},
-		{"step median", r.StepS}, {"step mean", r.StepMeanS}, {"step p90", r.StepP90S}, {"ratio", r.Ratio}} {
+		{"step median", r.StepS}, {"step mean", r.StepMeanS}, {"step p90", r.StepP90S}, {"ratio", r.Ratio},
+		{"planned step", r.PredictedS}} {
 		finite(x.name, x.v)
 	}
 	if r.TransferBoundS != r.RawTCPTotalS || r.TargetS != max(r.ComputeS, r.TransferBoundS) || r.ComputeS != 0.002 {
@@ -82,8 +87,22 @@ func TestClusterBenchRunsASyntheticCluster(t *testing.T) {
 	if !(r.StepMinS > 0) || r.StepMinS > r.StepS || r.StepS > r.StepP90S || r.StepP90S > r.StepMaxS || !slices.Contains(r.StepTimesS, r.StepMaxS) {
 		t.Fatalf("step times min %v, median %v, p90 %v, max %v of %v: want 0 < min ≤ median ≤ p90 ≤ max, taken from the step times", r.StepMinS, r.StepS, r.StepP90S, r.StepMaxS, r.StepTimesS)
 	}
-	if _, err := json.Marshal(results); err != nil {
+	js, err := json.Marshal(results)
+	if err != nil {
 		t.Fatalf("the results do not marshal: %v", err)
+	}
+	// The JSON is what `plan --check` reads: its check gives the same
+	// prediction as the one in the result.
+	var recs []plan.Record
+	if err := json.Unmarshal(js, &recs); err != nil {
+		t.Fatal(err)
+	}
+	c, err := plan.Check(recs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prediction.Step.D().Seconds() != r.PredictedS || c.RelErr != r.PredictionErr {
+		t.Fatalf("plan --check of the JSON predicts %v (error %v), the result says %v (%v)", c.Prediction.Step.D(), c.RelErr, r.PredictedS, r.PredictionErr)
 	}
 	var table bytes.Buffer
 	if err := WriteClusterBenchTable(&table, results); err != nil {
