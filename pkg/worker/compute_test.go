@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/logitpair/logitpair/pkg/data"
@@ -35,16 +36,9 @@ func newTrainWorker(t *testing.T, model string, mc models.Config) *train.Worker 
 	return tw
 }
 
+// sameBits reports whether a and b hold the same float32 bit patterns.
 func sameBits(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(a, b, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) })
 }
 
 // TestTrainComputerHandsOutTheGradientLayerByLayer: Train(tw).Gradient
