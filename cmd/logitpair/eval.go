@@ -23,16 +23,22 @@ import (
 // config; a file without it (e.g. written from PyTorch) needs modelName and
 // takes the config from configJSON (or the defaults).
 func loadModel(be tensor.Backend, path, modelName, configJSON string) (*models.Model, error) {
+	m, _, err := loadModelMeta(be, path, modelName, configJSON)
+	return m, err
+}
+
+// loadModelMeta is loadModel that also returns the file's metadata.
+func loadModelMeta(be tensor.Backend, path, modelName, configJSON string) (*models.Model, map[string]string, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	name := f.Metadata[models.MetaModel]
 	if modelName != "" {
 		name = modelName
 	}
 	if name == "" {
-		return nil, fmt.Errorf("%s has no logitpair metadata: give --model (one of %s)", path, strings.Join(models.Names(), ", "))
+		return nil, nil, fmt.Errorf("%s has no logitpair metadata: give --model (one of %s)", path, strings.Join(models.Names(), ", "))
 	}
 	cfgJSON := f.Metadata[models.MetaConfig]
 	if configJSON != "" {
@@ -41,20 +47,20 @@ func loadModel(be tensor.Backend, path, modelName, configJSON string) (*models.M
 	var cfg models.Config
 	if cfgJSON != "" {
 		if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
-			return nil, fmt.Errorf("%s: model config: %w", path, err)
+			return nil, nil, fmt.Errorf("%s: model config: %w", path, err)
 		}
 	}
 	m, err := models.New(be, name, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, m.LoadStateDict(f, path)
+	return m, f.Metadata, m.LoadStateDict(f, path)
 }
 
 func newEvalCmd() *cobra.Command {
 	var (
 		ckpt, dataset, dataDir, modelName, modelConfig, jsonOut, attackStr, target string
-		suite, reportDir                                                           string
+		suite, reportDir, leaderboard                                              string
 		sources                                                                    []string
 		examples, steps, restarts, batch, threads                                  int
 		squareQueries, squareExamples, checkExamples                               int
@@ -74,7 +80,8 @@ docs/EVALUATION.md at --eps: APGD-CE and APGD-DLR (--steps × --restarts,
 default 100 × 10), targeted APGD (least-likely, random), the Square attack and
 transfer from each --source, as a cascade over the examples still correct,
 then the gradient-masking checks; --report DIR writes eval.json, report.md and
-its plots.`,
+its plots; --leaderboard FILE writes the result as a leaderboard entry
+(RobustBench's model_info fields, docs/EVALUATION.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ckpt == "" {
@@ -91,6 +98,12 @@ its plots.`,
 			if suite != "strong" && reportDir != "" {
 				return fmt.Errorf("--report needs --suite strong")
 			}
+			if suite != "strong" && leaderboard != "" {
+				return fmt.Errorf("--leaderboard needs --suite strong: a leaderboard entry must come from the strong suite")
+			}
+			if jsonOut == "-" && leaderboard == "-" {
+				return fmt.Errorf("--json - and --leaderboard - both want standard output: give one of them a file")
+			}
 			if threads == 0 {
 				threads = runtime.NumCPU()
 			}
@@ -100,7 +113,7 @@ its plots.`,
 				return err
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "INFO "+desc)
-			m, err := loadModel(be, ckpt, modelName, modelConfig)
+			m, meta, err := loadModelMeta(be, ckpt, modelName, modelConfig)
 			if err != nil {
 				return err
 			}
@@ -108,7 +121,8 @@ its plots.`,
 				if !cmd.Flags().Changed("restarts") {
 					restarts = 10
 				}
-				return runStrong(cmd, be, m, ckpt, dataset, dataDir, sources, jsonOut, reportDir, strong.Options{
+				lm := strong.LeaderboardModel{Architecture: m.Name, ConfigJSON: m.ConfigJSON(), TrainConfigJSON: meta[models.MetaTrainConfig]}
+				return runStrong(cmd, be, m, ckpt, dataset, dataDir, sources, jsonOut, reportDir, leaderboard, lm, strong.Options{
 					Eps: float32(eps), Examples: examples, Batch: batch, Seed: seed, Steps: steps, Restarts: restarts,
 					NoTargeted: noTargeted, SquareQueries: squareQueries, SquareExamples: squareExamples,
 					Checks: strong.CheckOptions{Skip: noChecks, Examples: checkExamples}})
@@ -196,6 +210,7 @@ its plots.`,
 	f.StringVar(&jsonOut, "json", "", "write the report as JSON to this file ('-' for standard output)")
 	f.StringVar(&suite, "suite", "standard", "evaluation suite: standard or strong (docs/EVALUATION.md)")
 	f.StringVar(&reportDir, "report", "", "--suite strong: write eval.json, report.md and PNG plots to this directory")
+	f.StringVar(&leaderboard, "leaderboard", "", "--suite strong: write the result as a leaderboard entry (RobustBench's model_info fields) to this JSON file ('-' for standard output)")
 	f.IntVar(&squareQueries, "square-queries", 1000, "--suite strong: Square attack queries per example (negative: no Square attack)")
 	f.IntVar(&squareExamples, "square-examples", 500, "--suite strong: run the Square attack on the first N examples (negative: all)")
 	f.IntVar(&checkExamples, "check-examples", 200, "--suite strong: examples of the masking diagnostics (ε and step sweeps, loss slices)")
@@ -204,8 +219,9 @@ its plots.`,
 	return cmd
 }
 
-// runStrong runs the strong suite and writes its outputs.
-func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dataset, dataDir string, sources []string, jsonOut, reportDir string, o strong.Options) error {
+// runStrong runs the strong suite and writes its outputs: the JSON report,
+// the report directory and the leaderboard entry of lm.
+func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dataset, dataDir string, sources []string, jsonOut, reportDir, leaderboard string, lm strong.LeaderboardModel, o strong.Options) error {
 	o.Model = ckpt
 	for _, s := range sources {
 		sm, err := loadModel(be, s, "", "")
@@ -233,8 +249,14 @@ func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dat
 	if err != nil {
 		return err
 	}
+	var entry *strong.Leaderboard
+	if leaderboard != "" {
+		if entry, err = strong.NewLeaderboard(rep, lm); err != nil {
+			return err
+		}
+	}
 	out := cmd.OutOrStdout()
-	if jsonOut == "-" {
+	if jsonOut == "-" || leaderboard == "-" {
 		out = errw
 	}
 	strong.Summary(out, rep)
@@ -243,6 +265,11 @@ func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dat
 			return err
 		}
 		fmt.Fprintf(out, "report written to %s\n", filepath.Join(reportDir, "report.md"))
+	}
+	if entry != nil {
+		if err := writeJSON(leaderboard, cmd.OutOrStdout(), entry); err != nil {
+			return err
+		}
 	}
 	if jsonOut != "" {
 		return writeJSON(jsonOut, cmd.OutOrStdout(), rep)

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/safetensors"
+	"github.com/logitpair/logitpair/pkg/strong"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 )
 
@@ -63,9 +65,19 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	dataDir, ckpt := writeStrongFixtures(t, dir)
 	runDir := filepath.Join(dir, "tiny-run")
 	jsonPath := filepath.Join(dir, "strong.json")
+	lbPath := filepath.Join(dir, "leaderboard.json")
+	// The checkpoint as a training run writes it: with its training config.
+	f, err := safetensors.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Metadata[models.MetaTrainConfig] = `{"model":"madry-mnist","seed":42}`
+	if err := f.WriteFileAtomic(ckpt); err != nil {
+		t.Fatal(err)
+	}
 	out, err := run(t, "eval", "--suite", "strong", "--checkpoint", ckpt, "--dataset", "mnist", "--data-dir", dataDir,
 		"--examples", "8", "--batch", "4", "--steps", "3", "--restarts", "2", "--square-queries", "5", "--check-examples", "4",
-		"--threads", "1", "--source", ckpt, "--report", runDir, "--json", jsonPath)
+		"--threads", "1", "--source", ckpt, "--report", runDir, "--json", jsonPath, "--leaderboard", lbPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +105,24 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	if rep["suite"] != "strong" || rep["examples"].(float64) != 8 || rep["settings"].(map[string]any)["restarts"].(float64) != 2 {
 		t.Fatalf("JSON: %s", b)
 	}
+	var lb map[string]any
+	lbb, _ := os.ReadFile(lbPath)
+	if err := json.Unmarshal(lbb, &lb); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"architecture": "madry-mnist", "dataset": "mnist", "eps": "0.3", "threat_model": "Linf", "n_examples": 8.0,
+		"clean_acc":           fmt.Sprintf("%.2f", 100*rep["clean_accuracy"].(float64)),
+		"autoattack_acc":      fmt.Sprintf("%.2f", 100*rep["robust_accuracy"].(float64)),
+		"model_config_sha256": strong.ConfigHash("madry-mnist", f.Metadata[models.MetaConfig]),
+		"train_seed":          42.0, "suite_version": strong.SuiteVersion}
+	for k, v := range want {
+		if lb[k] != v {
+			t.Errorf("leaderboard %s = %#v, want %#v", k, lb[k], v)
+		}
+	}
+	if !strings.Contains(fmt.Sprint(lb["attacks"]), "transfer:"+ckpt) {
+		t.Errorf("leaderboard attacks %v lack the transfer stage", lb["attacks"])
+	}
 
 	// report: a run directory and a standard-suite JSON file.
 	std := filepath.Join(dir, "m-pgd.json")
@@ -117,6 +147,8 @@ func TestStrongSuiteErrors(t *testing.T) {
 		"chooses its own attacks": {"eval", "--suite", "strong", "--checkpoint", "x", "--attack", "pgd_76.5_2.55_40"},
 		"want standard or strong": {"eval", "--suite", "auto", "--checkpoint", "x"},
 		"--report needs":          {"eval", "--checkpoint", "x", "--report", dir},
+		"--leaderboard needs":     {"eval", "--checkpoint", "x", "--leaderboard", "lb.json"},
+		"both want standard":      {"eval", "--suite", "strong", "--checkpoint", "x", "--json", "-", "--leaderboard", "-"},
 		"not an eval report":      {"report", writeReportFile(t, dir, "bad.json", `{"model":"m"}`)},
 		"no such file":            {"report", filepath.Join(dir, "missing")},
 	} {

@@ -101,7 +101,7 @@ func (w *ModelWriter) Write(ctx context.Context, step int64) error {
 		}
 	}
 	_, err = checkpoint.Save(w.Dir, checkpoint.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: map[string]string{
-		"dataset": w.Cfg.Dataset, "objective": w.Cfg.Objective, "train_config": w.Cfg.JSON(), "cluster": "true",
+		"dataset": w.Cfg.Dataset, "objective": w.Cfg.Objective, models.MetaTrainConfig: w.Cfg.JSON(), "cluster": "true",
 	}}, w.Cfg.Seed)
 	if err != nil {
 		return err

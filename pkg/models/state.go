@@ -15,6 +15,9 @@ import (
 const (
 	MetaModel  = "model"
 	MetaConfig = "config"
+	// MetaTrainConfig: the training config as JSON (train.Config), written
+	// by the trainer into its checkpoints' model files.
+	MetaTrainConfig = "train_config"
 )
 
 // StateDict returns the model's tensors as PyTorch's state_dict would hold

@@ -110,7 +110,7 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 
 func (t *Trainer) checkpoint() *checkpoint.Checkpoint {
 	return &checkpoint.Checkpoint{Step: t.Step, Model: t.W.Model, Opt: t.Opt, EMA: t.EMA, Meta: map[string]string{
-		"dataset": t.Cfg.Dataset, "objective": t.Cfg.Objective, "train_config": t.Cfg.JSON(),
+		"dataset": t.Cfg.Dataset, "objective": t.Cfg.Objective, models.MetaTrainConfig: t.Cfg.JSON(),
 	}}
 }
 
