@@ -152,7 +152,7 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 					attacks = append(attacks, a)
 				}
 			}
-			opts := eval.Options{Examples: examples, Batch: batch, Seed: seed, Attacks: attacks}
+			opts := eval.Options{Examples: examples, Batch: batch, Seed: seed, Attacks: attacks, Checkpoint: ckpt}
 			for _, s := range sources {
 				sm, err := loadModel(be, s, "", "")
 				if err != nil {
@@ -182,6 +182,9 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 			}
 			for _, r := range rep.Transfer {
 				fmt.Fprintf(out, "  transfer from %s, %s: accuracy %.4f (top-5 %.4f)\n", r.Source, r.Attack, r.Top1, r.Top5)
+			}
+			if rep.Warning != "" {
+				fmt.Fprintln(out, "WARNING "+rep.Warning)
 			}
 			if jsonOut != "" {
 				return writeJSON(jsonOut, cmd.OutOrStdout(), rep)

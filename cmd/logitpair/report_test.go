@@ -229,3 +229,35 @@ func TestReportTransferTable(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalWarnsOfWeakAttack: the standard suite warns, on its output and in
+// its JSON, when its attack has one start of 20 steps, naming the strong
+// suite's command; 10 starts of 100 steps pass without a warning.
+func TestEvalWarnsOfWeakAttack(t *testing.T) {
+	dir := t.TempDir()
+	dataDir, ckpt := writeStrongFixtures(t, dir)
+	for _, c := range []struct {
+		steps, restarts string
+		warn            bool
+	}{{"20", "1", true}, {"100", "10", false}} {
+		jsonPath := filepath.Join(dir, "eval-"+c.steps+".json")
+		out, err := run(t, "eval", "--checkpoint", ckpt, "--dataset", "mnist", "--data-dir", dataDir, "--examples", "4",
+			"--steps", c.steps, "--restarts", c.restarts, "--threads", "1", "--json", jsonPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep map[string]any
+		b, _ := os.ReadFile(jsonPath)
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		cmdLine := "logitpair eval --checkpoint " + ckpt + " --suite strong"
+		w, _ := rep["warning"].(string)
+		if c.warn && (!strings.Contains(out, "WARNING ") || !strings.Contains(out, cmdLine) || !strings.Contains(w, cmdLine)) {
+			t.Errorf("%s steps × %s restarts: no warning naming %q:\n%s\nJSON warning %q", c.steps, c.restarts, cmdLine, out, w)
+		}
+		if !c.warn && (strings.Contains(out, "WARNING") || rep["warning"] != nil) {
+			t.Errorf("%s steps × %s restarts: warned:\n%s\nJSON warning %q", c.steps, c.restarts, out, w)
+		}
+	}
+}

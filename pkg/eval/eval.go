@@ -10,6 +10,7 @@ package eval
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 
 	"github.com/logitpair/logitpair/pkg/attack"
 	"github.com/logitpair/logitpair/pkg/data"
@@ -28,6 +29,45 @@ type Options struct {
 	// every attack in Attacks); SourceNames label them in the report.
 	Sources     []*models.Model
 	SourceNames []string
+	// Checkpoint: the model's file, named in Report.Warning's suggested
+	// command.
+	Checkpoint string
+}
+
+// The standard suite's rule for an attack too weak to trust: a white-box
+// attack with fewer than MinTrustedRestarts starts or fewer than
+// MinTrustedSteps steps. One start of PGD finds the worst case of a smooth
+// model but stalls on the plateaus and kinks that gradient masking makes,
+// and a few dozen steps of a fixed step size have not converged on
+// adversarially trained models (Croce & Hein 2020 lowered many published
+// PGD numbers so); the accuracy such an attack reports is only an upper
+// bound. The strong suite (pkg/strong) is the evaluation to trust.
+const (
+	MinTrustedRestarts = 2
+	MinTrustedSteps    = 50
+)
+
+// WeakAttackWarning returns the warning for the attacks of attacks that fall
+// under the rule above (MinTrustedRestarts, MinTrustedSteps), naming the
+// strong-suite command for checkpoint; "" when every attack passes or there
+// is none.
+func WeakAttackWarning(attacks []attack.Config, checkpoint string) string {
+	var weak []string
+	for _, a := range attacks {
+		if a.Restarts < MinTrustedRestarts || a.Steps < MinTrustedSteps {
+			weak = append(weak, a.String())
+		}
+	}
+	if len(weak) == 0 {
+		return ""
+	}
+	run := "run the strong suite: logitpair eval --suite strong with this model's --checkpoint"
+	if checkpoint != "" {
+		run = "run: logitpair eval --checkpoint " + checkpoint + " --suite strong"
+	}
+	return fmt.Sprintf("the attack is too weak to trust: %s; an attack with fewer than %d starts or %d steps only bounds robust accuracy from above "+
+		"and misses gradient masking. For a number to trust, %s",
+		strings.Join(weak, "; "), MinTrustedRestarts, MinTrustedSteps, run)
 }
 
 // AttackResult is one attack's outcome.
@@ -54,6 +94,9 @@ type Report struct {
 	TransferAccuracy *float64       `json:"transfer_accuracy,omitempty"`
 	Whitebox         []AttackResult `json:"whitebox,omitempty"`
 	Transfer         []AttackResult `json:"transfer,omitempty"`
+	// Warning: WeakAttackWarning of the attacks, when they are too weak to
+	// trust.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Run evaluates m on src. Each attack uses its own seeded stream per batch,
@@ -82,7 +125,7 @@ func Run(m *models.Model, src data.Source, o Options) (Report, error) {
 		}
 	}
 	be := m.Backend
-	rep := Report{Model: m.Name, Dataset: info.Name, Examples: n}
+	rep := Report{Model: m.Name, Dataset: info.Name, Examples: n, Warning: WeakAttackWarning(o.Attacks, o.Checkpoint)}
 	type counter struct{ top1, top5 int }
 	clean := counter{}
 	white := make([]counter, len(o.Attacks))

@@ -52,6 +52,9 @@ func TestUntrainedModelFallsToZero(t *testing.T) {
 	if rep.Whitebox[0].Top5 < rep.Whitebox[0].Top1 || len(rep.Transfer) != 1 || rep.Transfer[0].Source != "other" {
 		t.Fatalf("report %+v", rep)
 	}
+	if rep.Warning == "" {
+		t.Error("one start of PGD-20 gives no warning")
+	}
 	// An attack of ε → 0 changes nothing: accuracy equals clean accuracy.
 	rep2, err := Run(m, d, Options{Examples: 50, Batch: 50, Seed: 1, Attacks: []attack.Config{attack.PGD(1e-7, 1e-8, 1)}})
 	if err != nil {
@@ -77,5 +80,45 @@ func TestTopK(t *testing.T) {
 		if t1 != want[0] || t5 != want[1] {
 			t.Errorf("label %d: top1 %d top5 %d, want %v", y, t1, t5, want)
 		}
+	}
+}
+
+// TestWeakAttackWarning: an attack with one start or fewer than 50 steps is
+// flagged, naming the strong-suite command; 2+ starts of 50+ steps is not.
+func TestWeakAttackWarning(t *testing.T) {
+	pgd := func(steps, restarts int) attack.Config {
+		a := attack.PGD(0.3, 0.01, steps)
+		a.Restarts = restarts
+		return a
+	}
+	for _, c := range []struct {
+		attacks []attack.Config
+		warn    bool
+	}{
+		{[]attack.Config{pgd(20, 1)}, true},
+		{[]attack.Config{pgd(100, 1)}, true},
+		{[]attack.Config{pgd(20, 10)}, true},
+		{[]attack.Config{pgd(49, 2)}, true},
+		{[]attack.Config{pgd(100, 10), attack.FGSM(0.3)}, true},
+		{[]attack.Config{pgd(100, 10)}, false},
+		{[]attack.Config{pgd(50, 2)}, false},
+		{nil, false},
+	} {
+		w := WeakAttackWarning(c.attacks, "run/best.safetensors")
+		if (w != "") != c.warn {
+			t.Errorf("%v: warning %q, want warning %v", c.attacks, w, c.warn)
+			continue
+		}
+		if c.warn {
+			if !strings.Contains(w, "logitpair eval --checkpoint run/best.safetensors --suite strong") || !strings.Contains(w, c.attacks[len(c.attacks)-1].String()) {
+				t.Errorf("warning %q lacks the command or the weak attack", w)
+			}
+			if strings.Contains(w, pgd(100, 10).String()) {
+				t.Errorf("warning %q names the strong attack too", w)
+			}
+		}
+	}
+	if w := WeakAttackWarning([]attack.Config{pgd(20, 1)}, ""); !strings.Contains(w, "logitpair eval --suite strong") {
+		t.Errorf("without a checkpoint: %q", w)
 	}
 }
