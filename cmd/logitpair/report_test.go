@@ -112,7 +112,7 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	}
 	want := map[string]any{"architecture": "madry-mnist", "dataset": "mnist", "eps": "0.3", "threat_model": "Linf", "n_examples": 8.0,
 		"clean_acc":           fmt.Sprintf("%.2f", 100*rep["clean_accuracy"].(float64)),
-		"autoattack_acc":      fmt.Sprintf("%.2f", 100*rep["robust_accuracy"].(float64)),
+		"robust_acc":          fmt.Sprintf("%.2f", 100*rep["robust_accuracy"].(float64)),
 		"model_config_sha256": strong.ConfigHash("madry-mnist", f.Metadata[models.MetaConfig]),
 		"train_seed":          42.0, "suite_version": strong.SuiteVersion}
 	for k, v := range want {

@@ -36,9 +36,12 @@ type LeaderboardModel struct {
 
 // Leaderboard is a strong-suite result as a leaderboard takes it. The fields
 // RobustBench's model_info JSON files have (dataset, architecture, eps,
-// clean_acc, autoattack_acc, number_forward_passes, footnote) carry its names
-// and its formats: accuracies in percent with two decimals and ε, as
-// strings. The rest are logitpair's. Fields a checkpoint cannot tell (paper
+// clean_acc, number_forward_passes, footnote) carry its names and its
+// formats: accuracies in percent with two decimals and ε, as strings. The
+// robust accuracy is robust_acc, in the same format, not RobustBench's
+// autoattack_acc: that field means the AutoAttack package's number, and this
+// one is our cascade's (Footnote and Attacks say which attacks), so a
+// submitter moves it only with that understood. The rest are logitpair's. Fields a checkpoint cannot tell (paper
 // link, authors, venue, additional data, reported accuracy) are left out for
 // the submitter to fill in.
 type Leaderboard struct {
@@ -50,9 +53,9 @@ type Leaderboard struct {
 	// "0.30000001192092896").
 	Eps      string `json:"eps"`
 	CleanAcc string `json:"clean_acc"`
-	// AutoattackAcc: the cascade's robust accuracy, under the field
-	// RobustBench ranks by; Footnote says which attacks produced it.
-	AutoattackAcc string `json:"autoattack_acc"`
+	// RobustAcc: the cascade's robust accuracy; Footnote says which attacks
+	// produced it.
+	RobustAcc string `json:"robust_acc"`
 	// NumberForwardPasses: logitpair models predict with one deterministic
 	// forward pass.
 	NumberForwardPasses int    `json:"number_forward_passes"`
@@ -109,7 +112,7 @@ func NewLeaderboard(rep *Report, m LeaderboardModel) (*Leaderboard, error) {
 		Norm:                ThreatModel,
 		Eps:                 strconv.FormatFloat(rep.Eps, 'f', -1, 32),
 		CleanAcc:            percent(rep.CleanAccuracy),
-		AutoattackAcc:       percent(rep.RobustAccuracy),
+		RobustAcc:           percent(rep.RobustAccuracy),
 		NumberForwardPasses: 1,
 		Footnote: fmt.Sprintf("Robust accuracy from logitpair's strong suite version %s (%s) on the first %d test examples, not from the AutoAttack package.",
 			SuiteVersion, strings.Join(attacks, ", "), rep.Examples),

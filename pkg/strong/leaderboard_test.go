@@ -55,7 +55,7 @@ func TestLeaderboardEntry(t *testing.T) {
 		"norm":                  "Linf",
 		"eps":                   "0.3",
 		"clean_acc":             "100.00",
-		"autoattack_acc":        fmt.Sprintf("%.2f", 100*rep.RobustAccuracy),
+		"robust_acc":            fmt.Sprintf("%.2f", 100*rep.RobustAccuracy),
 		"number_forward_passes": 1.0,
 		"n_examples":            12.0,
 		"suite_version":         SuiteVersion,
