@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/eval"
@@ -23,10 +24,27 @@ import (
 // config; a file without it (e.g. written from PyTorch) needs modelName and
 // takes the config from configJSON (or the defaults).
 func loadModel(be tensor.Backend, path, modelName, configJSON string) (*models.Model, error) {
+	m, _, err := loadModelMeta(be, path, modelName, configJSON)
+	return m, err
+}
+
+// loadModelMeta is loadModel that also returns the training compute recorded
+// in the file's metadata (checkpoint.ReadCompute: nil when it has none).
+func loadModelMeta(be tensor.Backend, path, modelName, configJSON string) (*models.Model, *checkpoint.Compute, error) {
 	f, err := safetensors.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	compute, err := checkpoint.ReadCompute(f.Metadata)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m, err := modelFromFile(be, f, path, modelName, configJSON)
+	return m, compute, err
+}
+
+// modelFromFile builds the model a read model file holds (loadModel).
+func modelFromFile(be tensor.Backend, f *safetensors.File, path, modelName, configJSON string) (*models.Model, error) {
 	name := f.Metadata[models.MetaModel]
 	if modelName != "" {
 		name = modelName
@@ -100,7 +118,7 @@ its plots.`,
 				return err
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "INFO "+desc)
-			m, err := loadModel(be, ckpt, modelName, modelConfig)
+			m, compute, err := loadModelMeta(be, ckpt, modelName, modelConfig)
 			if err != nil {
 				return err
 			}
@@ -108,7 +126,7 @@ its plots.`,
 				if !cmd.Flags().Changed("restarts") {
 					restarts = 10
 				}
-				return runStrong(cmd, be, m, ckpt, dataset, dataDir, sources, jsonOut, reportDir, strong.Options{
+				return runStrong(cmd, be, m, compute, ckpt, dataset, dataDir, sources, jsonOut, reportDir, strong.Options{
 					Eps: float32(eps), Examples: examples, Batch: batch, Seed: seed, Steps: steps, Restarts: restarts,
 					NoTargeted: noTargeted, SquareQueries: squareQueries, SquareExamples: squareExamples,
 					Checks: strong.CheckOptions{Skip: noChecks, Examples: checkExamples}})
@@ -158,6 +176,7 @@ its plots.`,
 			if err != nil {
 				return err
 			}
+			rep.Compute = compute
 			out := cmd.OutOrStdout()
 			if jsonOut == "-" {
 				out = cmd.ErrOrStderr()
@@ -205,7 +224,7 @@ its plots.`,
 }
 
 // runStrong runs the strong suite and writes its outputs.
-func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dataset, dataDir string, sources []string, jsonOut, reportDir string, o strong.Options) error {
+func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, compute *checkpoint.Compute, ckpt, dataset, dataDir string, sources []string, jsonOut, reportDir string, o strong.Options) error {
 	o.Model = ckpt
 	for _, s := range sources {
 		sm, err := loadModel(be, s, "", "")
@@ -233,6 +252,7 @@ func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dat
 	if err != nil {
 		return err
 	}
+	rep.Compute = compute
 	out := cmd.OutOrStdout()
 	if jsonOut == "-" {
 		out = errw

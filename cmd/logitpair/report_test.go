@@ -13,7 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 )
 
@@ -61,6 +63,16 @@ func writeStrongFixtures(t *testing.T, dir string) (dataDir, ckpt string) {
 func TestEvalStrongSuiteAndReport(t *testing.T) {
 	dir := t.TempDir()
 	dataDir, ckpt := writeStrongFixtures(t, dir)
+	// The checkpoint records its training compute; eval and report carry it.
+	f, err := safetensors.ReadFile(ckpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Metadata[checkpoint.MetaCompute] = checkpoint.Compute{WallSeconds: 3725.4, Steps: 100, ExamplesSeen: 5000,
+		ForwardPasses: 210000, BackwardPasses: 205000}.WithDataset(1000).JSON()
+	if err := f.WriteFileAtomic(ckpt); err != nil {
+		t.Fatal(err)
+	}
 	runDir := filepath.Join(dir, "tiny-run")
 	jsonPath := filepath.Join(dir, "strong.json")
 	out, err := run(t, "eval", "--suite", "strong", "--checkpoint", ckpt, "--dataset", "mnist", "--data-dir", dataDir,
@@ -93,6 +105,9 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	if rep["suite"] != "strong" || rep["examples"].(float64) != 8 || rep["settings"].(map[string]any)["restarts"].(float64) != 2 {
 		t.Fatalf("JSON: %s", b)
 	}
+	if c, ok := rep["compute"].(map[string]any); !ok || c["passes_per_example"] != 415.0 || c["steps"] != 100.0 {
+		t.Fatalf("JSON compute: %s", b)
+	}
 
 	// report: a run directory and a standard-suite JSON file.
 	std := filepath.Join(dir, "m-pgd.json")
@@ -108,6 +123,12 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	}
 	if !strings.Contains(out, "- tiny-run: strong suite, ε = 0.3, 8 examples") {
 		t.Errorf("no strong-suite note:\n%s", out)
+	}
+	if note := "- tiny-run: trained 100 steps (5000 examples) in 1h2m5s wall time; 415 passes per training example (210 forward + 205 backward, over 1000 examples); 210000 forward and 205000 backward passes in total"; !strings.Contains(out, note) {
+		t.Errorf("no compute note %q:\n%s", note, out)
+	}
+	if strings.Contains(out, "- m-pgd: trained") {
+		t.Errorf("a compute note for a run without one:\n%s", out)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/tensor"
@@ -54,6 +55,9 @@ type Report struct {
 	TransferAccuracy *float64       `json:"transfer_accuracy,omitempty"`
 	Whitebox         []AttackResult `json:"whitebox,omitempty"`
 	Transfer         []AttackResult `json:"transfer,omitempty"`
+	// Compute is the training compute recorded in the evaluated checkpoint's
+	// metadata (checkpoint.Compute), when it has one; Run leaves it nil.
+	Compute *checkpoint.Compute `json:"compute,omitempty"`
 }
 
 // Run evaluates m on src. Each attack uses its own seeded stream per batch,
