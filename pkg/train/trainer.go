@@ -222,7 +222,8 @@ func (t *Trainer) TrainStep() (objective.Terms, error) {
 func (t *Trainer) Params() []float32 { return t.params }
 
 // Run trains until cfg.Steps or ctx is done, checkpointing every
-// CheckpointEvery steps and at the end (or on cancellation). A non-finite
+// CheckpointEvery steps and at the end (or on cancellation); its time counts
+// toward the run's wall time (Compute). A non-finite
 // loss stops training with an error naming the last good checkpoint, which is
 // left as it was.
 func (t *Trainer) Run(ctx context.Context) error {
