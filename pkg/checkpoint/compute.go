@@ -23,7 +23,8 @@ type Compute struct {
 	// ExamplesSeen is the training examples the steps drew: steps × batch ×
 	// workers.
 	ExamplesSeen int64 `json:"examples_seen"`
-	// ForwardPasses and BackwardPasses are the passes spent in total.
+	// ForwardPasses and BackwardPasses are the passes the training steps
+	// spent in total (robust validation's attacks are not counted).
 	ForwardPasses  int64 `json:"forward_passes"`
 	BackwardPasses int64 `json:"backward_passes"`
 	// DatasetSize is the number of examples of the training set; zero
