@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/eval"
@@ -117,12 +118,16 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 			if err != nil {
 				return err
 			}
+			compute, err := checkpoint.ReadCompute(meta)
+			if err != nil {
+				return fmt.Errorf("%s: %w", ckpt, err)
+			}
 			if suite == "strong" {
 				if !cmd.Flags().Changed("restarts") {
 					restarts = 10
 				}
 				lm := strong.LeaderboardModel{Architecture: m.Name, ConfigJSON: m.ConfigJSON(), TrainConfigJSON: meta[models.MetaTrainConfig]}
-				return runStrong(cmd, be, m, ckpt, dataset, dataDir, sources, jsonOut, reportDir, leaderboard, lm, strong.Options{
+				return runStrong(cmd, be, m, compute, ckpt, dataset, dataDir, sources, jsonOut, reportDir, leaderboard, lm, strong.Options{
 					Eps: float32(eps), Examples: examples, Batch: batch, Seed: seed, Steps: steps, Restarts: restarts,
 					NoTargeted: noTargeted, SquareQueries: squareQueries, SquareExamples: squareExamples,
 					Checks: strong.CheckOptions{Skip: noChecks, Examples: checkExamples}})
@@ -172,6 +177,7 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 			if err != nil {
 				return err
 			}
+			rep.Compute = compute
 			out := cmd.OutOrStdout()
 			if jsonOut == "-" {
 				out = cmd.ErrOrStderr()
@@ -223,8 +229,9 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 }
 
 // runStrong runs the strong suite and writes its outputs: the JSON report,
-// the report directory and the leaderboard entry of lm.
-func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dataset, dataDir string, sources []string, jsonOut, reportDir, leaderboard string, lm strong.LeaderboardModel, o strong.Options) error {
+// the report directory and the leaderboard entry of lm; the report carries
+// the training compute the checkpoint recorded (nil: none).
+func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, compute *checkpoint.Compute, ckpt, dataset, dataDir string, sources []string, jsonOut, reportDir, leaderboard string, lm strong.LeaderboardModel, o strong.Options) error {
 	o.Model = ckpt
 	for _, s := range sources {
 		sm, err := loadModel(be, s, "", "")
@@ -252,6 +259,7 @@ func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, ckpt, dat
 	if err != nil {
 		return err
 	}
+	rep.Compute = compute
 	var entry *strong.Leaderboard
 	if leaderboard != "" {
 		if entry, err = strong.NewLeaderboard(rep, lm); err != nil {

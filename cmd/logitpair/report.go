@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 )
 
 // evalSummary is what `logitpair report` reads from an eval JSON file: the
@@ -45,6 +48,8 @@ type evalSummary struct {
 		Name       string   `json:"name"`
 		Standalone *float64 `json:"standalone_accuracy"`
 	} `json:"stages"`
+	// Compute is the training compute the evaluated checkpoint recorded.
+	Compute *checkpoint.Compute `json:"compute"`
 }
 
 func newReportCmd() *cobra.Command {
@@ -56,7 +61,9 @@ func newReportCmd() *cobra.Command {
 directory holding eval.json — and prints one Markdown table laid out like the
 paper's: Method | White box | Black box | Clean. The method is the run's
 directory name (or the file's name without .json); write LABEL=RUN to name it.
-Strong-suite runs add a note with their accuracy under every attack and their
+Runs whose checkpoint recorded its training compute (the eval JSON's
+"compute") add a note with the wall time and the passes per training example;
+strong-suite runs add a note with their accuracy under every attack and their
 masking-check warnings.
 
 With --source LABEL=MODEL (repeatable) the table is a transfer table instead:
@@ -144,6 +151,11 @@ func writeReportTable(w io.Writer, labels []string, runs []evalSummary) {
 	}
 	var notes []string
 	for i, r := range runs {
+		if r.Compute != nil {
+			notes = append(notes, labels[i]+": "+computeNote(*r.Compute))
+		}
+	}
+	for i, r := range runs {
 		if r.Suite != "strong" {
 			continue
 		}
@@ -170,6 +182,19 @@ func writeReportTable(w io.Writer, labels []string, runs []evalSummary) {
 			fmt.Fprintf(w, "- %s\n", n)
 		}
 	}
+}
+
+// computeNote describes a run's training compute: its wall time, steps and
+// passes per example of the training set (when the dataset size is known),
+// then the totals.
+func computeNote(c checkpoint.Compute) string {
+	wall := time.Duration(c.WallSeconds * float64(time.Second)).Round(time.Second)
+	n := fmt.Sprintf("trained %d steps (%d examples) in %s wall time", c.Steps, c.ExamplesSeen, wall)
+	if c.DatasetSize > 0 {
+		n += fmt.Sprintf("; %.4g passes per training example (%.4g forward + %.4g backward, over %d examples)",
+			c.PassesPerExample, c.ForwardPerExample, c.BackwardPerExample, c.DatasetSize)
+	}
+	return n + fmt.Sprintf("; %d forward and %d backward passes in total", c.ForwardPasses, c.BackwardPasses)
 }
 
 // reportSource is one --source LABEL=MODEL of `logitpair report`.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/strong"
@@ -63,18 +64,21 @@ func writeStrongFixtures(t *testing.T, dir string) (dataDir, ckpt string) {
 func TestEvalStrongSuiteAndReport(t *testing.T) {
 	dir := t.TempDir()
 	dataDir, ckpt := writeStrongFixtures(t, dir)
-	runDir := filepath.Join(dir, "tiny-run")
-	jsonPath := filepath.Join(dir, "strong.json")
-	lbPath := filepath.Join(dir, "leaderboard.json")
-	// The checkpoint as a training run writes it: with its training config.
+	// The checkpoint records its training compute; eval and report carry it.
 	f, err := safetensors.ReadFile(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.Metadata[checkpoint.MetaCompute] = checkpoint.Compute{WallSeconds: 3725.4, Steps: 100, ExamplesSeen: 5000,
+		ForwardPasses: 210000, BackwardPasses: 205000}.WithDataset(1000).JSON()
+	// As a training run writes it, the checkpoint has its training config.
 	f.Metadata[models.MetaTrainConfig] = `{"model":"madry-mnist","seed":42}`
 	if err := f.WriteFileAtomic(ckpt); err != nil {
 		t.Fatal(err)
 	}
+	runDir := filepath.Join(dir, "tiny-run")
+	jsonPath := filepath.Join(dir, "strong.json")
+	lbPath := filepath.Join(dir, "leaderboard.json")
 	out, err := run(t, "eval", "--suite", "strong", "--checkpoint", ckpt, "--dataset", "mnist", "--data-dir", dataDir,
 		"--examples", "8", "--batch", "4", "--steps", "3", "--restarts", "2", "--square-queries", "5", "--check-examples", "4",
 		"--threads", "1", "--source", ckpt, "--report", runDir, "--json", jsonPath, "--leaderboard", lbPath)
@@ -123,6 +127,9 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(lb["attacks"]), "transfer:"+ckpt) {
 		t.Errorf("leaderboard attacks %v lack the transfer stage", lb["attacks"])
 	}
+	if c, ok := rep["compute"].(map[string]any); !ok || c["passes_per_example"] != 415.0 || c["steps"] != 100.0 {
+		t.Fatalf("JSON compute: %s", b)
+	}
 
 	// report: a run directory and a standard-suite JSON file.
 	std := filepath.Join(dir, "m-pgd.json")
@@ -138,6 +145,12 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	}
 	if !strings.Contains(out, "- tiny-run: strong suite, ε = 0.3, 8 examples") {
 		t.Errorf("no strong-suite note:\n%s", out)
+	}
+	if note := "- tiny-run: trained 100 steps (5000 examples) in 1h2m5s wall time; 415 passes per training example (210 forward + 205 backward, over 1000 examples); 210000 forward and 205000 backward passes in total"; !strings.Contains(out, note) {
+		t.Errorf("no compute note %q:\n%s", note, out)
+	}
+	if strings.Contains(out, "- m-pgd: trained") {
+		t.Errorf("a compute note for a run without one:\n%s", out)
 	}
 }
 

@@ -61,6 +61,22 @@ func TestTrainResumeAndEval(t *testing.T) {
 	if wb := rep["whitebox"].([]any); len(wb) != 2 || wb[1].(map[string]any)["target"] != "least-likely" {
 		t.Errorf("whitebox entries %v", wb)
 	}
+	// The checkpoint's compute accounting, carried across the resume: 4
+	// steps of 4 examples, ALP with PGD-2 (4 forward and 4 backward passes
+	// per example), 40 training examples.
+	var got struct{ Compute *checkpoint.Compute }
+	if err := json.Unmarshal(b, &got); err != nil || got.Compute == nil {
+		t.Fatalf("eval JSON has no compute (%v): %s", err, b)
+	}
+	c := *got.Compute
+	if !(c.WallSeconds > 0) {
+		t.Errorf("wall time %v", c.WallSeconds)
+	}
+	c.WallSeconds = 0
+	if want := (checkpoint.Compute{Steps: 4, ExamplesSeen: 16, ForwardPasses: 64, BackwardPasses: 64, DatasetSize: 40,
+		ForwardPerExample: 1.6, BackwardPerExample: 1.6, PassesPerExample: 3.2}); c != want {
+		t.Errorf("compute %+v, want %+v", c, want)
+	}
 }
 
 func TestTrainAndEvalErrors(t *testing.T) {

@@ -72,6 +72,9 @@ type Checkpoint struct {
 	Opt   optim.Optimizer
 	EMA   *optim.EMA
 	Meta  map[string]string // extra model-file metadata (dataset, objective, config)
+	// Restored is set by a successful Restore to the restored model file's
+	// metadata (its Compute, for one, is the run's accounting so far).
+	Restored map[string]string
 }
 
 // ModelFile returns the model's state dict with logitpair's metadata.
@@ -245,6 +248,7 @@ func Restore(dir string, from int64, c *Checkpoint) (int64, error) {
 	if c.EMA != nil {
 		_ = c.EMA.SetState([]optim.NamedState{{Name: "ema", Data: ema}})
 	}
+	c.Restored = mf.Metadata
 	return p.Step, nil
 }
 

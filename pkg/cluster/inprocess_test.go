@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/tensor"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/train"
@@ -256,6 +258,32 @@ func resumeClusterCheckpoint(t *testing.T, shards int) {
 	if err != nil || p.Step != 4 || p.EMA == "" {
 		t.Fatalf("latest checkpoint %+v %v", p, err)
 	}
+	// The cluster's checkpoints record the compute: 4 steps of 4 examples
+	// on 1 worker, ALP with PGD-2 (4 forward and 4 backward passes per
+	// example), 64 training examples.
+	f, err := safetensors.ReadFile(filepath.Join(dir, p.Model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := checkpoint.ReadCompute(f.Metadata)
+	if err != nil || got == nil || !(got.WallSeconds > 0) {
+		t.Fatalf("cluster checkpoint compute %+v, %v", got, err)
+	}
+	wall := got.WallSeconds
+	want := checkpoint.Compute{WallSeconds: wall, Steps: 4, ExamplesSeen: 16, ForwardPasses: 64, BackwardPasses: 64}.WithDataset(64)
+	if *got != want {
+		t.Fatalf("cluster checkpoint compute %+v, want %+v", *got, want)
+	}
+	// A later coordinator continues from the newest checkpoint's accounting.
+	now := time.Unix(100, 0)
+	mw := &cluster.ModelWriter{Dir: dir, Cfg: cfg}
+	if err := mw.StartCompute(2, 64, func() time.Time { return now }); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(7 * time.Second)
+	if c, ok := mw.Compute(6); !ok || c != (checkpoint.Compute{WallSeconds: wall + 7, Steps: 6, ExamplesSeen: 32, ForwardPasses: 128, BackwardPasses: 128}.WithDataset(64)) {
+		t.Fatalf("the next coordinator's compute at step 6: %+v, %v", c, ok)
+	}
 	resumed := cfg
 	resumed.Steps, resumed.Resume, resumed.Out = 6, true, dir
 	tr, err := train.NewTrainer(cpu.New(cpu.Options{Threads: 1}), resumed, loader, nil)
@@ -277,6 +305,9 @@ func resumeClusterCheckpoint(t *testing.T, shards int) {
 		if _, err := ref.TrainStep(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if c, ok := tr.Compute(); !ok || c.Steps != 6 || c.ForwardPasses != 96 || c.WallSeconds != wall {
+		t.Errorf("local training resumed from the cluster checkpoint: compute %+v, %v; want 6 steps, 96 forward passes, %v s", c, ok, wall)
 	}
 	sameBits(t, "cluster checkpoint resumed locally", tr.Params(), ref.Params())
 	sameBits(t, "EMA", tr.EMA.Values(), ref.EMA.Values())

@@ -2,12 +2,17 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
 
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/train"
 	"github.com/logitpair/logitpair/pkg/worker"
 )
@@ -32,6 +37,76 @@ type ModelWriter struct {
 	States []StateFetcher
 	Ranges []worker.Range
 	Cfg    train.Config
+	acct   *clusterCompute
+}
+
+// clusterCompute is a ModelWriter's compute accounting (StartCompute).
+type clusterCompute struct {
+	base     checkpoint.Compute // the run's compute at step since
+	since    int64
+	perStep  train.Passes // passes of one step over every worker's batch
+	examples int64        // examples of one step: batch × workers
+	dataset  int
+	start    time.Time
+	now      func() time.Time
+}
+
+// StartCompute makes every checkpoint Write writes record the run's compute
+// (checkpoint.Compute, as local training does): steps of Cfg.Batch examples
+// on each of workers workers (the workers a step averages: a backup's
+// discarded gradient is not counted), train.StepPasses per example, and wall
+// time from this call on, added to what the newest checkpoint in Dir
+// recorded (the one the coordinator resumes from; time an earlier
+// coordinator spent after its last checkpoint is lost with it). dataset is
+// the training set's size, 0 when unknown (the per-example counts are then
+// left out). A run whose newest checkpoint has no accounting records none.
+func (w *ModelWriter) StartCompute(workers, dataset int, now func() time.Time) error {
+	per, err := train.StepPasses(w.Cfg)
+	if err != nil {
+		return err
+	}
+	a := &clusterCompute{examples: int64(w.Cfg.Batch) * int64(workers), dataset: dataset, now: now}
+	a.perStep = per.Scale(a.examples)
+	p, err := checkpoint.ReadPointer(w.Dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist): // a new run
+	case err != nil:
+		return fmt.Errorf("compute accounting: %w", err)
+	default:
+		f, err := safetensors.ReadFile(filepath.Join(w.Dir, p.Model))
+		if err != nil {
+			return fmt.Errorf("compute accounting: %w", err)
+		}
+		prev, err := checkpoint.ReadCompute(f.Metadata)
+		if err != nil {
+			return fmt.Errorf("compute accounting: %s: %w", p.Model, err)
+		}
+		if prev == nil {
+			return nil // written without accounting: the run's compute is unknown
+		}
+		a.base, a.since = *prev, p.Step
+	}
+	a.start = now()
+	w.acct = a
+	return nil
+}
+
+// Compute is the accounting the checkpoint of step records: ok is false
+// without StartCompute, or when the run's earlier compute is unknown.
+func (w *ModelWriter) Compute(step int64) (c checkpoint.Compute, ok bool) {
+	a := w.acct
+	if a == nil {
+		return c, false
+	}
+	c = a.base
+	steps := step - a.since
+	p := a.perStep.Scale(steps)
+	c.Steps += steps
+	c.ExamplesSeen += steps * a.examples
+	c.ForwardPasses += p.Forward
+	c.BackwardPasses += p.Backward
+	c.WallSeconds += a.now().Sub(a.start).Seconds()
+	return c.WithDataset(a.dataset), true
 }
 
 // Write writes the checkpoint of version step.
@@ -100,9 +175,11 @@ func (w *ModelWriter) Write(ctx context.Context, step int64) error {
 			return err
 		}
 	}
-	_, err = checkpoint.Save(w.Dir, checkpoint.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: map[string]string{
-		"dataset": w.Cfg.Dataset, "objective": w.Cfg.Objective, models.MetaTrainConfig: w.Cfg.JSON(), "cluster": "true",
-	}}, w.Cfg.Seed)
+	meta := map[string]string{"dataset": w.Cfg.Dataset, "objective": w.Cfg.Objective, models.MetaTrainConfig: w.Cfg.JSON(), "cluster": "true"}
+	if c, ok := w.Compute(step); ok {
+		meta[checkpoint.MetaCompute] = c.JSON()
+	}
+	_, err = checkpoint.Save(w.Dir, checkpoint.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: meta}, w.Cfg.Seed)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/tensor"
@@ -97,6 +98,9 @@ type Report struct {
 	// Warning: WeakAttackWarning of the attacks, when they are too weak to
 	// trust.
 	Warning string `json:"warning,omitempty"`
+	// Compute is the training compute recorded in the evaluated checkpoint's
+	// metadata (checkpoint.Compute), when it has one; Run leaves it nil.
+	Compute *checkpoint.Compute `json:"compute,omitempty"`
 }
 
 // Run evaluates m on src. Each attack uses its own seeded stream per batch,

@@ -163,6 +163,12 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		shards[k], wshards[k], states[k] = s, s, s
 	}
 	mw := &cluster.ModelWriter{Dir: o.Dir, Model: model, Shards: wshards, States: states, Ranges: layout.Ranges(), Cfg: o.Train}
+	// Compute accounting in the checkpoints (the coordinator does not open
+	// the dataset: its size, and the per-example counts, are left out). A
+	// newest checkpoint it cannot read costs the accounting, not the run.
+	if err := mw.StartCompute(o.Workers, 0, time.Now); err != nil {
+		log.Warn("checkpoints will record no compute accounting", zap.Error(err))
+	}
 	cc := coordinator.DefaultConfig()
 	cc.Workers, cc.Backups, cc.Elastic, cc.Steps, cc.CheckpointEvery = o.Workers, o.Backups, o.Elastic, o.Train.Steps, o.Train.CheckpointEvery
 	if o.MissedSteps != 0 {

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/logitpair/logitpair/pkg/attack"
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 )
 
@@ -232,6 +233,9 @@ type Report struct {
 	GradientPasses int           `json:"gradient_passes"`
 	Forwards       int           `json:"forwards"`
 	Settings       Settings      `json:"settings"`
+	// Compute is the training compute recorded in the evaluated checkpoint's
+	// metadata (checkpoint.Compute), when it has one; Run leaves it nil.
+	Compute *checkpoint.Compute `json:"compute,omitempty"`
 }
 
 // Settings records the options a report was made with.

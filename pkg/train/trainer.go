@@ -47,6 +47,21 @@ type Trainer struct {
 	// measure, when set, replaces the robust validation's measurement
 	// (tests drive the best-keeping with chosen accuracies).
 	measure func() (validation, error)
+	acct    accounting
+}
+
+// accounting is the trainer's compute accounting (checkpoint.Compute):
+// what the run had spent at step `since` (restored on --resume), and what
+// this start has spent after it.
+type accounting struct {
+	base       checkpoint.Compute
+	since      int64
+	unknown    bool   // resumed from a checkpoint without accounting: none is recorded
+	perExample Passes // StepPasses of the configuration
+	dataset    int    // training-set size; 0 when the batches are not a data.Loader
+	wall       time.Duration
+	runStart   time.Time // zero outside Run
+	now        func() time.Time
 }
 
 // NewTrainer builds a trainer: the model is initialized from cfg.Seed (or
@@ -86,6 +101,13 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 	t := &Trainer{Cfg: cfg, W: w, Opt: opt, Sched: sched, val: val, bestAcc: -1,
 		params: make([]float32, w.layout.Total), grad: make([]float32, w.layout.Total), decay: optim.WeightDecay{WD: cfg.WeightDecay, Mask: DecayMask(w.layout)}}
 	nn.Gather(be, m.Trainable(), t.params, false)
+	if t.acct.perExample, err = StepPasses(cfg); err != nil {
+		return nil, err
+	}
+	t.acct.now = time.Now
+	if l, ok := batches.(*data.Loader); ok {
+		t.acct.dataset = l.Source.Info().Len
+	}
 	if cfg.EMA > 0 {
 		ec := optim.DefaultEMA()
 		ec.Decay = cfg.EMA
@@ -94,11 +116,20 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 		}
 	}
 	if cfg.Resuming() {
-		step, err := checkpoint.Restore(cfg.Out, cfg.ResumeFrom, t.checkpoint())
+		c := t.checkpoint()
+		step, err := checkpoint.Restore(cfg.Out, cfg.ResumeFrom, c)
 		if err != nil {
 			return nil, err
 		}
 		t.Step = step
+		prev, err := checkpoint.ReadCompute(c.Restored)
+		if err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+		if prev != nil {
+			t.acct.base = *prev
+		}
+		t.acct.since, t.acct.unknown = step, prev == nil && step > 0
 		nn.Gather(be, m.Trainable(), t.params, false)
 		t.lastGood = filepath.Join(cfg.Out, checkpoint.ModelFileName(step))
 		if b, ok := checkpoint.ReadBest(cfg.Out); ok {
@@ -109,9 +140,37 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 }
 
 func (t *Trainer) checkpoint() *checkpoint.Checkpoint {
-	return &checkpoint.Checkpoint{Step: t.Step, Model: t.W.Model, Opt: t.Opt, EMA: t.EMA, Meta: map[string]string{
-		"dataset": t.Cfg.Dataset, "objective": t.Cfg.Objective, models.MetaTrainConfig: t.Cfg.JSON(),
-	}}
+	meta := map[string]string{"dataset": t.Cfg.Dataset, "objective": t.Cfg.Objective, models.MetaTrainConfig: t.Cfg.JSON()}
+	if c, ok := t.Compute(); ok {
+		meta[checkpoint.MetaCompute] = c.JSON()
+	}
+	return &checkpoint.Checkpoint{Step: t.Step, Model: t.W.Model, Opt: t.Opt, EMA: t.EMA, Meta: meta}
+}
+
+// Compute is the run's compute accounting at the current step: the resumed
+// checkpoint's, plus this start's steps (each of Batch examples on one
+// worker, StepPasses per example) and its time in Run. ok is false for a
+// run resumed from a checkpoint written without accounting, whose earlier
+// compute is unknown: its checkpoints record none.
+func (t *Trainer) Compute() (c checkpoint.Compute, ok bool) {
+	a := &t.acct
+	if a.unknown {
+		return c, false
+	}
+	c = a.base
+	steps := t.Step - a.since
+	examples := steps * int64(t.Cfg.Batch)
+	p := a.perExample.Scale(examples)
+	c.Steps += steps
+	c.ExamplesSeen += examples
+	c.ForwardPasses += p.Forward
+	c.BackwardPasses += p.Backward
+	wall := a.wall
+	if !a.runStart.IsZero() {
+		wall += a.now().Sub(a.runStart)
+	}
+	c.WallSeconds += wall.Seconds()
+	return c.WithDataset(a.dataset), true
 }
 
 // Gradient computes the current step's gradient into Grad(): the
@@ -163,10 +222,16 @@ func (t *Trainer) TrainStep() (objective.Terms, error) {
 func (t *Trainer) Params() []float32 { return t.params }
 
 // Run trains until cfg.Steps or ctx is done, checkpointing every
-// CheckpointEvery steps and at the end (or on cancellation). A non-finite
+// CheckpointEvery steps and at the end (or on cancellation); its time counts
+// toward the run's wall time (Compute). A non-finite
 // loss stops training with an error naming the last good checkpoint, which is
 // left as it was.
 func (t *Trainer) Run(ctx context.Context) error {
+	t.acct.runStart = t.acct.now()
+	defer func() {
+		t.acct.wall += t.acct.now().Sub(t.acct.runStart)
+		t.acct.runStart = time.Time{}
+	}()
 	start, startStep := time.Now(), t.Step
 	var sum objective.Terms
 	var count int

@@ -74,6 +74,10 @@ type Worker struct {
 	// adversarial batch (zero for objectives without one): the worker
 	// reports it as the step's attack phase.
 	AttackTime time.Duration
+	// Passes is the passes this worker has run (forward and backward rows
+	// of the attack and of the training step, counted where they happen),
+	// which StepPasses predicts.
+	Passes Passes
 }
 
 // NewWorker wires a worker for cfg around a model (whose parameters it
@@ -151,14 +155,15 @@ func (w *Worker) GradientReady(step int64, slot, slots int, grad []float32, read
 	if w.attack != nil {
 		t0 := time.Now()
 		rng := StepRNG(w.Cfg.Seed, step, slot, rngAttack)
-		var view attack.Model = models.EvalView{M: w.Model}
+		var model attack.Model = models.EvalView{M: w.Model}
 		if len(w.static) > 0 {
 			// ensemble-adv: this step's source, the same for every slot.
 			source = w.obj.Source(step, SourceRNG(w.Cfg.Seed, step))
 			if source > 0 {
-				view = models.EvalView{M: w.static[source-1]}
+				model = models.EvalView{M: w.static[source-1]}
 			}
 		}
+		view := countingModel{Model: model, n: &w.Passes}
 		switch {
 		case w.obj.Name == "trades":
 			kl := objective.NewKLAttackLoss(w.be, view.Logits(w.x))
@@ -176,11 +181,13 @@ func (w *Worker) GradientReady(step int64, slot, slots int, grad []float32, read
 	}
 	in := w.obj.Inputs(w.x, xadv, StepRNG(w.Cfg.Seed, step, slot, rngObjective))
 	z := w.Model.Forward(in, true)
+	w.Passes.Forward += int64(in.Dim(0))
 	dz, terms := w.obj.Loss(z, w.labels)
 	terms.Source = source
 	if math.IsNaN(terms.Loss) || math.IsInf(terms.Loss, 0) {
 		return terms, &NonFiniteError{Step: step, Terms: terms}
 	}
+	w.Passes.Backward += int64(dz.Dim(0))
 	trainable := w.Model.Trainable()
 	hi, next := w.layout.Total, len(trainable) // grad[hi:] is gathered; trainable[next:] are the tensors there
 	w.Model.BackwardReady(dz, nn.Grad{Params: true}, func(lo int) {

@@ -20,6 +20,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
@@ -117,6 +118,13 @@ func NewInProcess(ctx context.Context, cfg train.Config, o Options) (*InProcess,
 	var hooks coordinator.Hooks
 	if o.CheckpointDir != "" {
 		mw := &cluster.ModelWriter{Dir: o.CheckpointDir, Model: model, Shards: wshards, States: states, Ranges: l.Ranges(), Cfg: cfg}
+		dataset := 0
+		if ld, ok := o.Data.(*data.Loader); ok {
+			dataset = ld.Source.Info().Len
+		}
+		if err := mw.StartCompute(o.Workers, dataset, time.Now); err != nil {
+			return nil, err
+		}
 		hooks.Checkpointed = mw.Write
 	}
 	if c.Coord, err = coordinator.New(ctx, cc, c.Log, &checkpoint.MemRecord{}, clients, hooks, o.Logger); err != nil {
