@@ -15,7 +15,6 @@ import (
 	"github.com/logitpair/logitpair/pkg/netbench"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
-	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/wire"
 )
 
@@ -88,18 +87,7 @@ func benchPushPull(b *testing.B, n, nb int) {
 	bufs := cfg.InitBuffers
 	each := int64(4 * (n + nb)) // bytes each way per round
 
-	ca, err := tlsutil.NewCA(tlsutil.CAOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cert, key, err := ca.Issue(tlsutil.CertOptions{Hosts: []string{"127.0.0.1"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	id, err := tlsutil.FromPEM(ca.CertPEM, cert, key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	id := loopbackIdentity(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	transports := []struct {

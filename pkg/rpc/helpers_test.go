@@ -20,6 +20,7 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/paramserver"
+	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
@@ -152,4 +153,23 @@ func tinyConfig(t *testing.T) train.Config {
 	c.Optimizer, c.LR, c.WeightDecay, c.EMA = "rmsprop", 0.01, 1e-3, 0.9
 	c.Out, c.CheckpointEvery, c.LogEvery = t.TempDir(), 0, 0
 	return c
+}
+
+// loopbackIdentity is a fresh CA and a certificate for 127.0.0.1 it
+// issued: one identity that serves and dials over loopback with mutual TLS.
+func loopbackIdentity(tb testing.TB) *tlsutil.Identity {
+	tb.Helper()
+	ca, err := tlsutil.NewCA(tlsutil.CAOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, key, err := ca.Issue(tlsutil.CertOptions{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id, err := tlsutil.FromPEM(ca.CertPEM, cert, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
 }

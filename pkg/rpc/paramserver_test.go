@@ -18,7 +18,6 @@ import (
 
 	paramserverv1 "github.com/logitpair/logitpair/pkg/api/paramserver/v1"
 	"github.com/logitpair/logitpair/pkg/paramserver"
-	"github.com/logitpair/logitpair/pkg/tlsutil"
 	"github.com/logitpair/logitpair/pkg/wire"
 )
 
@@ -54,18 +53,7 @@ func newPSFixtureOn(shard *paramserver.Local, srv *PSServer, conn grpc.ClientCon
 // the same over TCP with mutual TLS (records batched), and against a
 // server with gRPC's defaults (the proto codec on its side).
 func TestPullPushLargeShard(t *testing.T) {
-	ca, err := tlsutil.NewCA(tlsutil.CAOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := ca.Issue(tlsutil.CertOptions{Hosts: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := tlsutil.FromPEM(ca.CertPEM, cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := loopbackIdentity(t)
 	for _, tr := range []struct {
 		name    string
 		fixture func(t *testing.T, shard *paramserver.Local) *psFixture

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/logitpair/logitpair/pkg/tlsutil"
 )
 
 // countingConn counts the writes that reach a connection.
@@ -32,18 +30,7 @@ func TestBatchedTLS(t *testing.T) {
 	if c := insecure.NewCredentials(); batched(c) != c {
 		t.Fatal("plaintext credentials were wrapped")
 	}
-	ca, err := tlsutil.NewCA(tlsutil.CAOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, key, err := ca.Issue(tlsutil.CertOptions{Hosts: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := tlsutil.FromPEM(ca.CertPEM, cert, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := loopbackIdentity(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
