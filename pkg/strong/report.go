@@ -34,6 +34,63 @@ func Summary(w io.Writer, rep *Report) {
 	if len(rep.Checks) > 0 {
 		fmt.Fprintf(w, "  %d masking warning(s)\n", rep.Warnings)
 	}
+	fmt.Fprintln(w, Headline(rep))
+}
+
+// Headline is the one sentence a result should be quoted by: the robust
+// accuracy, the clean accuracy, the examples and ε, every attack it is the
+// worst case over with its budget, and whether that budget is the suite's
+// full one (DefaultSteps, DefaultRestarts, DefaultSquareQueries) or a
+// reduced one, e.g.
+//
+//	robust accuracy 88.40% (clean 98.80%) on 500 examples at ε = 0.3, the per-example worst case over
+//	APGD-CE and APGD-DLR (50 steps × 2 restarts), targeted APGD (least-likely, random; 50 steps),
+//	Square (300 queries, 200 examples): the strong suite at a reduced budget.
+func Headline(rep *Report) string {
+	var attacks, targets []string
+	reduced := false
+	var apgd []string
+	apgdSteps, apgdRestarts, tSteps := 0, 0, 0
+	for _, st := range rep.Stages {
+		switch {
+		case st.Kind == StageAPGD && st.Target == "":
+			apgd = append(apgd, strings.ToUpper(st.Name))
+			apgdSteps, apgdRestarts = st.Steps, st.Restarts
+			reduced = reduced || st.Steps < DefaultSteps || st.Restarts < DefaultRestarts
+		case st.Kind == StageAPGD:
+			targets = append(targets, st.Target)
+			tSteps = st.Steps
+			reduced = reduced || st.Steps < DefaultSteps
+		case st.Kind == StageSquare:
+			n := fmt.Sprintf("%d examples", st.Examples)
+			if st.Examples <= 0 || st.Examples >= rep.Examples {
+				n = "all examples"
+			}
+			attacks = append(attacks, fmt.Sprintf("Square (%d queries, %s)", st.Queries, n))
+			reduced = reduced || st.Queries < DefaultSquareQueries
+		case st.Kind == StageTransfer:
+			attacks = append(attacks, "transfer ("+strings.TrimPrefix(st.Name, "transfer:")+")")
+		default:
+			attacks = append(attacks, st.Name)
+		}
+	}
+	var parts []string
+	if len(apgd) > 0 {
+		parts = append(parts, fmt.Sprintf("%s (%d steps × %d restarts)", strings.Join(apgd, " and "), apgdSteps, apgdRestarts))
+	}
+	if len(targets) > 0 {
+		parts = append(parts, fmt.Sprintf("targeted APGD (%s; %d steps)", strings.Join(targets, ", "), tSteps))
+	}
+	parts = append(parts, attacks...)
+	budget := "the strong suite at its full budget"
+	if reduced {
+		budget = "the strong suite at a reduced budget"
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("clean accuracy %.2f%% on %d examples (no attack ran)", 100*rep.CleanAccuracy, rep.Examples)
+	}
+	return fmt.Sprintf("robust accuracy %.2f%% (clean %.2f%%) on %d examples at ε = %.4g, the per-example worst case over %s: %s.",
+		100*rep.RobustAccuracy, 100*rep.CleanAccuracy, rep.Examples, rep.Eps, strings.Join(parts, ", "), budget)
 }
 
 // WriteReport writes rep to dir as eval.json, report.md and the PNG plots

@@ -90,21 +90,30 @@ type CheckOptions struct {
 	SliceExamples, SlicePoints int
 }
 
+// The suite's full budget: what `eval --suite strong` runs unless told
+// otherwise, and what Headline calls a reduced budget when a run spent less.
+const (
+	DefaultSteps          = 100
+	DefaultRestarts       = 10
+	DefaultSquareQueries  = 1000
+	DefaultSquareExamples = 500
+)
+
 func (o *Options) defaults() {
 	if o.Batch <= 0 {
 		o.Batch = 100
 	}
 	if o.Steps <= 0 {
-		o.Steps = 100
+		o.Steps = DefaultSteps
 	}
 	if o.Restarts <= 0 {
-		o.Restarts = 10
+		o.Restarts = DefaultRestarts
 	}
 	if o.SquareQueries == 0 {
-		o.SquareQueries = 1000
+		o.SquareQueries = DefaultSquareQueries
 	}
 	if o.SquareExamples == 0 {
-		o.SquareExamples = 500
+		o.SquareExamples = DefaultSquareExamples
 	}
 	if o.SquarePInit <= 0 {
 		o.SquarePInit = 0.8
