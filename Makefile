@@ -46,15 +46,16 @@ STATICCHECK_VERSION ?= v0.7.0
 
 # What `make demo` runs: a local cluster on loopback (4 workers of which 1
 # backup, 2 parameter-server shards, each a separate process) training ALP on
-# MNIST for a short budget (PGD-10 with α = 0.03 instead of PGD-40, 300 steps),
-# then an evaluation of the final checkpoint under PGD-40.
+# MNIST with the fast demo recipe (configs/mnist-demo-alp.yaml), then the
+# strong suite at a reduced budget on 500 test images: APGD-CE and APGD-DLR
+# (50 steps × 2 restarts), targeted APGD, Square (300 queries) and the masking
+# checks; it ends with the one-line result naming those attacks.
 DEMO_OUT ?= runs/demo
-DEMO_STEPS ?= 300
-DEMO_CLUSTER_ARGS ?= --workers 4 --backups 1 --ps 2 --dataset mnist --data-dir data/mnist --objective alp \
-	--pair-weight 0.5 --eps 0.3 --step-size 0.03 --attack-steps 10 --batch 50 --steps $(DEMO_STEPS) --lr 1e-3 \
-	--log-every 50 --checkpoint-every 100 --out $(DEMO_OUT)
-DEMO_EVAL_ARGS ?= --dataset mnist --data-dir data/mnist --examples 500 --eps 0.3 --step-size 0.01 --steps 40 \
-	--json $(DEMO_OUT)/eval.json
+DEMO_CONFIG ?= configs/mnist-demo-alp.yaml
+DEMO_CLUSTER_ARGS ?= --config $(DEMO_CONFIG) --workers 4 --backups 1 --ps 2 --out $(DEMO_OUT)
+DEMO_EVAL_ARGS ?= --suite strong --dataset mnist --data-dir data/mnist --examples 500 --eps 0.3 --steps 50 \
+	--restarts 2 --square-queries 300 --square-examples 200 --check-examples 100 \
+	--report $(DEMO_OUT)/report --json $(DEMO_OUT)/eval.json
 
 # Static linking: the directory holding libopenblas.a, found by glob so it is
 # not tied to one architecture (Debian: /usr/lib/<multiarch>/openblas-pthread).
@@ -162,8 +163,8 @@ demo: deps
 	bin/logitpair data fetch mnist --dir data/mnist
 	rm -rf $(DEMO_OUT)
 	bin/logitpair cluster local $(DEMO_CLUSTER_ARGS)
-	bin/logitpair eval --checkpoint $(DEMO_OUT)/coordinator/ckpt-$$(printf %08d $(DEMO_STEPS)).safetensors $(DEMO_EVAL_ARGS)
-	@echo "demo: model checkpoints in $(DEMO_OUT)/coordinator/, process logs in $(DEMO_OUT)/logs/, evaluation in $(DEMO_OUT)/eval.json"
+	bin/logitpair eval --checkpoint "$(DEMO_OUT)/coordinator/$$(sed -n 's/.*"model": *"\([^"]*\)".*/\1/p' $(DEMO_OUT)/coordinator/latest.json)" $(DEMO_EVAL_ARGS)
+	@echo "demo: model checkpoints in $(DEMO_OUT)/coordinator/, process logs in $(DEMO_OUT)/logs/, evaluation report in $(DEMO_OUT)/report/report.md"
 
 ## bench: our engine against PyTorch on this machine.
 bench:
