@@ -26,11 +26,11 @@ type faultyShard struct {
 
 var errUnreachable = errors.New("connection refused")
 
-func (f *faultyShard) Apply(ctx context.Context, step int64, w []int) error {
+func (f *faultyShard) Apply(ctx context.Context, step int64, w []int, lrScale float64) error {
 	if f.down.Load() {
 		return errUnreachable
 	}
-	return f.ShardClient.Apply(ctx, step, w)
+	return f.ShardClient.Apply(ctx, step, w, lrScale)
 }
 
 func (f *faultyShard) Version(ctx context.Context) (int64, error) {
