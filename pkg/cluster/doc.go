@@ -10,7 +10,9 @@
 //   - The layout's inverse (ModelWriter): the shards' parameters, buffers
 //     and optimizer state put back together and written by pkg/checkpoint
 //     in local training's format, so that a cluster's checkpoint resumes
-//     with `logitpair train --resume` and loads in `logitpair eval`.
+//     with `logitpair train --resume` and loads in `logitpair eval`; its
+//     pruning spares the checkpoints ModelWriter.Keep names (the
+//     coordinator's rollback target, coordinator.Coordinator.KeepCheckpoint).
 //   - The run's identity (CheckRun, run.json): the training configuration
 //     and cluster shape a coordinator's --dir was started with, checked at
 //     every start, because the commit log replays only under the

@@ -312,3 +312,39 @@ func resumeClusterCheckpoint(t *testing.T, shards int) {
 	sameBits(t, "cluster checkpoint resumed locally", tr.Params(), ref.Params())
 	sameBits(t, "EMA", tr.EMA.Values(), ref.EMA.Values())
 }
+
+// TestModelWriterSparesTheKeptCheckpoint: the coordinator's checkpoint
+// files of the step KeepCheckpoint names survive the pruning to the
+// --keep newest (as the shards' states do); without the name it is pruned.
+func TestModelWriterSparesTheKeptCheckpoint(t *testing.T) {
+	for _, kept := range []bool{true, false} {
+		t.Run(fmt.Sprintf("kept=%v", kept), func(t *testing.T) {
+			cfg := tinyConfig(t)
+			cfg.Steps, cfg.CheckpointEvery, cfg.Keep = 8, 2, 1
+			dir := t.TempDir()
+			loader := data.NewLoader(datatest.Synthetic(64, 5), data.LoaderOptions{Seed: uint64(cfg.Seed)})
+			c, err := clustertest.NewInProcess(ctxFor(t), cfg, clustertest.Options{Workers: 1, Backups: 0, Shards: 2, Data: loader, CheckpointDir: dir,
+				Backend: func(int) tensor.Backend { return cpu.New(cpu.Options{Threads: 1}) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kept {
+				c.Coord.KeepCheckpoint(2)
+			}
+			if err := c.Run(ctxFor(t)); err != nil {
+				t.Fatal(err)
+			}
+			steps, err := checkpoint.Steps(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []int64{8}
+			if kept {
+				want = []int64{8, 2}
+			}
+			if !slices.Equal(steps, want) {
+				t.Fatalf("checkpoints %v, want %v", steps, want)
+			}
+		})
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/checkpoint"
@@ -37,7 +39,11 @@ type ModelWriter struct {
 	States []StateFetcher
 	Ranges []worker.Range
 	Cfg    train.Config
-	acct   *clusterCompute
+	// Keep, when set, names checkpoints that pruning to the Cfg.Keep
+	// newest must spare: the coordinator's rollback target
+	// (coordinator.Coordinator.Kept), which the shards spare too.
+	Keep func() []int64
+	acct *clusterCompute
 }
 
 // clusterCompute is a ModelWriter's compute accounting (StartCompute).
@@ -183,5 +189,32 @@ func (w *ModelWriter) Write(ctx context.Context, step int64) error {
 	if err != nil {
 		return err
 	}
-	return checkpoint.Prune(w.Dir, max(w.Cfg.Keep, 1))
+	var spare []int64
+	if w.Keep != nil {
+		spare = w.Keep()
+	}
+	return pruneKeeping(w.Dir, max(w.Cfg.Keep, 1), spare)
+}
+
+// pruneKeeping is checkpoint.Prune(dir, keep) sparing the checkpoints of
+// the steps in spare: their model, state and EMA files stay.
+func pruneKeeping(dir string, keep int, spare []int64) error {
+	if len(spare) == 0 {
+		return checkpoint.Prune(dir, keep)
+	}
+	steps, err := checkpoint.Steps(dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range steps[min(keep, len(steps)):] {
+		if slices.Contains(spare, s) {
+			continue
+		}
+		for _, name := range []string{checkpoint.ModelFileName(s), checkpoint.StateFileName(s), checkpoint.EMAFileName(s)} {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
 }

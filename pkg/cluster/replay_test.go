@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +183,60 @@ func TestReplayOfTheFileLogReproducesTheRun(t *testing.T) {
 	}
 	if slices.Equal(got.Params, want[0].Params) {
 		t.Fatal("replaying with another set gave the same parameters: the set did not matter")
+	}
+}
+
+// TestReplayOfARunWithARequestedRollback: a run that the coordinator rolls
+// back on request in its middle (as the training sentinel asks when robust
+// accuracy collapses), going on from the checkpoint with half the learning
+// rate, logs the scale with every later step; replaying its final log on
+// fresh shards from the initial state reproduces every shard bit for bit,
+// and the same log without the scales does not.
+func TestReplayOfARunWithARequestedRollback(t *testing.T) {
+	const workers, backups, nshards = 2, 0, 2
+	cfg := tinyConfig(t)
+	cfg.Steps, cfg.CheckpointEvery = 8, 2
+	c := newInProcessWithLog(t, cfg, workers, backups, nshards, nil)
+	var asked atomic.Bool
+	for _, s := range c.Shards {
+		s.BeforePush = func(ctx context.Context, step int64, w int) error {
+			if step == 5 && c.Coord.Status().LastCheckpoint == 4 && asked.CompareAndSwap(false, true) {
+				if err := c.Coord.RequestRollback(2, 0.5, "test: robust accuracy collapsed"); err != nil {
+					t.Error(err)
+				}
+			}
+			return nil
+		}
+	}
+	if err := c.Run(ctxFor(t)); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.Coord.Status(); st.Rollbacks != 1 || st.LRScale != 0.5 {
+		t.Fatalf("after the run %+v, want 1 rollback and scale 0.5", st)
+	}
+	entries, err := c.Log.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var scales []float64
+	for _, e := range entries {
+		scales = append(scales, e.LRScale)
+	}
+	if want := []float64{0, 0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}; !slices.Equal(scales, want) {
+		t.Fatalf("logged scales %v, want %v", scales, want)
+	}
+	fresh := newClusterB(t, cfg, workers, backups, nshards)
+	replayOnto(t, cfg, workers, entries, fresh)
+	for k, s := range fresh.Shards {
+		sameShardState(t, fmt.Sprintf("replayed shard %d", k), s.S.Checkpoint(), c.Shards[k].S.Checkpoint())
+	}
+	unscaled := slices.Clone(entries)
+	for i := range unscaled {
+		unscaled[i].LRScale = 0
+	}
+	other := newClusterB(t, cfg, workers, backups, nshards)
+	replayOnto(t, cfg, workers, unscaled, other)
+	if slices.Equal(other.Shards[0].S.Checkpoint().Params, c.Shards[0].S.Checkpoint().Params) {
+		t.Fatal("the log without its scales replayed to the same parameters: the scale did not matter")
 	}
 }

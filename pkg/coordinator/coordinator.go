@@ -36,6 +36,18 @@
 // All recovery runs on Run's goroutine: ShardRestarted, the probe and a
 // failed Apply only ask for it, so two recoveries never race.
 //
+// The learning-rate scale: every logged step carries the factor its
+// scheduled learning rate is multiplied by (paramserver.Entry.LRScale, 1
+// unless changed), and the shards apply the step with the logged factor, so
+// replaying the log reproduces a run whose scale changed. The scale changes
+// only with a rollback asked for by RequestRollback (the cluster's
+// training sentinel, pkg/node, asks when robust accuracy collapses): on
+// Run's goroutine, like recovery, it restores every shard to the requested
+// checkpoint, truncates the log after it, bumps the generation and commits
+// every later step with the new scale. KeepCheckpoint names the
+// checkpoints that such a rollback may target: every shard is told to
+// keep them when it prunes old states (Checkpoint's keep).
+//
 // Membership (membership.go) is the coordinator's table of worker slots and
 // shard addresses, a plain state machine with typed errors that pkg/rpc
 // serves; Late (late.go) holds the Coordinator for what is built before it.
@@ -45,6 +57,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -68,14 +81,17 @@ var ErrNoCommonStep = errors.New("no step that every shard and the coordinator h
 
 // ShardClient is how the coordinator reaches one parameter-server shard.
 type ShardClient interface {
-	// Apply applies step with the gradients of exactly workers (idempotent
-	// for a step the shard already applied).
-	Apply(ctx context.Context, step int64, workers []int) error
+	// Apply applies step with the gradients of exactly workers and the
+	// step's scheduled learning rate multiplied by lrScale (the logged
+	// paramserver.Entry.LRScale: 0 stands for 1); idempotent for a step the
+	// shard already applied.
+	Apply(ctx context.Context, step int64, workers []int, lrScale float64) error
 	// Version is the next step the shard will apply.
 	Version(ctx context.Context) (int64, error)
 	// Checkpoint persists the shard's state; the shard must be at version
-	// step.
-	Checkpoint(ctx context.Context, step int64) error
+	// step. When it prunes older states it keeps those of the versions in
+	// keep (KeepCheckpoint).
+	Checkpoint(ctx context.Context, step int64, keep []int64) error
 	// Restore loads the state the shard persisted at step.
 	Restore(ctx context.Context, step int64) error
 	// Held lists the versions whose persisted state the shard holds intact,
@@ -120,6 +136,12 @@ type Config struct {
 	// reported to the dead coordinator stop waiting and report again: the
 	// processes use a persisted incarnation count shifted left by 32.
 	InitialGeneration int64
+	// LRScale is the learning-rate scale of the steps committed from the
+	// start (0: the scale of the log's last entry, or 1 for an empty log).
+	// A restarted coordinator whose last requested rollback changed the
+	// scale and then died before it logged a step is given the scale by its
+	// wiring (pkg/node keeps it in the sentinel's state file).
+	LRScale float64
 	// Now is the clock of the liveness rule (nil: time.Now).
 	Now func() time.Time
 }
@@ -148,6 +170,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator: --missed-steps must be at least 1, got %d", c.MissedSteps)
 	case c.RetryMax < 0 || c.ProbeEvery < 0 || c.ProbeTimeout < 0 || c.MinStepTime < 0:
 		return fmt.Errorf("coordinator: RetryMax, ProbeEvery, ProbeTimeout and MinStepTime must not be negative")
+	case c.LRScale < 0 || math.IsNaN(c.LRScale) || math.IsInf(c.LRScale, 0):
+		return fmt.Errorf("coordinator: LRScale must be positive and finite (0: from the log), got %v", c.LRScale)
 	}
 	return nil
 }
@@ -191,6 +215,10 @@ type Hooks struct {
 	// ShardReachable runs when the probe finds that shard k stopped or
 	// started answering (err nil: answering again).
 	ShardReachable func(k int, err error)
+	// RolledBack runs on Run's goroutine after a rollback RequestRollback
+	// asked for: every shard is at step to, and later steps are applied
+	// with lrScale.
+	RolledBack func(to int64, lrScale float64, reason string)
 }
 
 // CheckpointStore remembers the consistent checkpoints durably.
@@ -220,6 +248,12 @@ type Status struct {
 	Done           bool
 	// Unreachable lists the shards the last probe could not reach.
 	Unreachable []int
+	// LRScale multiplies the scheduled learning rate of the steps being
+	// committed (1 unless a requested rollback lowered it).
+	LRScale float64
+	// Rollbacks counts the rollbacks done on request (RequestRollback)
+	// since the coordinator started.
+	Rollbacks int64
 }
 
 // Coordinator runs the global step.
@@ -256,6 +290,20 @@ type Coordinator struct {
 	stopped       bool
 	onCommit      func(step int64)
 	ready         chan struct{}
+	// lrScale multiplies the learning rate of the steps committed from now
+	// on (logged with each); rollbackReq is a pending RequestRollback;
+	// keep the checkpoints every shard keeps when it prunes.
+	lrScale     float64
+	rollbackReq *rollbackRequest
+	rollbacks   int64
+	keep        []int64
+}
+
+// rollbackRequest is what RequestRollback asks of Run's goroutine.
+type rollbackRequest struct {
+	to      int64
+	lrScale float64
+	reason  string
 }
 
 // New builds a coordinator over the commit log, checkpoint store and shards.
@@ -281,6 +329,7 @@ func New(ctx context.Context, cfg Config, log paramserver.CommitLog, ckpts Check
 	}
 	c.ready = make(chan struct{})
 	c.generation = cfg.InitialGeneration
+	c.lrScale = cfg.LRScale
 	return c, nil
 }
 
@@ -306,7 +355,8 @@ func (c *Coordinator) Status() Status {
 	defer c.mu.Unlock()
 	return Status{Step: c.step, Generation: c.generation, Required: c.requiredLocked(), LiveWorkers: c.liveLocked(),
 		Paused: c.shortReason != "" || c.shardReason != "", Reason: c.reasonLocked(), LastCheckpoint: c.lastCkpt, DroppedBackup: c.dropped,
-		StaleReports: c.stale, Done: c.step >= c.cfg.Steps, Unreachable: slices.Clone(c.unreachable)}
+		StaleReports: c.stale, Done: c.step >= c.cfg.Steps, Unreachable: slices.Clone(c.unreachable),
+		LRScale: paramserver.LRScaleOf(c.lrScale), Rollbacks: c.rollbacks}
 }
 
 func (c *Coordinator) updatePauseLocked() {
@@ -430,10 +480,17 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	defer probe.Stop()
 	for {
 		c.mu.Lock()
+		req := c.rollbackReq
 		recoverNow := c.needRecover
 		done := c.step >= c.cfg.Steps
 		ready := !done && len(c.reports) >= c.requiredLocked()
 		c.mu.Unlock()
+		if req != nil {
+			if err := c.rollbackOnRequest(ctx, req); err != nil {
+				return err
+			}
+			continue
+		}
 		if recoverNow {
 			if err := c.recoverUntilDone(ctx); err != nil {
 				return err
@@ -480,23 +537,24 @@ func (c *Coordinator) commitStep(ctx context.Context) error {
 	n := c.requiredLocked()
 	set := slices.Clone(c.reports[:n])
 	sort.Ints(set)
+	scale := c.lrScale
 	c.mu.Unlock()
-	if err := c.log.Append(paramserver.Entry{Step: t, Workers: set}); err != nil {
+	if err := c.log.Append(paramserver.Entry{Step: t, Workers: set, LRScale: scale}); err != nil {
 		return fmt.Errorf("coordinator: commit log: %w", err)
 	}
-	return c.applyEverywhere(ctx, t, set)
+	return c.applyEverywhere(ctx, t, set, scale)
 }
 
 // applyEverywhere sends Apply(t, set) to every shard until all succeed; on a
 // failure it pauses and recovers (re-sending the logged Apply, or rolling
 // back), with backoff between attempts.
-func (c *Coordinator) applyEverywhere(ctx context.Context, t int64, set []int) error {
+func (c *Coordinator) applyEverywhere(ctx context.Context, t int64, set []int, scale float64) error {
 	c.mu.Lock()
 	gen := c.generation
 	c.mu.Unlock()
 	bo := c.backoff()
 	for {
-		err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Apply(ctx, t, set) })
+		err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Apply(ctx, t, set, scale) })
 		if err == nil {
 			c.mu.Lock()
 			if c.step == t {
@@ -706,11 +764,13 @@ func (c *Coordinator) finalCheckpoint(ctx context.Context) (saved bool, err erro
 }
 
 // Checkpoint has every shard persist its state at version v (which they
-// must all be at), runs the Checkpointed hook, and then records v as the
+// must all be at; each keeps the states of Kept() when it prunes), runs the
+// Checkpointed hook, and then records v as the
 // newest consistent checkpoint. A failure leaves the previous one in force
 // and is returned.
 func (c *Coordinator) Checkpoint(ctx context.Context, v int64) error {
-	err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Checkpoint(ctx, v) })
+	keep := c.Kept()
+	err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Checkpoint(ctx, v, keep) })
 	if err == nil && c.hooks.Checkpointed != nil {
 		err = c.hooks.Checkpointed(ctx, v)
 	}
@@ -739,6 +799,19 @@ func (c *Coordinator) Recover(ctx context.Context) error {
 		} else if ok {
 			c.lastCkpt = s
 		}
+	}
+	if c.lrScale == 0 {
+		entries, err := c.log.Entries()
+		if err != nil {
+			return fmt.Errorf("coordinator: %w", err)
+		}
+		scale := 1.0
+		if len(entries) > 0 {
+			scale = paramserver.LRScaleOf(entries[len(entries)-1].LRScale)
+		}
+		c.mu.Lock()
+		c.lrScale = scale
+		c.mu.Unlock()
 	}
 	return c.recoverUntilDone(ctx)
 }
@@ -839,7 +912,7 @@ func (c *Coordinator) recoverShards(ctx context.Context) (rolledBack bool, err e
 		last := entries[len(entries)-1]
 		err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error {
 			if versions[k] == last.Step {
-				return s.Apply(ctx, last.Step, last.Workers)
+				return s.Apply(ctx, last.Step, last.Workers, last.LRScale)
 			}
 			return nil
 		})
@@ -862,7 +935,7 @@ func (c *Coordinator) recoverShards(ctx context.Context) (rolledBack bool, err e
 // the coordinator hold intact and truncates the log to it. With no such
 // step it returns an error of kind ErrNoCommonStep.
 func (c *Coordinator) rollback(ctx context.Context, versions []int64, entries []paramserver.Entry) error {
-	to, err := c.commonStep(ctx, entries)
+	to, err := c.commonStep(ctx, entries, math.MaxInt64)
 	if err != nil {
 		return err
 	}
@@ -893,10 +966,10 @@ func (c *Coordinator) rollback(ctx context.Context, versions []int64, entries []
 	return nil
 }
 
-// commonStep is the newest step that every shard holds intact, that the
-// coordinator holds (step 0, or a recorded checkpoint whose files are
-// intact), and that the log reaches.
-func (c *Coordinator) commonStep(ctx context.Context, entries []paramserver.Entry) (int64, error) {
+// commonStep is the newest step, at most atMost, that every shard holds
+// intact, that the coordinator holds (step 0, or a recorded checkpoint
+// whose files are intact), and that the log reaches.
+func (c *Coordinator) commonStep(ctx context.Context, entries []paramserver.Entry, atMost int64) (int64, error) {
 	held := make([][]int64, len(c.shards))
 	if err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error {
 		var err error
@@ -919,7 +992,7 @@ func (c *Coordinator) commonStep(ctx context.Context, entries []paramserver.Entr
 	}
 	best := int64(-1)
 	for _, s := range mine {
-		if s > logNext || s <= best {
+		if s > logNext || s > atMost || s <= best {
 			continue
 		}
 		all := true
@@ -938,6 +1011,9 @@ func (c *Coordinator) commonStep(ctx context.Context, entries []paramserver.Entr
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "the coordinator holds steps %v (its log reaches step %d)", sortedDesc(mine), logNext)
+	if atMost != math.MaxInt64 {
+		fmt.Fprintf(&b, ", a step at most %d was asked for", atMost)
+	}
 	for k, h := range held {
 		fmt.Fprintf(&b, "; shard %d holds %v", k, h)
 	}
@@ -993,4 +1069,141 @@ func (c *Coordinator) ShardRestarted(k int) {
 	c.needRecover, c.forceRollback = true, true
 	c.kickLocked()
 	c.mu.Unlock()
+}
+
+// RequestRollback asks Run's goroutine to roll the run back to the
+// consistent checkpoint at step to and to apply every later step with the
+// learning rate scaled by lrScale (relative to the schedule, not to the
+// current scale); reason says why, for the log. It returns at once (an
+// error only for arguments it refuses: to negative or past the current
+// step, the run done, lrScale not positive and finite). Run then, between two steps and
+// before anything else, restores every shard to step to, truncates the
+// commit log after it, records to as the newest consistent checkpoint
+// (later ones are an abandoned history), bumps the generation (workers
+// waiting on a step pull again) and goes on with the new scale. When a
+// shard does not answer or fails to restore, the cluster pauses and Run
+// retries with backoff. When a shard or the coordinator no longer holds
+// step to, it rolls back to the newest step before it that all hold, with
+// a warning; with none, it logs an error and drops the request (the run
+// goes on as it was). KeepCheckpoint(to) beforehand keeps every shard from
+// pruning the target. A later request replaces one not yet carried out.
+func (c *Coordinator) RequestRollback(to int64, lrScale float64, reason string) error {
+	if to < 0 {
+		return fmt.Errorf("coordinator: rollback to step %d: the step must not be negative", to)
+	}
+	if !(lrScale > 0) || math.IsInf(lrScale, 1) {
+		return fmt.Errorf("coordinator: rollback to step %d: learning-rate scale %v must be positive and finite", to, lrScale)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if to > c.step {
+		return fmt.Errorf("coordinator: rollback to step %d: the run is only at step %d", to, c.step)
+	}
+	if c.step >= c.cfg.Steps {
+		// The workers have been told the run is done and may be gone.
+		return fmt.Errorf("coordinator: rollback to step %d: the run is done (step %d)", to, c.step)
+	}
+	c.rollbackReq = &rollbackRequest{to: to, lrScale: lrScale, reason: reason}
+	c.logger.Warn("rollback requested", zap.Int64("to_step", to), zap.Int64("step", c.step),
+		zap.Float64("lr_scale", lrScale), zap.String("reason", reason))
+	c.kickLocked()
+	return nil
+}
+
+// KeepCheckpoint names the checkpoints a rollback may target (the
+// sentinel's last good one): from the next checkpoint on, every shard keeps
+// their states when it prunes old ones. No steps: keep nothing beyond the
+// shards' own rule.
+func (c *Coordinator) KeepCheckpoint(steps ...int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.keep = slices.Clone(steps)
+}
+
+// Kept returns the steps of KeepCheckpoint.
+func (c *Coordinator) Kept() []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.keep)
+}
+
+// rollbackOnRequest carries out req, retrying with backoff until it is done
+// or dropped (no step at most req.to is held everywhere); it returns an
+// error only when ctx ends.
+func (c *Coordinator) rollbackOnRequest(ctx context.Context, req *rollbackRequest) error {
+	bo := c.backoff()
+	for {
+		err := c.requestedRollback(ctx, req)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrNoCommonStep) {
+			c.logger.Error("requested rollback dropped: no step to roll back to; the run goes on as it was",
+				zap.Int64("to_step", req.to), zap.String("reason", req.reason), zap.Error(err))
+			c.mu.Lock()
+			if c.rollbackReq == req {
+				c.rollbackReq = nil
+			}
+			c.needRecover = true // reconcile the shards with the log, ending the pause
+			c.mu.Unlock()
+			return nil
+		}
+		c.pause(fmt.Sprintf("rollback to step %d (%s): %v", req.to, req.reason, err))
+		if err := bo.Wait(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// requestedRollback is one attempt at req: every shard must answer, then
+// each restores the target and the log is truncated.
+func (c *Coordinator) requestedRollback(ctx context.Context, req *rollbackRequest) error {
+	entries, err := c.log.Entries()
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.reach(ctx); err != nil {
+		return err
+	}
+	to, err := c.commonStep(ctx, entries, req.to)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	from := c.step
+	c.mu.Unlock()
+	if to != req.to {
+		c.logger.Warn("the requested rollback target is not held by every shard and the coordinator: rolling back further",
+			zap.Int64("requested", req.to), zap.Int64("rollback_to", to))
+	}
+	if err := c.forEachShard(ctx, c.cfg.CallTimeout, func(ctx context.Context, k int, s ShardClient) error { return s.Restore(ctx, to) }); err != nil {
+		return err
+	}
+	if err := c.log.TruncateAfter(to - 1); err != nil {
+		return err
+	}
+	if c.ckpts != nil {
+		if err := c.ckpts.SetLastCheckpoint(to); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	c.lastCkpt = to
+	c.forceRollback = false
+	c.lrScale = req.lrScale
+	c.rollbacks++
+	if c.rollbackReq == req {
+		c.rollbackReq = nil
+	}
+	c.mu.Unlock()
+	c.logger.Warn("rolled back on request", zap.Int64("from_step", from), zap.Int64("to_step", to),
+		zap.Float64("lr_scale", req.lrScale), zap.String("reason", req.reason))
+	c.setStep(to, true)
+	if c.hooks.RolledBack != nil {
+		c.hooks.RolledBack(to, req.lrScale, req.reason)
+	}
+	return nil
 }

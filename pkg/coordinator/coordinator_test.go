@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/coordinator"
 	"github.com/logitpair/logitpair/pkg/optim"
@@ -28,13 +30,14 @@ type rig struct {
 
 func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*paramserver.Local, ckpts *checkpoint.MemRecord, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
-	return newRigWrapped(t, workers, backups, elastic, log, shards, ckpts, nil, opts...)
+	return newRigWrapped(t, workers, backups, elastic, log, shards, ckpts, nil, nil, opts...)
 }
 
 // newRigWrapped is newRig with the coordinator reaching shard k through
-// wrap(k, shard) (fault injection); wrap may be nil.
+// wrap(k, shard) (fault injection) and logging to logger; wrap and logger
+// may be nil.
 func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*paramserver.Local, ckpts *checkpoint.MemRecord,
-	wrap func(k int, s coordinator.ShardClient) coordinator.ShardClient, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
+	wrap func(k int, s coordinator.ShardClient) coordinator.ShardClient, logger *zap.Logger, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
 	r := &rig{t: t, log: log, ckpts: ckpts, shards: shards}
 	if shards == nil {
@@ -65,7 +68,7 @@ func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramse
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	c, err := coordinator.New(ctx, r.cfg, r.log, r.ckpts, clients, hooks, nil)
+	c, err := coordinator.New(ctx, r.cfg, r.log, r.ckpts, clients, hooks, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

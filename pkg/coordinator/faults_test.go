@@ -26,11 +26,11 @@ type faultyShard struct {
 
 var errUnreachable = errors.New("connection refused")
 
-func (f *faultyShard) Apply(ctx context.Context, step int64, w []int) error {
+func (f *faultyShard) Apply(ctx context.Context, step int64, w []int, lrScale float64) error {
 	if f.down.Load() {
 		return errUnreachable
 	}
-	return f.ShardClient.Apply(ctx, step, w)
+	return f.ShardClient.Apply(ctx, step, w, lrScale)
 }
 
 func (f *faultyShard) Version(ctx context.Context) (int64, error) {
@@ -67,7 +67,7 @@ func faultyRig(t *testing.T, workers, backups int, ckpts *checkpoint.MemRecord, 
 	opts = append([]func(*coordinator.Config, *coordinator.Hooks){func(c *coordinator.Config, _ *coordinator.Hooks) {
 		c.ProbeEvery, c.ProbeTimeout = 5*time.Millisecond, time.Second
 	}}, opts...)
-	return newRigWrapped(t, workers, backups, false, paramserver.NewMemLog(), nil, ckpts, wrap, opts...), fs
+	return newRigWrapped(t, workers, backups, false, paramserver.NewMemLog(), nil, ckpts, wrap, nil, opts...), fs
 }
 
 // waitFor polls cond (the coordinator's state changes asynchronously); the
@@ -267,7 +267,7 @@ func TestARollbackAShardKeepsRefusingStops(t *testing.T) {
 		}
 		return s
 	}
-	r := newRigWrapped(t, 2, 1, false, paramserver.NewMemLog(), nil, nil, wrap)
+	r := newRigWrapped(t, 2, 1, false, paramserver.NewMemLog(), nil, nil, wrap, nil)
 	for s := int64(0); s < 3; s++ {
 		r.step(s, 0, 1)
 	}

@@ -305,7 +305,7 @@ func TestShardOverGRPC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := c.Apply(ctx, 0, []int{0, 2}); err != nil {
+	if err := c.Apply(ctx, 0, []int{0, 2}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Push(ctx, 0, 1, g, nil); err == nil { // stale: step 0 was applied

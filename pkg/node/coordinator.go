@@ -163,6 +163,14 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		shards[k], wshards[k], states[k] = s, s, s
 	}
 	mw := &cluster.ModelWriter{Dir: o.Dir, Model: model, Shards: wshards, States: states, Ranges: layout.Ranges(), Cfg: o.Train}
+	// The checkpoint a requested rollback may target (the coordinator's
+	// KeepCheckpoint) is spared here as on the shards.
+	mw.Keep = func() []int64 {
+		if c := late.Get(); c != nil {
+			return c.Kept()
+		}
+		return nil
+	}
 	// Compute accounting in the checkpoints (the coordinator does not open
 	// the dataset: its size, and the per-example counts, are left out). A
 	// newest checkpoint it cannot read costs the accounting, not the run.

@@ -55,7 +55,7 @@ func TestTLSRolesInLocalCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ps := rpc.NewPSClient(conn, 0)
-	for what, err := range map[string]error{"apply": ps.Apply(ctx, 0, []int{0}), "checkpoint": ps.Checkpoint(ctx, 0), "restore": ps.Restore(ctx, 0)} {
+	for what, err := range map[string]error{"apply": ps.Apply(ctx, 0, []int{0}, 0), "checkpoint": ps.Checkpoint(ctx, 0, nil), "restore": ps.Restore(ctx, 0)} {
 		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "role worker") {
 			t.Fatalf("%s with a worker's certificate: %v, want PERMISSION_DENIED naming the role", what, err)
 		}

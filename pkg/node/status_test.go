@@ -27,7 +27,7 @@ type statusTestShard struct {
 	version int64
 }
 
-func (s *statusTestShard) Apply(_ context.Context, step int64, _ []int) error {
+func (s *statusTestShard) Apply(_ context.Context, step int64, _ []int, _ float64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if step == s.version {
@@ -42,7 +42,7 @@ func (s *statusTestShard) Version(context.Context) (int64, error) {
 	return s.version, nil
 }
 
-func (s *statusTestShard) Checkpoint(context.Context, int64) error { return nil }
+func (s *statusTestShard) Checkpoint(context.Context, int64, []int64) error { return nil }
 
 func (s *statusTestShard) Held(context.Context) ([]int64, error) { return []int64{0}, nil }
 

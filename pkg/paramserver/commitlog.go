@@ -3,15 +3,49 @@ package paramserver
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 )
 
 // Entry is one committed step: the workers whose gradients make step Step
-// (S_t), sorted and without repeats.
+// (S_t), sorted and without repeats, and the factor LRScale by which the
+// step's scheduled learning rate is multiplied (the coordinator lowers it
+// when it rolls the run back; see LRScaleOf).
 type Entry struct {
 	Step    int64
 	Workers []int
+	// LRScale multiplies Schedule.LR(Step) for this step. 0 stands for 1
+	// (unscaled): it is what every entry written before the scale existed
+	// reads as, and the one form of 1 a log stores (Append writes 1 as 0),
+	// so that a run that never changes the scale writes the logs it always
+	// wrote. Otherwise it must be positive and finite.
+	LRScale float64
+}
+
+// LRScaleOf returns the learning-rate factor a scale field stands for: 1
+// for 0, the field otherwise.
+func LRScaleOf(scale float64) float64 {
+	if scale == 0 {
+		return 1
+	}
+	return scale
+}
+
+// canonicalScale is the stored form of scale: 0 for 1.
+func canonicalScale(scale float64) float64 {
+	if scale == 1 {
+		return 0
+	}
+	return scale
+}
+
+// checkScale validates a learning-rate scale field (0 or positive finite).
+func checkScale(scale float64) error {
+	if scale < 0 || math.IsNaN(scale) || math.IsInf(scale, 0) {
+		return fmt.Errorf("learning-rate scale %v must be positive and finite (0 stands for 1)", scale)
+	}
+	return nil
 }
 
 // CommitLog is the coordinator's durable record of (t, S_t), written before
@@ -55,13 +89,16 @@ func checkEntry(e Entry, last int64, has bool) error {
 			return fmt.Errorf("paramserver: commit log: step %d: workers %v must be >= 0, sorted, without repeats", e.Step, e.Workers)
 		}
 	}
+	if err := checkScale(e.LRScale); err != nil {
+		return fmt.Errorf("paramserver: commit log: step %d: %w", e.Step, err)
+	}
 	return nil
 }
 
 func cloneEntries(es []Entry) []Entry {
 	out := make([]Entry, len(es))
 	for i, e := range es {
-		out[i] = Entry{Step: e.Step, Workers: slices.Clone(e.Workers)}
+		out[i] = Entry{Step: e.Step, Workers: slices.Clone(e.Workers), LRScale: e.LRScale}
 	}
 	return out
 }
@@ -91,7 +128,7 @@ func (l *MemLog) Append(e Entry) error {
 	if err := checkEntry(e, last, n > 0); err != nil {
 		return err
 	}
-	l.entries = append(l.entries, Entry{Step: e.Step, Workers: slices.Clone(e.Workers)})
+	l.entries = append(l.entries, Entry{Step: e.Step, Workers: slices.Clone(e.Workers), LRScale: canonicalScale(e.LRScale)})
 	return nil
 }
 

@@ -12,7 +12,9 @@ import (
 )
 
 func entriesEqual(a, b []Entry) bool {
-	return slices.EqualFunc(a, b, func(x, y Entry) bool { return x.Step == y.Step && slices.Equal(x.Workers, y.Workers) })
+	return slices.EqualFunc(a, b, func(x, y Entry) bool {
+		return x.Step == y.Step && slices.Equal(x.Workers, y.Workers) && x.LRScale == y.LRScale
+	})
 }
 
 func mustEntries(t *testing.T, l CommitLog) []Entry {
@@ -121,7 +123,7 @@ func TestFileLogContract(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l2.Close()
-	if got := mustEntries(t, l2); !entriesEqual(got, []Entry{{0, []int{0, 1}}}) {
+	if got := mustEntries(t, l2); !entriesEqual(got, []Entry{{Step: 0, Workers: []int{0, 1}}}) {
 		t.Errorf("reopened: %v", got)
 	}
 	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {

@@ -27,7 +27,8 @@
 //     durably (fsync), and only then sends Apply(t, S_t) to every shard.
 //  4. Apply(t, S_t) averages the buffered gradients of exactly the workers in
 //     S_t, adds weight decay, runs the optimizer with the scheduled learning
-//     rate of step t, averages the buffers of S_t, updates the EMA, moves the
+//     rate of step t (times the step's logged scale, Entry.LRScale: 1 unless
+//     a requested rollback lowered it; ApplyScaled), averages the buffers of S_t, updates the EMA, moves the
 //     version to t+1, frees step t's buffers and counts the gradients of the
 //     workers outside S_t as dropped (backups). Apply is idempotent: for a
 //     step below the version it acknowledges and does nothing, so a
@@ -92,5 +93,8 @@
 // binary record per step, fsyncs every Append, truncates a torn last record
 // on open with a warning, and reports corruption elsewhere with its byte
 // offset. Rolling back to a checkpoint at version c is TruncateAfter(c−1)
-// on the log plus Restore on every shard.
+// on the log plus Restore on every shard. Each entry carries the step's
+// learning-rate scale (written only when it is not 1, so older logs read as
+// unscaled), which Replay applies. A StepStore keeps, besides its newest
+// states, those SaveKeeping names (the coordinator's rollback target).
 package paramserver

@@ -26,8 +26,10 @@ var (
 	ErrMissing = errors.New("missing gradients")
 	// ErrBadSet: Apply's set is empty, unsorted or has repeats.
 	ErrBadSet = errors.New("bad worker set")
+	// ErrBadScale: Apply's learning-rate scale is negative, NaN or ±Inf.
+	ErrBadScale = errors.New("bad learning-rate scale")
 	// ErrSetMismatch: Apply resent for the last applied step names a
-	// different set than the one applied.
+	// different set (or learning-rate scale) than the one applied.
 	ErrSetMismatch = errors.New("worker set differs from the applied one")
 	// ErrRestore: Restore was given a state that does not fit the shard.
 	ErrRestore = errors.New("state does not fit the shard")

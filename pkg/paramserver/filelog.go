@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,7 +18,13 @@ import (
 //
 //	file    = fileMagic record*
 //	record  = 'L' 'P' len:uint32 ^len:uint32 crc:uint32 payload[len]
-//	payload = step:int64 count:uint32 worker:uint32 * count
+//	payload = step:int64 count:uint32 worker:uint32 * count [lr_scale:float64]
+//
+// lr_scale (IEEE 754 bits) is written only when the entry's learning-rate
+// scale is not 1 (Entry.LRScale), so a run that never changes it writes the
+// same bytes as before the field existed, and every older log reads as
+// unscaled. A binary from before the field refuses a record that has it
+// (its length does not match its worker count) rather than ignore it.
 //
 // crc is CRC-32C (Castagnoli) of the len field followed by the payload. The
 // length is stored twice (the second time bit-inverted) so that a damaged
@@ -27,7 +34,7 @@ const (
 	fileMagic  = "lpclog1\n"
 	recHeader  = 2 + 4 + 4 + 4
 	maxWorkers = 1 << 16
-	maxPayload = 8 + 4 + 4*maxWorkers
+	maxPayload = 8 + 4 + 4*maxWorkers + 8
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -204,8 +211,16 @@ func parseRecords(path string, data []byte) (entries []Entry, end int64, torn st
 		}
 		e := Entry{Step: int64(binary.LittleEndian.Uint64(payload))}
 		count := binary.LittleEndian.Uint32(payload[8:])
-		if 12+4*int(count) != int(n) {
+		workersEnd := 12 + 4*int(count)
+		switch rest := int(n) - workersEnd; {
+		case int(count) > maxWorkers || (rest != 0 && rest != 8):
 			return nil, 0, "", corrupt("record of %d bytes holds %d workers", n, count)
+		case rest == 8:
+			e.LRScale = math.Float64frombits(binary.LittleEndian.Uint64(payload[workersEnd:]))
+			if e.LRScale == 0 || e.LRScale == 1 {
+				// encodeRecord never writes these.
+				return nil, 0, "", corrupt("step %d: learning-rate scale %v stored explicitly", e.Step, e.LRScale)
+			}
 		}
 		for i := range int(count) {
 			w := binary.LittleEndian.Uint32(payload[12+4*i:])
@@ -240,6 +255,10 @@ func allZero(b []byte) bool {
 // encodeRecord returns e's record.
 func encodeRecord(e Entry) []byte {
 	n := 12 + 4*len(e.Workers)
+	scaled := canonicalScale(e.LRScale) != 0
+	if scaled {
+		n += 8
+	}
 	b := make([]byte, recHeader+n)
 	b[0], b[1] = 'L', 'P'
 	binary.LittleEndian.PutUint32(b[2:], uint32(n))
@@ -249,6 +268,9 @@ func encodeRecord(e Entry) []byte {
 	binary.LittleEndian.PutUint32(p[8:], uint32(len(e.Workers)))
 	for i, w := range e.Workers {
 		binary.LittleEndian.PutUint32(p[12+4*i:], uint32(w))
+	}
+	if scaled {
+		binary.LittleEndian.PutUint64(p[12+4*len(e.Workers):], math.Float64bits(e.LRScale))
 	}
 	crc := crc32.Update(crc32.Checksum(b[2:6], crcTable), crcTable, p)
 	binary.LittleEndian.PutUint32(b[10:], crc)
@@ -294,7 +316,7 @@ func (l *FileLog) Append(e Entry) error {
 		return fmt.Errorf("paramserver: commit log %s: fsync: %w", l.path, err)
 	}
 	l.size += int64(len(rec))
-	l.entries = append(l.entries, Entry{Step: e.Step, Workers: append([]int(nil), e.Workers...)})
+	l.entries = append(l.entries, Entry{Step: e.Step, Workers: append([]int(nil), e.Workers...), LRScale: canonicalScale(e.LRScale)})
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,13 +25,18 @@ type StepStore interface {
 	// intact (LoadStep succeeds and the state says it is shard index at
 	// that version), newest first.
 	Held(index int) ([]int64, error)
+	// SaveKeeping is Save, except that the versions in keep are spared
+	// by the pruning of old versions that may follow the write (the
+	// coordinator's rollback target, which may be older than the states a
+	// store keeps otherwise).
+	SaveKeeping(st ShardState, keep []int64) error
 }
 
 // FileStore persists shard states as safetensors files in a directory:
 // shard-<index>-<version>.safetensors holding "params", "buffers", "ema" and
 // "optim.<slot>" (F32), with the range, version and optimizer kind as
 // metadata. Files are written atomically; the Keep newest versions per shard
-// are kept.
+// are kept, and those a SaveKeeping names.
 type FileStore struct {
 	Dir  string
 	Keep int
@@ -56,7 +62,11 @@ func (f *FileStore) path(index int, step int64) string {
 }
 
 // Save implements Store.
-func (f *FileStore) Save(st ShardState) error {
+func (f *FileStore) Save(st ShardState) error { return f.SaveKeeping(st, nil) }
+
+// SaveKeeping implements StepStore: it writes st, then removes the shard's
+// versions beyond the Keep newest except those in keep.
+func (f *FileStore) SaveKeeping(st ShardState, keep []int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	file := safetensors.New()
@@ -85,7 +95,7 @@ func (f *FileStore) Save(st ShardState) error {
 	if err := file.WriteFileAtomic(f.path(st.Index, st.Version)); err != nil {
 		return err
 	}
-	return f.prune(st.Index)
+	return f.prune(st.Index, keep)
 }
 
 func (f *FileStore) versions(index int) ([]int64, error) {
@@ -104,12 +114,15 @@ func (f *FileStore) versions(index int) ([]int64, error) {
 	return out, nil
 }
 
-func (f *FileStore) prune(index int) error {
+func (f *FileStore) prune(index int, keep []int64) error {
 	vs, err := f.versions(index)
 	if err != nil {
 		return err
 	}
 	for _, v := range vs[min(f.Keep, len(vs)):] {
+		if slices.Contains(keep, v) {
+			continue
+		}
 		if err := os.Remove(f.path(index, v)); err != nil {
 			return err
 		}
@@ -271,6 +284,9 @@ func (m *MemStepStore) Save(st ShardState) error {
 	}
 	return nil
 }
+
+// SaveKeeping implements StepStore: a MemStepStore prunes nothing.
+func (m *MemStepStore) SaveKeeping(st ShardState, _ []int64) error { return m.Save(st) }
 
 // Load implements Store.
 func (m *MemStepStore) Load(index int) (ShardState, bool, error) {

@@ -44,9 +44,9 @@ func (l *Local) Held(context.Context) ([]int64, error) {
 	return l.Store.Held(l.S.Config().Index)
 }
 
-// Apply implements coordinator.ShardClient.
-func (l *Local) Apply(_ context.Context, step int64, workers []int) error {
-	return l.S.Apply(step, workers)
+// Apply implements coordinator.ShardClient: Shard.ApplyScaled.
+func (l *Local) Apply(_ context.Context, step int64, workers []int, lrScale float64) error {
+	return l.S.ApplyScaled(step, workers, lrScale)
 }
 
 // Version implements coordinator.ShardClient.
@@ -54,8 +54,9 @@ func (l *Local) Version(context.Context) (int64, error) { return l.S.Version(), 
 
 // Checkpoint implements coordinator.ShardClient: it saves the shard's state,
 // which must be at version step (an *Error of kind ErrStale or ErrFuture
-// otherwise, so that a checkpoint taken on every shard is consistent).
-func (l *Local) Checkpoint(_ context.Context, step int64) error {
+// otherwise, so that a checkpoint taken on every shard is consistent), and
+// prunes old versions except those in keep (StepStore.SaveKeeping).
+func (l *Local) Checkpoint(_ context.Context, step int64, keep []int64) error {
 	if v := l.S.Version(); v != step {
 		kind := ErrStale
 		if step > v {
@@ -64,7 +65,7 @@ func (l *Local) Checkpoint(_ context.Context, step int64) error {
 		return &Error{Op: "checkpoint", Kind: kind, Shard: l.S.Config().Index, Step: step, Version: v, Worker: -1,
 			Detail: "a checkpoint is taken at the shard's current version"}
 	}
-	if err := l.S.Save(); err != nil {
+	if err := l.Store.SaveKeeping(l.S.Checkpoint(), keep); err != nil {
 		return fmt.Errorf("paramserver: shard %d: checkpoint of step %d: %w", l.S.Config().Index, step, err)
 	}
 	return nil

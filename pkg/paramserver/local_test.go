@@ -41,23 +41,23 @@ func TestLocal(t *testing.T) {
 		if err := l.S.Push(step, 0, []float32{1, 1, 1}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Apply(ctx, step, []int{0}); err != nil {
+		if err := l.Apply(ctx, step, []int{0}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if v, _ := l.Version(ctx); v != 2 {
 		t.Fatalf("version %d after 2 steps", v)
 	}
-	if err := l.Checkpoint(ctx, 1); kind(err) != ErrStale {
+	if err := l.Checkpoint(ctx, 1, nil); kind(err) != ErrStale {
 		t.Fatalf("Checkpoint(1) at version 2: %v", err)
 	}
-	if err := l.Checkpoint(ctx, 3); kind(err) != ErrFuture {
+	if err := l.Checkpoint(ctx, 3, nil); kind(err) != ErrFuture {
 		t.Fatalf("Checkpoint(3) at version 2: %v", err)
 	}
 	if h := held(); !slices.Equal(h, []int64{0}) {
 		t.Fatalf("refused checkpoints saved something: %v", h)
 	}
-	if err := l.Checkpoint(ctx, 2); err != nil {
+	if err := l.Checkpoint(ctx, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	if h := held(); !slices.Equal(h, []int64{2, 0}) {

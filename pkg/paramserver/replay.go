@@ -6,10 +6,11 @@ import "fmt"
 // each shard not already past its step, it pushes the shard's slices of
 // every listed worker's gradient and buffers (grads returns the full flat
 // gradient and the full flat buffer vector of worker at step) and then
-// applies the step with exactly the entry's workers. Shards already past an
-// entry's step skip it (as Apply would); a shard behind the first entry it
-// needs, or an entry that skips a step, is an error, since the log cannot
-// bring it to the entry's version.
+// applies the step with exactly the entry's workers and learning-rate
+// scale (ApplyScaled). Shards already past an entry's step skip it (as
+// Apply would); a shard behind the first entry it needs, or an entry that
+// skips a step, is an error, since the log cannot bring it to the entry's
+// version.
 //
 // grads is called once per (step, worker), only for steps some shard still
 // needs. Replaying a log onto shards restored from the same state as the
@@ -46,7 +47,7 @@ func Replay(log []Entry, shards []*Shard, grads func(step int64, worker int) (gr
 			}
 		}
 		for _, s := range need {
-			if err := s.Apply(e.Step, e.Workers); err != nil {
+			if err := s.ApplyScaled(e.Step, e.Workers, e.LRScale); err != nil {
 				return fmt.Errorf("paramserver: Replay: %w", err)
 			}
 		}

@@ -78,6 +78,12 @@ func workerStep(params, bufs []float32, step int64, w int) (grad, newBufs []floa
 // coordinator logging the set before applying it.
 func (c *testCluster) run(t *testing.T, log CommitLog, from, to int64, sets func(int64) []int) {
 	t.Helper()
+	c.runScaled(t, log, from, to, sets, 0)
+}
+
+// runScaled is run with every step's learning rate scaled by lrScale.
+func (c *testCluster) runScaled(t *testing.T, log CommitLog, from, to int64, sets func(int64) []int, lrScale float64) {
+	t.Helper()
 	ctx := testCtx(t)
 	for step := from; step < to; step++ {
 		params, bufs, err := c.pull(ctx, step)
@@ -97,11 +103,13 @@ func (c *testCluster) run(t *testing.T, log CommitLog, from, to int64, sets func
 			}
 		}
 		set := sets(step)
-		if err := log.Append(Entry{Step: step, Workers: set}); err != nil {
+		if err := log.Append(Entry{Step: step, Workers: set, LRScale: lrScale}); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range c.shards {
-			mustApply(t, s, step, set)
+			if err := s.ApplyScaled(step, set, lrScale); err != nil {
+				t.Fatalf("ApplyScaled(%d, %v, %v): %v", step, set, lrScale, err)
+			}
 		}
 	}
 }

@@ -166,20 +166,21 @@ type Shard struct {
 	decay []optim.Range // cfg.Decay clipped to [Lo, Hi), shard coordinates
 	store Store
 
-	mu       sync.Mutex
-	opt      optim.Optimizer
-	ema      *optim.EMA
-	version  int64
-	params   []float32
-	bufs     []float32
-	shared   bool // params and bufs are a Snapshot's: read-only (own)
-	pending  map[int]pushed
-	spare    [][]float32 // gradients' memory for GradientBuffer (release)
-	lastStep int64       // the last applied step, when lastSet != nil
-	lastSet  []int
-	changed  chan struct{} // closed and replaced whenever version changes
-	closed   bool
-	stats    Stats
+	mu        sync.Mutex
+	opt       optim.Optimizer
+	ema       *optim.EMA
+	version   int64
+	params    []float32
+	bufs      []float32
+	shared    bool // params and bufs are a Snapshot's: read-only (own)
+	pending   map[int]pushed
+	spare     [][]float32 // gradients' memory for GradientBuffer (release)
+	lastStep  int64       // the last applied step, when lastSet != nil
+	lastSet   []int
+	lastScale float64       // the last applied step's scale (canonical: 0 for 1)
+	changed   chan struct{} // closed and replaced whenever version changes
+	closed    bool
+	stats     Stats
 	// Scratch for Apply.
 	acc  []float64
 	mean []float32
@@ -441,7 +442,7 @@ func (s *Shard) push(step int64, worker int, grad, buffers []float32, owned bool
 //
 //	g     = float32( (Σ_{w∈set, in set order} float64(g_w)) / N )   per element
 //	g    += wd·θ  over the decayed ranges                           (optim.AddWeightDecay)
-//	θ     = optimizer step with lr = Schedule.LR(step) at step
+//	θ     = optimizer step with lr = Schedule.LR(step) at step (× the scale: ApplyScaled)
 //	bufs  = float32( (Σ_{w∈set} float64(b_w)) / N )                 per element
 //	ema   ← update(θ, num_updates = step)
 //	version = step + 1
@@ -454,15 +455,30 @@ func (s *Shard) push(step int64, worker int, grad, buffers []float32, owned bool
 // the version (ErrFuture), the set is malformed (ErrBadSet,
 // ErrUnknownWorker) or a worker of the set has not pushed (ErrMissing,
 // with Error.Workers naming them).
-func (s *Shard) Apply(step int64, set []int) error {
+func (s *Shard) Apply(step int64, set []int) error { return s.ApplyScaled(step, set, 0) }
+
+// ApplyScaled is Apply with the step's learning rate Schedule.LR(step)
+// multiplied by lrScale, as the commit log's entry says (Entry.LRScale: 0
+// stands for 1; otherwise positive and finite, or an *Error of kind
+// ErrBadScale). A resend of the last applied step is refused with
+// ErrSetMismatch when its scale differs from the applied one, as when its
+// set does.
+func (s *Shard) ApplyScaled(step int64, set []int, lrScale float64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return s.errorf("apply", ErrClosed, step, -1, "")
 	}
+	if err := checkScale(lrScale); err != nil {
+		return s.errorf("apply", ErrBadScale, step, -1, "%v", err)
+	}
+	lrScale = canonicalScale(lrScale)
 	if step < s.version {
 		if s.lastSet != nil && step == s.lastStep && !slices.Equal(set, s.lastSet) {
 			return s.errorf("apply", ErrSetMismatch, step, -1, "resent with workers %v, applied with %v", set, s.lastSet)
+		}
+		if s.lastSet != nil && step == s.lastStep && lrScale != s.lastScale {
+			return s.errorf("apply", ErrSetMismatch, step, -1, "resent with learning-rate scale %v, applied with %v", LRScaleOf(lrScale), LRScaleOf(s.lastScale))
 		}
 		s.stats.ApplyRepeats++
 		return nil
@@ -501,7 +517,11 @@ func (s *Shard) Apply(step int64, set []int) error {
 	}
 	// Step validates before it modifies anything: on an error (e.g. weight
 	// decay overflowing to Inf) the shard is unchanged.
-	if err := s.opt.Step(s.params, mean, s.sched.LR(step), step); err != nil {
+	lr := s.sched.LR(step)
+	if lrScale != 0 {
+		lr *= lrScale
+	}
+	if err := s.opt.Step(s.params, mean, lr, step); err != nil {
 		return &Error{Op: "apply", Kind: err, Shard: s.cfg.Index, Step: step, Version: s.version, Worker: -1}
 	}
 	if len(s.bufs) > 0 {
@@ -516,7 +536,7 @@ func (s *Shard) Apply(step int64, set []int) error {
 	s.stats.Used += int64(len(set))
 	s.stats.DroppedBackup += int64(len(s.pending) - len(set))
 	s.release()
-	s.lastStep, s.lastSet = step, slices.Clone(set)
+	s.lastStep, s.lastSet, s.lastScale = step, slices.Clone(set), lrScale
 	s.setVersion(step + 1)
 	return nil
 }

@@ -192,7 +192,7 @@ func TestTokenAuth(t *testing.T) {
 			_, _, err := psc.Pull(ctx, 0)
 			wantCode(t, "pull", err, codes.Unauthenticated, "missing or wrong join token")
 			wantCode(t, "push", psc.Push(ctx, 0, 0, g, nil), codes.Unauthenticated, "missing or wrong join token")
-			wantCode(t, "apply", psc.Apply(ctx, 0, []int{0}), codes.Unauthenticated, "missing or wrong join token")
+			wantCode(t, "apply", psc.Apply(ctx, 0, []int{0}, 0), codes.Unauthenticated, "missing or wrong join token")
 			_, err = cc.Join(ctx, RoleWorker, -1, "", "intruder")
 			wantCode(t, "join", err, codes.Unauthenticated, "missing or wrong join token")
 			_, err = cc.Join(ctx, RoleParamServer, 0, "evil:1", "intruder")
@@ -210,7 +210,7 @@ func TestTokenAuth(t *testing.T) {
 	if err := psc.Push(ctx, 0, 0, g, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := psc.Apply(ctx, 0, []int{0}); err != nil {
+	if err := psc.Apply(ctx, 0, []int{0}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := psc.Pull(ctx, 1); err != nil {

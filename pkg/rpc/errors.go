@@ -38,6 +38,7 @@ var kinds = []struct {
 	{paramserver.ErrUnknownWorker, "UNKNOWN_WORKER", codes.InvalidArgument},
 	{paramserver.ErrConflict, "CONFLICT", codes.InvalidArgument},
 	{paramserver.ErrBadSet, "BAD_SET", codes.InvalidArgument},
+	{paramserver.ErrBadScale, "BAD_SCALE", codes.InvalidArgument},
 	{paramserver.ErrStale, "STALE", codes.FailedPrecondition},
 	{paramserver.ErrFuture, "FUTURE", codes.FailedPrecondition},
 	{paramserver.ErrMissing, "MISSING", codes.FailedPrecondition},

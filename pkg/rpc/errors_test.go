@@ -22,7 +22,7 @@ func TestErrorMapping(t *testing.T) {
 		paramserver.ErrBadSet: codes.InvalidArgument, paramserver.ErrStale: codes.FailedPrecondition,
 		paramserver.ErrFuture: codes.FailedPrecondition, paramserver.ErrMissing: codes.FailedPrecondition,
 		paramserver.ErrSetMismatch: codes.FailedPrecondition, paramserver.ErrRestore: codes.FailedPrecondition,
-		paramserver.ErrClosed: codes.Unavailable,
+		paramserver.ErrClosed: codes.Unavailable, paramserver.ErrBadScale: codes.InvalidArgument,
 	}
 	if len(want) != len(kinds) {
 		t.Fatalf("%d kinds mapped, %d expected", len(kinds), len(want))

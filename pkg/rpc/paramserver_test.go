@@ -101,7 +101,7 @@ func testPullPushLargeShard(t *testing.T, fixture func(*testing.T, *paramserver.
 			t.Fatal(err)
 		}
 	}
-	if err := f.client.Apply(ctx, 0, []int{0, 1}); err != nil {
+	if err := f.client.Apply(ctx, 0, []int{0, 1}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := local.S.Apply(0, []int{0, 1}); err != nil {
@@ -200,7 +200,7 @@ func TestMalformedPushes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := f.client.Apply(ctx, 0, []int{0, 1}); err != nil {
+	if err := f.client.Apply(ctx, 0, []int{0, 1}, 0); err != nil {
 		t.Fatal(err)
 	}
 	before, beforeB, err := f.client.Pull(ctx, 1)
@@ -346,7 +346,7 @@ func TestPullErrors(t *testing.T) {
 	if err := f.client.Push(ctx, 0, 0, []float32{1, 2, 3, 4}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.client.Apply(ctx, 0, []int{0}); err != nil {
+	if err := f.client.Apply(ctx, 0, []int{0}, 0); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := f.client.Pull(ctx, 0)
@@ -374,7 +374,7 @@ func TestPullErrors(t *testing.T) {
 	if err := f.client.Push(ctx, 1, 0, []float32{1, 1, 1, 1}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.client.Apply(ctx, 1, []int{0}); err != nil {
+	if err := f.client.Apply(ctx, 1, []int{0}, 0); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -408,31 +408,31 @@ func TestApplyCheckpointRestore(t *testing.T) {
 	if err := f.client.Push(ctx, 0, 1, g, []float32{5, 6}); err != nil {
 		t.Fatal(err)
 	}
-	err = f.client.Apply(ctx, 0, []int{0, 1})
+	err = f.client.Apply(ctx, 0, []int{0, 1}, 0)
 	wantCode(t, "apply with a missing push", err, codes.FailedPrecondition, "missing gradients", "workers [0]")
 	var pe *paramserver.Error
 	if !errors.As(err, &pe) || !errors.Is(err, paramserver.ErrMissing) || len(pe.Workers) != 1 || pe.Workers[0] != 0 {
 		t.Fatalf("missing: %v (%#v)", err, pe)
 	}
-	wantCode(t, "apply of an unsorted set", f.client.Apply(ctx, 0, []int{1, 1}), codes.InvalidArgument, "bad worker set")
-	wantCode(t, "apply of a future step", f.client.Apply(ctx, 4, []int{1}), codes.FailedPrecondition, "future step")
-	wantCode(t, "checkpoint at another version", f.client.Checkpoint(ctx, 1), codes.FailedPrecondition, "future step", "version 0")
+	wantCode(t, "apply of an unsorted set", f.client.Apply(ctx, 0, []int{1, 1}, 0), codes.InvalidArgument, "bad worker set")
+	wantCode(t, "apply of a future step", f.client.Apply(ctx, 4, []int{1}, 0), codes.FailedPrecondition, "future step")
+	wantCode(t, "checkpoint at another version", f.client.Checkpoint(ctx, 1, nil), codes.FailedPrecondition, "future step", "version 0")
 
-	if err := f.client.Apply(ctx, 0, []int{1}); err != nil {
+	if err := f.client.Apply(ctx, 0, []int{1}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.client.Apply(ctx, 0, []int{1}); err != nil { // a resend: idempotent
+	if err := f.client.Apply(ctx, 0, []int{1}, 0); err != nil { // a resend: idempotent
 		t.Fatal(err)
 	}
-	err = f.client.Apply(ctx, 0, []int{0})
+	err = f.client.Apply(ctx, 0, []int{0}, 0)
 	wantCode(t, "resend with another set", err, codes.FailedPrecondition, "worker set differs")
 	if !errors.Is(err, paramserver.ErrSetMismatch) {
 		t.Fatal(err)
 	}
-	if err := f.client.Checkpoint(ctx, 1); err != nil {
+	if err := f.client.Checkpoint(ctx, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, "checkpoint of a past step", f.client.Checkpoint(ctx, 0), codes.FailedPrecondition, "stale step", "version 1")
+	wantCode(t, "checkpoint of a past step", f.client.Checkpoint(ctx, 0, nil), codes.FailedPrecondition, "stale step", "version 1")
 	wantCode(t, "restore of a step never saved", f.client.Restore(ctx, 7), codes.FailedPrecondition, "no saved state")
 
 	if err := f.client.Restore(ctx, 0); err != nil {
@@ -508,7 +508,7 @@ func TestPullReusesItsMemory(t *testing.T) {
 	if err := f.client.Push(ctx, 0, 0, randFloats(rand.New(rand.NewPCG(1, 2)), n), []float32{1, 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.client.Apply(ctx, 0, []int{0}); err != nil {
+	if err := f.client.Apply(ctx, 0, []int{0}, 0); err != nil {
 		t.Fatal(err)
 	}
 	p1, b1, err := f.client.Pull(ctx, 1)

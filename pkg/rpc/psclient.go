@@ -207,12 +207,12 @@ func (p *PSClient) Push(ctx context.Context, step int64, w int, grad, buffers []
 }
 
 // Apply implements coordinator.ShardClient.
-func (p *PSClient) Apply(ctx context.Context, step int64, workers []int) error {
+func (p *PSClient) Apply(ctx context.Context, step int64, workers []int, lrScale float64) error {
 	ws := make([]int32, len(workers))
 	for i, w := range workers {
 		ws[i] = int32(w)
 	}
-	_, err := p.c.Apply(ctx, &paramserverv1.ApplyRequest{Step: step, Workers: ws})
+	_, err := p.c.Apply(ctx, &paramserverv1.ApplyRequest{Step: step, Workers: ws, LrScale: lrScale})
 	return p.wrap("apply", fromStatus(err))
 }
 
@@ -232,8 +232,8 @@ func (p *PSClient) Version(ctx context.Context) (int64, error) {
 }
 
 // Checkpoint implements coordinator.ShardClient.
-func (p *PSClient) Checkpoint(ctx context.Context, step int64) error {
-	_, err := p.c.Checkpoint(ctx, &paramserverv1.CheckpointRequest{Step: step})
+func (p *PSClient) Checkpoint(ctx context.Context, step int64, keep []int64) error {
+	_, err := p.c.Checkpoint(ctx, &paramserverv1.CheckpointRequest{Step: step, Keep: keep})
 	return p.wrap("checkpoint", fromStatus(err))
 }
 

@@ -186,7 +186,7 @@ func (s *PSServer) Apply(ctx context.Context, req *paramserverv1.ApplyRequest) (
 	for i, w := range req.GetWorkers() {
 		set[i] = int(w)
 	}
-	if err := s.shard.Apply(ctx, req.GetStep(), set); err != nil {
+	if err := s.shard.Apply(ctx, req.GetStep(), set, req.GetLrScale()); err != nil {
 		return nil, statusErr(err)
 	}
 	return &paramserverv1.ApplyResponse{Version: s.shard.S.Version()}, nil
@@ -211,7 +211,7 @@ func (s *PSServer) State(_ context.Context, _ *paramserverv1.StateRequest) (*par
 // states go, and Restore finds them again by step, so the response's path
 // is empty.
 func (s *PSServer) Checkpoint(ctx context.Context, req *paramserverv1.CheckpointRequest) (*paramserverv1.CheckpointResponse, error) {
-	if err := s.shard.Checkpoint(ctx, req.GetStep()); err != nil {
+	if err := s.shard.Checkpoint(ctx, req.GetStep(), req.GetKeep()); err != nil {
 		return nil, statusErr(err)
 	}
 	return &paramserverv1.CheckpointResponse{Step: req.GetStep()}, nil

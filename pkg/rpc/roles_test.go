@@ -216,13 +216,13 @@ func TestRolesEnforced(t *testing.T) {
 	// the coordinator applies, reads the state, fetches the optimizer
 	// state and pulls; a worker pulls; a shard and a worker join.
 	g8, bufs := []float32{1, 2, 3, 4, 5, 6, 7, 8}, []float32{0.5, -0.5}
-	if err := ps[RoleCoordinator].Checkpoint(ctx, 0); err != nil {
+	if err := ps[RoleCoordinator].Checkpoint(ctx, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := ps[RoleWorker].Push(ctx, 0, 0, g8, bufs); err != nil {
 		t.Fatal(err)
 	}
-	if err := ps[RoleCoordinator].Apply(ctx, 0, []int{0}); err != nil {
+	if err := ps[RoleCoordinator].Apply(ctx, 0, []int{0}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := ps[RoleCoordinator].Version(ctx); err != nil || v != 1 {
@@ -257,8 +257,8 @@ func TestRolesEnforced(t *testing.T) {
 		return []string{"/logitpair.paramserver.v1.ParameterServer/" + method, "role " + role}
 	}
 	// A worker: nothing that changes a shard's committed state.
-	deny("worker apply", ps[RoleWorker].Apply(ctx, 1, []int{0}), psDenied(RoleWorker, "Apply")...)
-	deny("worker checkpoint", ps[RoleWorker].Checkpoint(ctx, 1), psDenied(RoleWorker, "Checkpoint")...)
+	deny("worker apply", ps[RoleWorker].Apply(ctx, 1, []int{0}, 0), psDenied(RoleWorker, "Apply")...)
+	deny("worker checkpoint", ps[RoleWorker].Checkpoint(ctx, 1, nil), psDenied(RoleWorker, "Checkpoint")...)
 	deny("worker restore", ps[RoleWorker].Restore(ctx, 0), psDenied(RoleWorker, "Restore")...)
 	_, err := ps[RoleWorker].State(ctx)
 	deny("worker state", err, psDenied(RoleWorker, "State")...)
@@ -273,7 +273,7 @@ func TestRolesEnforced(t *testing.T) {
 	deny("worker leaves as a shard", err, "Coordinator/Leave", "role worker")
 	// A shard: neither a worker's calls nor the coordinator's.
 	deny("shard push", ps[RoleParamServer].Push(ctx, 1, 0, g8, bufs), psDenied(RoleParamServer, "Push")...)
-	deny("shard apply", ps[RoleParamServer].Apply(ctx, 1, []int{0}), psDenied(RoleParamServer, "Apply")...)
+	deny("shard apply", ps[RoleParamServer].Apply(ctx, 1, []int{0}, 0), psDenied(RoleParamServer, "Apply")...)
 	_, err = co[RoleParamServer].ReportStep(ctx, &coordinatorv1.StepReport{Step: 1, Slot: 0})
 	deny("shard report", err, "Coordinator/ReportStep", "role paramserver", "only worker")
 	_, err = co[RoleParamServer].WaitStep(ctx, &coordinatorv1.WaitStepRequest{Step: 2})
@@ -309,7 +309,7 @@ func TestRolesEnforced(t *testing.T) {
 		t.Fatalf("first line %v", f)
 	}
 	clk.add(refusalLogEvery)
-	deny("worker apply, a second later", ps[RoleWorker].Apply(ctx, 1, []int{0}), psDenied(RoleWorker, "Apply")...)
+	deny("worker apply, a second later", ps[RoleWorker].Apply(ctx, 1, []int{0}, 0), psDenied(RoleWorker, "Apply")...)
 	lines = logs.FilterMessage("refused a call: not allowed for the caller's role").All()
 	if len(lines) != 2 || lines[1].ContextMap()["suppressed"] != int64(denied-2) {
 		t.Fatalf("after a second: %v", lines)

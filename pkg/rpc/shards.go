@@ -106,12 +106,12 @@ func (s *CoordinatorShard) client() (*PSClient, error) {
 }
 
 // Apply implements coordinator.ShardClient.
-func (s *CoordinatorShard) Apply(ctx context.Context, step int64, w []int) error {
+func (s *CoordinatorShard) Apply(ctx context.Context, step int64, w []int, lrScale float64) error {
 	c, err := s.client()
 	if err != nil {
 		return err
 	}
-	return c.Apply(ctx, step, w)
+	return c.Apply(ctx, step, w, lrScale)
 }
 
 // Version implements coordinator.ShardClient.
@@ -124,12 +124,12 @@ func (s *CoordinatorShard) Version(ctx context.Context) (int64, error) {
 }
 
 // Checkpoint implements coordinator.ShardClient.
-func (s *CoordinatorShard) Checkpoint(ctx context.Context, step int64) error {
+func (s *CoordinatorShard) Checkpoint(ctx context.Context, step int64, keep []int64) error {
 	c, err := s.client()
 	if err != nil {
 		return err
 	}
-	return c.Checkpoint(ctx, step)
+	return c.Checkpoint(ctx, step, keep)
 }
 
 // Restore implements coordinator.ShardClient.

@@ -136,13 +136,13 @@ func TestMutualTLS(t *testing.T) {
 	// step applied after it, a worker and a shard in the membership table.
 	g := []float32{1, 2, 3, 4, 5, 6, 7, 8}
 	bufs := []float32{0.5, -0.5}
-	if err := psc.Checkpoint(ctx, 0); err != nil {
+	if err := psc.Checkpoint(ctx, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := psc.Push(ctx, 0, 0, g, bufs); err != nil {
 		t.Fatal(err)
 	}
-	if err := psc.Apply(ctx, 0, []int{0}); err != nil {
+	if err := psc.Apply(ctx, 0, []int{0}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := cc.Join(ctx, RoleWorker, 0, "", "friend"); err != nil || r.Slot != 0 {
@@ -181,8 +181,8 @@ func TestMutualTLS(t *testing.T) {
 			_, _, err := bad.Pull(cctx, 1)
 			wantCode(t, "pull", err, tc.code, tc.msg)
 			wantCode(t, "push", bad.Push(cctx, 1, 0, g, bufs), tc.code, tc.msg)
-			wantCode(t, "apply", bad.Apply(cctx, 1, []int{0}), tc.code, tc.msg)
-			wantCode(t, "checkpoint", bad.Checkpoint(cctx, 1), tc.code, tc.msg)
+			wantCode(t, "apply", bad.Apply(cctx, 1, []int{0}, 0), tc.code, tc.msg)
+			wantCode(t, "checkpoint", bad.Checkpoint(cctx, 1, nil), tc.code, tc.msg)
 			wantCode(t, "restore", bad.Restore(cctx, 0), tc.code, tc.msg)
 			_, err = badc.Join(cctx, RoleWorker, -1, "", "intruder")
 			wantCode(t, "join", err, tc.code, tc.msg)
@@ -202,7 +202,7 @@ func TestMutualTLS(t *testing.T) {
 	if err := psc.Push(ctx, 1, 0, g, bufs); err != nil {
 		t.Fatal(err)
 	}
-	if err := psc.Apply(ctx, 1, []int{0}); err != nil {
+	if err := psc.Apply(ctx, 1, []int{0}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := psc.Pull(ctx, 2); err != nil {

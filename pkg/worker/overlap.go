@@ -169,6 +169,8 @@ func (p *pushRound) wait() error {
 // of step t, with the coordinator's WaitStep(t, gen) beside it.
 type prefetch struct {
 	t, gen int64
+	ctx    context.Context
+	coord  Coordinator
 	cancel context.CancelFunc
 	pulled chan error // the pull round's outcome
 	waited chan waited
@@ -186,7 +188,7 @@ type waited struct {
 // else may touch params, bufs or pulled.
 func (w *Worker) prefetch(ctx context.Context, t, gen int64) *prefetch {
 	ctx, cancel := context.WithCancel(ctx)
-	p := &prefetch{t: t, gen: gen, cancel: cancel, pulled: make(chan error, 1), waited: make(chan waited, 1)}
+	p := &prefetch{t: t, gen: gen, ctx: ctx, coord: w.coord, cancel: cancel, pulled: make(chan error, 1), waited: make(chan waited, 1)}
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
@@ -224,7 +226,23 @@ func (p *prefetch) next() (StepState, error) {
 		return r.st, r.err
 	case r := <-p.waited:
 		if r.err == nil && !r.st.Done && r.st.Step == p.t+1 && r.st.Generation == p.gen {
-			<-p.pulled // the shards have applied step t: the pulls are answered now
+			// The shards have applied step t, so the pulls are answered
+			// now — unless a rollback restores the shards below t+1
+			// before a pull reaches them: then the pull would wait for a
+			// version that needs this worker's next step. Whichever comes
+			// first, the slices or the coordinator leaving (t+1, gen).
+			moved := make(chan waited, 1)
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				st, err := p.coord.WaitStep(p.ctx, p.t+1, p.gen)
+				moved <- waited{st, err}
+			}()
+			select {
+			case <-p.pulled:
+			case m := <-moved:
+				return m.st, m.err
+			}
 		}
 		return r.st, r.err
 	}

@@ -125,6 +125,7 @@ func NewInProcess(ctx context.Context, cfg train.Config, o Options) (*InProcess,
 		if err := mw.StartCompute(o.Workers, dataset, time.Now); err != nil {
 			return nil, err
 		}
+		mw.Keep = func() []int64 { return c.Coord.Kept() }
 		hooks.Checkpointed = mw.Write
 	}
 	if c.Coord, err = coordinator.New(ctx, cc, c.Log, &checkpoint.MemRecord{}, clients, hooks, o.Logger); err != nil {

@@ -674,7 +674,14 @@ type ApplyRequest struct {
 	// coordinator logged them; no duplicates. The shard averages over exactly
 	// these, summing in increasing slot order, so that the result depends on
 	// the set only (not on arrival or listing order) and replays bit for bit.
-	Workers       []int32 `protobuf:"varint,2,rep,packed,name=workers,proto3" json:"workers,omitempty"`
+	Workers []int32 `protobuf:"varint,2,rep,packed,name=workers,proto3" json:"workers,omitempty"`
+	// The factor the step's scheduled learning rate is multiplied by, as the
+	// coordinator logged it with the step (lowered when it rolls the run back
+	// after a collapse). 0, the value of a coordinator from before the field,
+	// stands for 1; otherwise positive and finite (INVALID_ARGUMENT,
+	// reason BAD_SCALE). A resend of the last applied step with another scale
+	// is refused like one with another set (SET_MISMATCH).
+	LrScale       float64 `protobuf:"fixed64,3,opt,name=lr_scale,json=lrScale,proto3" json:"lr_scale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -721,6 +728,13 @@ func (x *ApplyRequest) GetWorkers() []int32 {
 		return x.Workers
 	}
 	return nil
+}
+
+func (x *ApplyRequest) GetLrScale() float64 {
+	if x != nil {
+		return x.LrScale
+	}
+	return 0
 }
 
 // ApplyResponse reports the shard's version after Apply.
@@ -977,7 +991,12 @@ type CheckpointRequest struct {
 	Step int64 `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
 	// Directory (on the shard's filesystem) to write into; the shard chooses
 	// the file name inside it.
-	Dir           string `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	Dir string `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	// Versions the shard must not prune when this save makes it drop old
+	// ones (the coordinator's rollback target, which may be older than the
+	// states the shard keeps otherwise). A shard from before the field
+	// ignores it.
+	Keep          []int64 `protobuf:"varint,3,rep,packed,name=keep,proto3" json:"keep,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1024,6 +1043,13 @@ func (x *CheckpointRequest) GetDir() string {
 		return x.Dir
 	}
 	return ""
+}
+
+func (x *CheckpointRequest) GetKeep() []int64 {
+	if x != nil {
+		return x.Keep
+	}
+	return nil
 }
 
 // CheckpointResponse reports where the state went. Set by the shard.
@@ -1224,10 +1250,11 @@ const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"\bencoding\x18\b \x01(\x0e2*.logitpair.paramserver.v1.GradientEncodingR\bencoding\"B\n" +
 	"\aPushAck\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12#\n" +
-	"\rshard_version\x18\x02 \x01(\x03R\fshardVersion\"<\n" +
+	"\rshard_version\x18\x02 \x01(\x03R\fshardVersion\"W\n" +
 	"\fApplyRequest\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x18\n" +
-	"\aworkers\x18\x02 \x03(\x05R\aworkers\")\n" +
+	"\aworkers\x18\x02 \x03(\x05R\aworkers\x12\x19\n" +
+	"\blr_scale\x18\x03 \x01(\x01R\alrScale\")\n" +
 	"\rApplyResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\"\x0e\n" +
 	"\fStateRequest\"\xa2\x01\n" +
@@ -1242,10 +1269,11 @@ const file_logitpair_paramserver_v1_paramserver_proto_rawDesc = "" +
 	"\aapplied\x18\x02 \x01(\x03R\aapplied\x12#\n" +
 	"\rdropped_stale\x18\x03 \x01(\x03R\fdroppedStale\x12%\n" +
 	"\x0edropped_backup\x18\x04 \x01(\x03R\rdroppedBackup\x12\x1a\n" +
-	"\brejected\x18\x05 \x01(\x03R\brejected\"9\n" +
+	"\brejected\x18\x05 \x01(\x03R\brejected\"M\n" +
 	"\x11CheckpointRequest\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x10\n" +
-	"\x03dir\x18\x02 \x01(\tR\x03dir\"<\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x12\n" +
+	"\x04keep\x18\x03 \x03(\x03R\x04keep\"<\n" +
 	"\x12CheckpointResponse\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\"8\n" +
