@@ -105,7 +105,9 @@ type Config struct {
 	// make a step.
 	Workers, Backups int
 	// Elastic lowers N to the number of live workers when fewer than W − b
-	// are alive, and raises it again as they return.
+	// are alive, and raises it again as they return. It does so once W − b
+	// workers have been live together: until then (a new run, a restarted
+	// coordinator) it waits for them, as without Elastic.
 	Elastic bool
 	// Steps is the run's length: the coordinator is done at version Steps.
 	Steps int64
@@ -270,6 +272,7 @@ type Coordinator struct {
 	generation int64 // bumped by every rollback
 	reports    []int // slots that reported c.step, in arrival order
 	slots      []slotState
+	filled     bool          // W − b workers have been live together (Elastic may lower N)
 	opened     time.Time     // when c.step became the current step
 	stepTime   time.Duration // mean recent step time (EWMA), 0 before the first
 	// Two independent causes of a pause: too few live workers, and shards
@@ -323,10 +326,8 @@ func New(ctx context.Context, cfg Config, log paramserver.CommitLog, ckpts Check
 	}
 	c := &Coordinator{cfg: cfg, log: log, ckpts: ckpts, shards: shards, hooks: hooks, logger: logger,
 		changed: make(chan struct{}), commit: make(chan struct{}, 1), opened: cfg.Now()}
-	c.slots = make([]slotState, cfg.Workers)
-	for w := range c.slots {
-		c.slots[w] = slotState{live: true, since: c.opened}
-	}
+	c.slots = make([]slotState, cfg.Workers) // none live until its worker joins
+	c.updatePauseLocked()
 	c.ready = make(chan struct{})
 	c.generation = cfg.InitialGeneration
 	c.lrScale = cfg.LRScale
@@ -343,7 +344,7 @@ func (c *Coordinator) notifyLocked() {
 
 func (c *Coordinator) requiredLocked() int {
 	n := c.cfg.Workers - c.cfg.Backups
-	if c.cfg.Elastic {
+	if c.cfg.Elastic && c.filled {
 		n = max(min(n, c.liveLocked()), 1)
 	}
 	return n
@@ -364,7 +365,10 @@ func (c *Coordinator) updatePauseLocked() {
 	reason := ""
 	if live < n {
 		hint := "start more workers, or run with --elastic"
-		if c.cfg.Elastic {
+		switch {
+		case !c.joinedLocked():
+			hint = "no worker has joined yet: start the workers"
+		case c.cfg.Elastic || live == 0:
 			hint = "start more workers"
 		}
 		reason = fmt.Sprintf("%d live workers, %d needed per step (%s)", live, n, hint)

@@ -35,8 +35,20 @@ func newRig(t *testing.T, workers, backups int, elastic bool, log paramserver.Co
 
 // newRigWrapped is newRig with the coordinator reaching shard k through
 // wrap(k, shard) (fault injection) and logging to logger; wrap and logger
-// may be nil.
+// may be nil. Every worker has joined (SetLive) before the coordinator runs.
 func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramserver.CommitLog, shards []*paramserver.Local, ckpts *checkpoint.MemRecord,
+	wrap func(k int, s coordinator.ShardClient) coordinator.ShardClient, logger *zap.Logger, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
+	t.Helper()
+	return buildRig(t, workers, backups, elastic, true, log, shards, ckpts, wrap, logger, opts...)
+}
+
+// newEmptyRig is newRig on a fresh log before any worker joined.
+func newEmptyRig(t *testing.T, workers, backups int, elastic bool, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
+	t.Helper()
+	return buildRig(t, workers, backups, elastic, false, paramserver.NewMemLog(), nil, nil, nil, nil, opts...)
+}
+
+func buildRig(t *testing.T, workers, backups int, elastic, join bool, log paramserver.CommitLog, shards []*paramserver.Local, ckpts *checkpoint.MemRecord,
 	wrap func(k int, s coordinator.ShardClient) coordinator.ShardClient, logger *zap.Logger, opts ...func(*coordinator.Config, *coordinator.Hooks)) *rig {
 	t.Helper()
 	r := &rig{t: t, log: log, ckpts: ckpts, shards: shards}
@@ -73,6 +85,11 @@ func newRigWrapped(t *testing.T, workers, backups int, elastic bool, log paramse
 		t.Fatal(err)
 	}
 	r.c = c
+	if join {
+		for w := range workers {
+			c.SetLive(w, true)
+		}
+	}
 	rctx, rcancel := context.WithCancel(ctx)
 	r.run, r.done = rcancel, make(chan error, 1)
 	go func() { r.done <- c.Run(rctx) }()

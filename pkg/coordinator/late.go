@@ -22,6 +22,15 @@ func (l *Late) Set(c *Coordinator) {
 	}
 }
 
+// Bind binds c as Set does, then makes live in c every worker slot m holds:
+// the workers that joined while Get returned nil, whose joins reached only
+// the membership table (SetLive is called on a bound coordinator). A join
+// after Set reaches c itself.
+func (l *Late) Bind(c *Coordinator, m *Membership) {
+	l.Set(c)
+	c.AdoptJoined(func(slot int) bool { return m.CheckHeld(slot) == nil })
+}
+
 // Get returns the coordinator, or nil before Set.
 func (l *Late) Get() *Coordinator {
 	if l == nil {

@@ -9,8 +9,14 @@ import (
 
 // The liveness rule. A worker is dropped from a step only by the step's own
 // rule (the first N reports make it; the rest are backups). Whether a worker
-// counts as live — which decides the pause and, with Elastic, N — follows
-// two witnesses that must agree before a worker is counted as gone:
+// counts as live — which decides the pause and, with Elastic, N, and is the
+// live count of Status, the metrics and the status page — is one rule: a
+// slot is live once a worker joined it (SetLive(slot, true), or a report
+// from it: pkg/rpc accepts reports only from held slots) and until it is
+// counted gone. No slot is live before its worker joins: a coordinator with
+// no workers says 0 live and pauses, saying that none has joined yet.
+//
+// Counting a worker as gone follows two witnesses that must agree:
 //
 //   - gossip (memberlist) says it is dead (Gossip(slot, false)), and
 //   - it missed Config.MissedSteps steps: steps committed since its last
@@ -25,11 +31,14 @@ import (
 // never dropped. A worker that really died misses steps — committed without
 // it when backups cover it, or waited for when they do not — and is dropped
 // after MissedSteps of them. A clean Leave (SetLive(slot, false)) drops it
-// at once; a report, a join or gossip seeing it alive again restores it.
+// at once. A report or a join restores it; gossip seeing it alive again
+// only clears the suspicion: a dropped worker's slot was released, so it
+// must join again before it counts (its reports are refused until then).
 
 // slotState is one worker slot's liveness.
 type slotState struct {
 	live    bool      // counts as live (for the pause and Elastic's N)
+	joined  bool      // a worker joined it at least once (this process)
 	suspect bool      // gossip says dead
 	from    int64     // misses count from this step (its last report + 1)
 	since   time.Time // when it was last heard from (a report) or came alive
@@ -43,6 +52,17 @@ func (c *Coordinator) liveLocked() int {
 		}
 	}
 	return n
+}
+
+// joinedLocked reports whether any worker has joined since the coordinator
+// started.
+func (c *Coordinator) joinedLocked() bool {
+	for _, s := range c.slots {
+		if s.joined {
+			return true
+		}
+	}
+	return false
 }
 
 // heardLocked records a report of step from slot: the worker is alive.
@@ -90,6 +110,23 @@ func (c *Coordinator) blockedLocked() bool {
 	return len(c.reports)+pending < c.requiredLocked()
 }
 
+// AdoptJoined makes live every worker slot that held reports as held: the
+// workers that joined before the coordinator was built, whose joins could
+// not reach it (see Late.Bind). held is called under the coordinator's
+// lock, so a Leave that releases a slot and then calls SetLive(slot, false)
+// is ordered after it either way.
+func (c *Coordinator) AdoptJoined(held func(slot int) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for w := range c.slots {
+		if s := &c.slots[w]; !s.live && held(w) {
+			s.suspect = false
+			s.from, s.since = max(s.from, c.step), c.cfg.Now()
+			c.setLiveLocked(w, true, "it joined before the coordinator started")
+		}
+	}
+}
+
 // SetLive records a worker slot's liveness as certain: false when it left
 // cleanly (Leave), true when it joined. Fewer live workers than N pauses the
 // cluster with a reason; with Elastic, N follows.
@@ -113,10 +150,11 @@ func (c *Coordinator) SetLive(slot int, alive bool) {
 	}
 }
 
-// Gossip records what membership says of a worker slot. Alive restores the
-// worker at once; dead only makes it a suspect, dropped once it has also
-// missed Config.MissedSteps steps (checked now, after every commit and at
-// every probe).
+// Gossip records what membership says of a worker slot. Alive clears the
+// suspicion (it does not make a slot live: only a join or a report does);
+// dead only makes it a suspect, dropped once it has also missed
+// Config.MissedSteps steps (checked now, after every commit and at every
+// probe).
 func (c *Coordinator) Gossip(slot int, alive bool) {
 	c.mu.Lock()
 	if slot < 0 || slot >= c.cfg.Workers {
@@ -125,11 +163,10 @@ func (c *Coordinator) Gossip(slot int, alive bool) {
 	}
 	s := &c.slots[slot]
 	if alive {
-		s.suspect = false
-		if !s.live {
-			s.from, s.since = max(s.from, c.step), c.cfg.Now()
-			c.setLiveLocked(slot, true, "gossip sees it alive again")
+		if s.suspect && s.live {
+			c.logger.Info("gossip sees a suspected worker alive again", zap.Int("slot", slot))
 		}
+		s.suspect = false
 		c.mu.Unlock()
 		return
 	}
@@ -172,6 +209,12 @@ func (c *Coordinator) checkLiveness() {
 // (and, with Elastic, N).
 func (c *Coordinator) setLiveLocked(slot int, alive bool, why string) {
 	c.slots[slot].live = alive
+	if alive {
+		c.slots[slot].joined = true
+		if c.liveLocked() >= c.cfg.Workers-c.cfg.Backups {
+			c.filled = true
+		}
+	}
 	c.logger.Info("worker liveness", zap.Int("slot", slot), zap.Bool("alive", alive), zap.String("why", why),
 		zap.Int("live", c.liveLocked()), zap.Int("required", c.requiredLocked()))
 	c.updatePauseLocked()

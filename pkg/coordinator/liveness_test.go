@@ -64,7 +64,8 @@ func TestGossipAloneNeverDropsAReportingWorker(t *testing.T) {
 }
 
 // A worker that gossip declares dead and that stopped reporting is dropped
-// after MissedSteps committed steps without it, and comes back with gossip.
+// after MissedSteps committed steps without it. Gossip seeing it again does
+// not make it live (its slot was released): joining again does.
 func TestADeadWorkerIsDroppedAfterMissingSteps(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
 	rel := &releases{}
@@ -85,8 +86,12 @@ func TestADeadWorkerIsDroppedAfterMissingSteps(t *testing.T) {
 		t.Fatalf("after 3 missed steps: %+v, want 2 live (N = 2 still met)", st)
 	}
 	r.c.Gossip(2, true)
+	if st := r.c.Status(); st.LiveWorkers != 2 {
+		t.Fatalf("after gossip saw it again: %+v, want still 2 live (it has not joined again)", st)
+	}
+	r.c.SetLive(2, true)
 	if st := r.c.Status(); st.LiveWorkers != 3 {
-		t.Fatalf("after gossip saw it again: %+v, want 3 live", st)
+		t.Fatalf("after it joined again: %+v, want 3 live", st)
 	}
 }
 
@@ -146,4 +151,85 @@ func TestWaitingTimeCountsOnlyWhenTheStepIsBlocked(t *testing.T) {
 	}
 	r.c.Gossip(2, false) // now the step waits on suspects only
 	waitFor(t, "the release", func() bool { return len(rel.get()) == 2 })
+}
+
+// No slot is live before its worker joins: a coordinator without workers
+// says 0 live and pauses, saying that none has joined; gossip alone makes
+// no slot live; a join or a report does, a leave undoes it.
+func TestNoWorkerIsLiveBeforeItJoins(t *testing.T) {
+	r := newEmptyRig(t, 3, 1, false)
+	const none = "0 live workers, 2 needed per step (no worker has joined yet: start the workers)"
+	if st := r.c.Status(); st.LiveWorkers != 0 || st.Required != 2 || !st.Paused || st.Reason != none {
+		t.Fatalf("before any join: %+v, want 0 live, paused with %q", st, none)
+	}
+	r.c.Gossip(0, true)
+	if st := r.c.Status(); st.LiveWorkers != 0 || st.Reason != none {
+		t.Fatalf("after gossip alone: %+v, want still 0 live", st)
+	}
+	r.c.SetLive(0, true)
+	if st := r.c.Status(); st.LiveWorkers != 1 || !st.Paused || st.Reason != "1 live workers, 2 needed per step (start more workers, or run with --elastic)" {
+		t.Fatalf("after one join: %+v", st)
+	}
+	if _, _, _, err := r.c.Report(0, 2); err != nil { // a report shows slot 2's worker holds it
+		t.Fatal(err)
+	}
+	if st := r.c.Status(); st.LiveWorkers != 2 || st.Paused || st.Reason != "" {
+		t.Fatalf("after a report from a second slot: %+v, want 2 live, not paused", st)
+	}
+	r.c.SetLive(1, true)
+	r.c.SetLive(0, false)
+	r.c.SetLive(2, false)
+	if st := r.c.Status(); st.LiveWorkers != 1 || !st.Paused || st.Reason != "1 live workers, 2 needed per step (start more workers, or run with --elastic)" {
+		t.Fatalf("after two leaves: %+v", st)
+	}
+	r.c.SetLive(1, false)
+	if st := r.c.Status(); st.LiveWorkers != 0 || st.Reason != "0 live workers, 2 needed per step (start more workers)" {
+		t.Fatalf("after every worker left: %+v", st)
+	}
+}
+
+// An elastic coordinator waits for W − b workers at the start, as without
+// Elastic (N is not 1 because none has joined yet); once they have been
+// live together, N follows the live count.
+func TestElasticWaitsForTheFullCountAtTheStart(t *testing.T) {
+	r := newEmptyRig(t, 3, 0, true)
+	if st := r.c.Status(); st.LiveWorkers != 0 || st.Required != 3 || !st.Paused ||
+		st.Reason != "0 live workers, 3 needed per step (no worker has joined yet: start the workers)" {
+		t.Fatalf("before any join: %+v", st)
+	}
+	r.c.SetLive(0, true)
+	r.c.SetLive(1, true)
+	if st := r.c.Status(); st.LiveWorkers != 2 || st.Required != 3 || st.Reason != "2 live workers, 3 needed per step (start more workers)" {
+		t.Fatalf("two of three joined: %+v, want N still 3", st)
+	}
+	r.c.SetLive(2, true)
+	if st := r.c.Status(); st.LiveWorkers != 3 || st.Required != 3 || st.Paused {
+		t.Fatalf("all joined: %+v", st)
+	}
+	r.c.SetLive(2, false)
+	if st := r.c.Status(); st.LiveWorkers != 2 || st.Required != 2 || st.Paused {
+		t.Fatalf("one left: %+v, want N lowered to 2", st)
+	}
+	r.step(0, 0, 1)
+}
+
+// Late.Bind makes live the workers that joined the membership table before
+// the coordinator was bound, and only those.
+func TestBindAdoptsTheWorkersThatJoinedEarlier(t *testing.T) {
+	m, err := coordinator.NewMembership(coordinator.MembershipConfig{Workers: 3, Backups: 1, Ranges: []coordinator.Range{{Hi: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []int{0, 2} {
+		if _, err := m.JoinWorker(s, "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := newEmptyRig(t, 3, 1, false)
+	var l coordinator.Late
+	l.Bind(r.c, m)
+	if st := r.c.Status(); st.LiveWorkers != 2 || st.Paused {
+		t.Fatalf("after Bind: %+v, want the 2 joined workers live", st)
+	}
+	r.step(0, 2, 0)
 }

@@ -64,7 +64,7 @@ func newCoordinator(reg prometheus.Registerer, now func() time.Time) (*Coordinat
 	err = register(reg,
 		st("step", "The global step: the next step to commit (= steps in the committed history).", func(s coordinator.Status) float64 { return float64(s.Step) }),
 		st("generation", "The coordinator's generation (bumped by every rollback).", func(s coordinator.Status) float64 { return float64(s.Generation) }),
-		st("live_workers", "Worker slots the coordinator considers alive.", func(s coordinator.Status) float64 { return float64(s.LiveWorkers) }),
+		st("live_workers", "Live workers: slots a worker joined and that were not counted gone since (0 before any worker joined).", func(s coordinator.Status) float64 { return float64(s.LiveWorkers) }),
 		st("required_workers", "Gradients that make a step (N = W − b, or the live count with --elastic).", func(s coordinator.Status) float64 { return float64(s.Required) }),
 		st("paused", "1 while the cluster is paused (too few live workers, or shards that cannot apply).", func(s coordinator.Status) float64 { return boolFloat(s.Paused) }),
 		st("run_done", "1 once the global step reached the run's length.", func(s coordinator.Status) float64 { return boolFloat(s.Done) }),

@@ -528,3 +528,44 @@ func TestAuthRefused(t *testing.T) {
 		t.Fatalf("role refusals %v, want 0", v)
 	}
 }
+
+// idleShard is a shard the coordinator never calls here (New does not
+// contact its shards).
+type idleShard struct{ coordinator.ShardClient }
+
+// TestLiveWorkersCountOnlyJoinedWorkers: attached to a coordinator no worker
+// has joined, logitpair_live_workers is 0 (below the required 3: the
+// cluster is paused); a join raises it, a leave lowers it.
+func TestLiveWorkersCountOnlyJoinedWorkers(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m, err := NewCoordinator(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := coordinator.DefaultConfig()
+	cfg.Workers, cfg.Backups, cfg.Steps = 4, 1, 10
+	c, err := coordinator.New(context.Background(), cfg, paramserver.NewMemLog(), nil, []coordinator.ShardClient{idleShard{}}, coordinator.Hooks{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Attach(c)
+	want := func(what string, live, paused float64) {
+		t.Helper()
+		if v := value(t, reg, "logitpair_live_workers", nil); v != live {
+			t.Errorf("%s: live workers %v, want %v", what, v, live)
+		}
+		if v := value(t, reg, "logitpair_required_workers", nil); v != 3 {
+			t.Errorf("%s: required workers %v, want 3", what, v)
+		}
+		if v := value(t, reg, "logitpair_paused", nil); v != paused {
+			t.Errorf("%s: paused %v, want %v", what, v, paused)
+		}
+	}
+	want("before any join", 0, 1)
+	for w := range 3 {
+		c.SetLive(w, true)
+	}
+	want("after 3 joins", 3, 0)
+	c.SetLive(1, false)
+	want("after a leave", 2, 1)
+}

@@ -226,7 +226,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	//    end, and then lingers so that the workers learn that the run is
 	//    done. Stopped first, so that no step begins while the rest stops.
 	addActor(&g, loopActor(ctx, func(ctx context.Context) error {
-		late.Set(c)
+		late.Bind(c, members)
 		cm.Attach(c)
 		log.Info("coordinator listening", zap.String("grpc", ln.Addr().String()), zap.String("gossip", gossip.Addr()),
 			zap.Int("workers", o.Workers), zap.Int("backups", o.Backups), zap.Int("ps", o.PS), zap.Int64("steps", o.Train.Steps))

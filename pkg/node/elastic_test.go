@@ -226,9 +226,11 @@ func waitCoordLine(t *testing.T, c *Cluster, from int64, msg string, match func(
 }
 
 // livenessDuringRun returns the fields of the coordinator's "worker
-// liveness" lines logged before step steps-2 was committed: up to then the
-// run cannot be done (when it is, the workers leave, and the coordinator logs
-// that too, possibly before its last "step committed" line).
+// liveness" lines logged after step 0 and before step steps-2 was committed.
+// The workers' joins come before step 0, which even with --elastic waits
+// for all of them; up to steps-2 the run cannot be done (when it is, the
+// workers leave, and the coordinator logs that too, possibly before its
+// last "step committed" line).
 func livenessDuringRun(t *testing.T, c *Cluster, steps int64) []map[string]any {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(c.L.Dir, "logs", "coordinator.log"))
@@ -236,6 +238,7 @@ func livenessDuringRun(t *testing.T, c *Cluster, steps int64) []map[string]any {
 		t.Fatal(err)
 	}
 	var out []map[string]any
+	started := false
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Split(line, "\t")
 		if len(f) < 5 || (f[3] != "worker liveness" && f[3] != "step committed") {
@@ -246,12 +249,15 @@ func livenessDuringRun(t *testing.T, c *Cluster, steps int64) []map[string]any {
 			t.Fatalf("log line %q: %v", line, err)
 		}
 		if f[3] == "step committed" {
+			started = true
 			if num(t, fields, "step") == steps-2 {
 				return out
 			}
 			continue
 		}
-		out = append(out, fields)
+		if started {
+			out = append(out, fields)
+		}
 	}
 	t.Fatalf("no \"step committed\" line for step %d in the coordinator's log", steps-2)
 	return nil

@@ -119,7 +119,12 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	late.Set(c)
+	// Bound as RunCoordinator binds it: the two workers that joined before
+	// the coordinator existed count as live, the never-joined slot 2 not.
+	late.Bind(c, reg)
+	if s = src.Snapshot(); s.Run.LiveWorkers != 2 || s.Run.Paused || aliveWorkers(s.Members) != 2 {
+		t.Fatalf("after binding the coordinator: run %+v, members %+v, want 2 live", s.Run, s.Members)
+	}
 	runDone := make(chan error, 1)
 	go func() { runDone <- c.Run(ctx) }()
 	t.Cleanup(func() {
@@ -158,7 +163,7 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 
 	s = src.Snapshot()
 	r := s.Run
-	if r.Phase != statuspage.PhaseRunning || r.Step != 3 || r.Steps != steps || r.Required != 2 || r.LiveWorkers != 3 ||
+	if r.Phase != statuspage.PhaseRunning || r.Step != 3 || r.Steps != steps || r.Required != 2 || r.LiveWorkers != 2 ||
 		r.Workers != workers || r.Backups != backups || r.Paused || r.DroppedBackup != 1 {
 		t.Fatalf("run %+v", r)
 	}
@@ -223,9 +228,87 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 	// Two workers gone: fewer live than N pauses the run.
 	c.SetLive(1, false)
 	c.SetLive(2, false)
-	if s = src.Snapshot(); s.Run.Phase != statuspage.PhasePaused || !strings.Contains(s.Run.Reason, "1 live workers, 2 needed") {
+	if s = src.Snapshot(); s.Run.Phase != statuspage.PhasePaused || !strings.Contains(s.Run.Reason, "1 live workers, 2 needed") || s.Run.LiveWorkers != 1 {
 		t.Errorf("paused run: %+v", s.Run)
 	}
+}
+
+// TestStatusBeforeAnyWorkerJoined: a bound coordinator no worker has joined
+// shows 0 live workers, every worker slot not alive, and a paused run whose
+// reason says that none has joined, in the snapshot and in /status.json.
+func TestStatusBeforeAnyWorkerJoined(t *testing.T) {
+	const workers, backups, steps = 3, 0, 10
+	layout := &cluster.Layout{Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 10}}}
+	mc, err := rpc.NewMembershipConfig(train.DefaultConfig(), layout.Ranges(), workers, backups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := coordinator.NewMembership(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := new(coordinator.Late)
+	feed, err := newStatusFeed(late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	cc := coordinator.DefaultConfig()
+	cc.Workers, cc.Backups, cc.Steps, cc.CheckpointEvery = workers, backups, steps, 0
+	c, err := coordinator.New(ctx, cc, paramserver.NewMemLog(), nil, []coordinator.ShardClient{&statusTestShard{}}, coordinator.Hooks{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late.Bind(c, reg)
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-runDone
+	})
+	<-c.Ready()
+	handlers, err := statusHandlers(feed, reg, steps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	for p, h := range handlers {
+		mux.Handle(p, h)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	if page := httpBody(t, srv.URL+"/"); !strings.Contains(page, `id="workers">0 live / 3 required<`) || !strings.Contains(page, "no worker has joined yet") {
+		t.Errorf("the page does not show 0 live workers and why it waits")
+	}
+	res, err := http.Get(srv.URL + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got statuspage.Snapshot
+	err = json.NewDecoder(res.Body).Decode(&got)
+	res.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reason = "0 live workers, 3 needed per step (no worker has joined yet: start the workers)"
+	if r := got.Run; r.LiveWorkers != 0 || r.Required != 3 || !r.Paused || r.Phase != statuspage.PhasePaused || r.Reason != reason {
+		t.Fatalf("/status.json run %+v, want 0 live, paused with %q", r, reason)
+	}
+	if n := aliveWorkers(got.Members); n != 0 || len(got.Members) != workers+1 {
+		t.Fatalf("/status.json members %+v, want %d worker slots none alive", got.Members, workers)
+	}
+}
+
+// aliveWorkers counts the worker members shown alive.
+func aliveWorkers(ms []statuspage.Member) int {
+	n := 0
+	for _, m := range ms {
+		if m.Role == statuspage.RoleWorker && m.Alive {
+			n++
+		}
+	}
+	return n
 }
 
 func httpBody(t *testing.T, url string) string {

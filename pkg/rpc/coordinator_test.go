@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -262,9 +263,17 @@ func TestCoordinatorRPCs(t *testing.T) {
 
 	_, _, err = cc.Report(ctx, 0, 0, objective.Terms{}, worker.Timing{})
 	wantCode(t, "report before joining", err, codes.NotFound, "join again")
+	// No worker has joined: 0 live, paused, and the reason says so.
+	if cs, err := cc.Status(ctx); err != nil || cs.LiveWorkers != 0 || cs.Required != 2 || !cs.Paused ||
+		!strings.Contains(cs.PauseReason, "no worker has joined yet") || len(cs.Members) != 0 {
+		t.Fatalf("status before any join: %v %v", cs, err)
+	}
 	for w := 0; w < 2; w++ {
 		if _, err := cc.Join(ctx, RoleWorker, w, "", ""); err != nil {
 			t.Fatal(err)
+		}
+		if cs, err := cc.Status(ctx); err != nil || cs.LiveWorkers != int32(w+1) {
+			t.Fatalf("status after %d joins: %v %v", w+1, cs, err)
 		}
 	}
 	// Before Run has recovered the step.

@@ -131,6 +131,9 @@ func NewInProcess(ctx context.Context, cfg train.Config, o Options) (*InProcess,
 	if c.Coord, err = coordinator.New(ctx, cc, c.Log, &checkpoint.MemRecord{}, clients, hooks, o.Logger); err != nil {
 		return nil, err
 	}
+	for w := range o.Workers {
+		c.Coord.SetLive(w, true) // the in-process workers are members from the start
+	}
 	for w := 0; w < o.Workers; w++ {
 		m, err := models.New(o.Backend(w), cfg.Model, cfg.ModelConfig)
 		if err != nil {
