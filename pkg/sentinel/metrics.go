@@ -66,8 +66,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 // Record records a check that Observe judged without an error: its
 // result, the rollback when v tripped, and s's scale (s is the state after
-// Observe).
+// Observe). A nil Collector records nothing.
 func (c *Collector) Record(r Result, v Verdict, s State) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.robust.Set(r.MultiStep)
@@ -80,8 +83,11 @@ func (c *Collector) Record(r Result, v Verdict, s State) {
 
 // SetState sets the gauges from a state (a resumed run's): its scale and
 // its last check's result, when it has one. Counters start at 0 in every
-// process, as Prometheus counters do.
+// process, as Prometheus counters do. A nil Collector records nothing.
 func (c *Collector) SetState(s State) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.scale.Set(s.Scale())
