@@ -69,6 +69,24 @@
 //
 // When both rules trip, the Verdict's Rule is "collapse" (Reason names
 // both): a rollback counts once.
+//
+// MaxGap's default, 0.3, is tight for single-step training: on MNIST at
+// ε = 0.2 a model trained with FGSM keeps a gap of 0.25–0.35 long before
+// it collapses, and a lower learning rate does not close it, so the
+// default stops such runs after MaxRollbacks; 0.4 lets them run and still
+// trips at the first sign of the collapse (docs/TRAINING.md has the
+// numbers).
+//
+// # Checkpoints
+//
+// The checked model is a checkpoint's: the trainer saves the checkpoint of
+// step t, then checks it, so the State in that checkpoint's metadata
+// (MetaKey) is the state before t was judged (LastGood < t). A run resumed
+// from it judges it again (the measurement is a function of the model and
+// the seed, so the verdict is the same). After a rollback the last good
+// checkpoint is written again with the new State, and the checkpoints
+// after it (the abandoned trajectory) are deleted. Pruning must never
+// delete the last good checkpoint (checkpoint.PruneKeeping).
 package sentinel
 
 import (
