@@ -136,6 +136,10 @@ func TestSentinelRollbackRestoresTheLastGoodCheckpoint(t *testing.T) {
 	if tr.LR(5) != 0.5*tr.Sched.LR(5) {
 		t.Fatalf("learning rate %v, schedule %v", tr.LR(5), tr.Sched.LR(5))
 	}
+	// The two abandoned steps count in the compute: 6 + 2 steps taken.
+	if comp, ok := tr.Compute(); !ok || comp.Steps != 8 || comp.ExamplesSeen != 8*int64(c.Batch) {
+		t.Fatalf("compute %+v %v, want 8 steps", comp, ok)
+	}
 	if !strings.Contains(tr.SentinelSummary(), "1 rollbacks, learning rate scale 0.5") {
 		t.Fatalf("summary %q", tr.SentinelSummary())
 	}
