@@ -67,7 +67,7 @@ the folder) once every flag and the data have been checked, and starts over.`,
 				return err
 			}
 			var val data.Source
-			if c.ValidateEvery > 0 {
+			if c.ValidateEvery > 0 || c.SentinelEvery > 0 {
 				if val, err = data.Open(c.Dataset, c.DataDir, "test", opts); err != nil {
 					return err
 				}
@@ -112,6 +112,9 @@ the folder) once every flag and the data have been checked, and starts over.`,
 			}
 			p, _ := checkpoint.ReadPointer(c.Out)
 			fmt.Fprintf(cmd.OutOrStdout(), "done: %s/%s\n", c.Out, p.Model)
+			if line := tr.SentinelSummary(); line != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), line)
+			}
 			return nil
 		},
 	}

@@ -513,3 +513,28 @@ func TestTrainResumeCorruptNewest(t *testing.T) {
 		t.Fatalf("latest.json %+v %v", p, err)
 	}
 }
+
+// TestTrainSentinel: --sentinel-every without --validate-every opens the
+// test split for the checks, prints a line per check and sums the sentinel
+// up at the end; a bad sentinel flag is refused by name.
+func TestTrainSentinel(t *testing.T) {
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "mnist")
+	os.MkdirAll(dataDir, 0o755)
+	datatest.WriteMNIST(t, dataDir, 40, 1)
+	args := []string{"train", "--dataset", "mnist", "--data-dir", dataDir, "--model-config", `{"conv1": 2, "conv2": 2, "hidden": 8}`,
+		"--objective", "alp", "--attack-steps", "2", "--batch", "4", "--threads", "1", "--log-every", "0", "--steps", "4",
+		"--out", filepath.Join(dir, "run"), "--sentinel-every", "2", "--sentinel-examples", "8", "--sentinel-steps", "3"}
+	text, err := run(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sentinel at step 2: clean", "sentinel at step 4: clean", "multi-step", "sentinel: 0 rollbacks, learning rate scale 1, last check at step 4"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	if _, err := run(t, append(args, "--force", "--sentinel-lr-factor", "0")...); err == nil || !strings.Contains(err.Error(), "--sentinel-lr-factor") {
+		t.Fatalf("--sentinel-lr-factor 0: %v", err)
+	}
+}

@@ -261,7 +261,13 @@ func snapshot(o optim.Optimizer) []optim.NamedState {
 }
 
 // Prune deletes all but the keep newest checkpoints in dir (never best.*).
-func Prune(dir string, keep int) error {
+func Prune(dir string, keep int) error { return PruneKeeping(dir, keep) }
+
+// PruneKeeping is Prune that never deletes the checkpoints of the steps in
+// protect (the training sentinel's last good checkpoint, which a rollback
+// restores): it deletes the checkpoints that are neither among the keep
+// newest nor protected.
+func PruneKeeping(dir string, keep int, protect ...int64) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
@@ -282,8 +288,35 @@ func Prune(dir string, keep int) error {
 	}
 	drop := map[int64]bool{}
 	for _, s := range all[keep:] {
-		drop[s] = true
+		drop[s] = !slices.Contains(protect, s)
 	}
+	return removeSteps(dir, entries, drop)
+}
+
+// RemoveAfter deletes the checkpoint files of every step after step (a
+// trajectory the training sentinel rolled back from) and returns their
+// steps, newest first. latest.json must already point at a checkpoint it
+// keeps.
+func RemoveAfter(dir string, step int64) ([]int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	drop := map[int64]bool{}
+	var out []int64
+	for _, e := range entries {
+		if s, ok := stepOf(e.Name()); ok && s > step && !drop[s] {
+			drop[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] > out[j] })
+	return out, removeSteps(dir, entries, drop)
+}
+
+// removeSteps deletes the checkpoint files among entries whose step drop
+// marks.
+func removeSteps(dir string, entries []fs.DirEntry, drop map[int64]bool) error {
 	for _, e := range entries {
 		if s, ok := stepOf(e.Name()); ok && drop[s] {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {

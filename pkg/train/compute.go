@@ -95,3 +95,18 @@ func (c countingModel) InputGrad(dlogits *tensor.Tensor) *tensor.Tensor {
 	c.n.Backward += int64(dlogits.Dim(0))
 	return c.Model.InputGrad(dlogits)
 }
+
+// rewind moves the accounting's origin back to step to, after the
+// sentinel rolled the run back from step from: the steps in between were
+// computed and count (Compute.Steps then exceeds the step number), though
+// the run goes over them again.
+func (a *accounting) rewind(from, to int64, batch int) {
+	steps := from - a.since
+	examples := steps * int64(batch)
+	p := a.perExample.Scale(examples)
+	a.base.Steps += steps
+	a.base.ExamplesSeen += examples
+	a.base.ForwardPasses += p.Forward
+	a.base.BackwardPasses += p.Backward
+	a.since = to
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/sentinel"
 	"github.com/logitpair/logitpair/pkg/wire"
 )
 
@@ -90,12 +91,26 @@ type Config struct {
 	Keep             int    `json:"keep"`
 	ValidateEvery    int64  `json:"validate-every"`
 	ValidateExamples int    `json:"validate-examples"`
+
+	// The sentinel against catastrophic overfitting and gradient masking
+	// (pkg/sentinel; Sentinel): every SentinelEvery steps (0: off) a check
+	// of FGSM and PGD-SentinelSteps at --eps on the last SentinelExamples
+	// validation examples; a trip rolls the run back to its last good
+	// checkpoint and multiplies the learning rate by SentinelLRFactor.
+	SentinelEvery        int64   `json:"sentinel-every"`
+	SentinelExamples     int     `json:"sentinel-examples"`
+	SentinelSteps        int     `json:"sentinel-steps"`
+	SentinelCollapse     float64 `json:"sentinel-collapse"`
+	SentinelMaxGap       float64 `json:"sentinel-max-gap"`
+	SentinelLRFactor     float64 `json:"sentinel-lr-factor"`
+	SentinelMaxRollbacks int     `json:"sentinel-max-rollbacks"`
 }
 
 // DefaultConfig is Madry et al.'s MNIST setting trained with ALP: ε = 0.3,
 // 40 steps of 0.01 from a random start on the true label, Adam 1e-4,
 // batch 50; λ = 0.5.
 func DefaultConfig() Config {
+	sc := sentinel.DefaultConfig()
 	return Config{
 		Dataset: "mnist", DataDir: "data/mnist", Augment: true, Model: "madry-mnist",
 		Objective: "alp", PairWeight: 0.5, NoiseStd: 0.5, MixupAlpha: 1,
@@ -105,7 +120,15 @@ func DefaultConfig() Config {
 		Seed: 1, LogEvery: 100, RMSPropEpsilon: 1.0, WireFormat: wire.Float32.String(),
 		Out: "runs/mnist-alp", CheckpointEvery: 1000, Keep: 3,
 		ValidateEvery: 0, ValidateExamples: 1000,
+		SentinelEvery: sc.Every, SentinelExamples: sc.Examples, SentinelSteps: sc.Steps, SentinelCollapse: sc.Collapse,
+		SentinelMaxGap: sc.MaxGap, SentinelLRFactor: sc.LRFactor, SentinelMaxRollbacks: sc.MaxRollbacks,
 	}
+}
+
+// Sentinel returns the sentinel's settings (the sentinel-* keys).
+func (c Config) Sentinel() sentinel.Config {
+	return sentinel.Config{Every: c.SentinelEvery, Examples: c.SentinelExamples, Steps: c.SentinelSteps, Collapse: c.SentinelCollapse,
+		MaxGap: c.SentinelMaxGap, LRFactor: c.SentinelLRFactor, MaxRollbacks: c.SentinelMaxRollbacks}
 }
 
 // Load reads a YAML or JSON configuration file over c (keys it does not set
@@ -272,6 +295,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--resume and --init-from exclude each other: resume continues a run, init-from starts a new one from weights")
 	case c.Threads < 0:
 		return fmt.Errorf("--threads must be ≥ 0, got %d", c.Threads)
+	}
+	if err := c.Sentinel().Validate(); err != nil {
+		return err
+	}
+	if c.SentinelEvery > 0 && !(c.Eps > 0 && c.Eps <= 1) {
+		return fmt.Errorf("--sentinel-every: the sentinel attacks at --eps, which must be in (0, 1], got %v", c.Eps)
 	}
 	return nil
 }

@@ -76,6 +76,16 @@ var replayRelevant = map[string]string{
 	"rmsprop-epsilon": "the update",
 	"init-from":       "the initial weights",
 	"wire-format":     "the gradients' rounding (bf16 pushes)",
+	// The sentinel changes the trajectory: a trip rolls the run back and
+	// lowers the learning rate, and whether it trips depends on every one
+	// of its settings (the check's examples and attack included).
+	"sentinel-every":         "when the sentinel checks, hence where a rollback can happen",
+	"sentinel-examples":      "the sentinel's measurement, hence whether it rolls back",
+	"sentinel-steps":         "the sentinel's measurement, hence whether it rolls back",
+	"sentinel-collapse":      "whether the sentinel rolls back",
+	"sentinel-max-gap":       "whether the sentinel rolls back",
+	"sentinel-lr-factor":     "the update after a rollback",
+	"sentinel-max-rollbacks": "whether a trip stops the run",
 }
 
 // ReplayIndependent reports whether configuration key (a flag name, e.g.

@@ -56,6 +56,13 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.IntVar(&c.Keep, "keep", c.Keep, "checkpoints to keep")
 	fs.Int64Var(&c.ValidateEvery, "validate-every", c.ValidateEvery, "steps between robust validations (0: never); the best model is kept as best.safetensors")
 	fs.IntVar(&c.ValidateExamples, "validate-examples", c.ValidateExamples, "validation examples: the last N of the test split (evaluations score the first ones)")
+	fs.Int64Var(&c.SentinelEvery, "sentinel-every", c.SentinelEvery, "steps between the sentinel's checks against catastrophic overfitting and gradient masking (0: off): FGSM and PGD at --eps on validation examples; a collapse or a gap rolls back to the last good checkpoint at a lower learning rate")
+	fs.IntVar(&c.SentinelExamples, "sentinel-examples", c.SentinelExamples, "sentinel: validation examples checked (the last N of the test split)")
+	fs.IntVar(&c.SentinelSteps, "sentinel-steps", c.SentinelSteps, "sentinel: steps of the check's PGD (α = 2.5·eps/steps, random start)")
+	fs.Float64Var(&c.SentinelCollapse, "sentinel-collapse", c.SentinelCollapse, "sentinel: trip when the PGD accuracy falls below this fraction of its best (once the best is ≥ 0.1; 0: never)")
+	fs.Float64Var(&c.SentinelMaxGap, "sentinel-max-gap", c.SentinelMaxGap, "sentinel: trip when FGSM accuracy − PGD accuracy exceeds this (1: never)")
+	fs.Float64Var(&c.SentinelLRFactor, "sentinel-lr-factor", c.SentinelLRFactor, "sentinel: multiply the learning rate by this at each rollback")
+	fs.IntVar(&c.SentinelMaxRollbacks, "sentinel-max-rollbacks", c.SentinelMaxRollbacks, "sentinel: stop training at a trip beyond this many rollbacks")
 	return func() error {
 		if configPath == "" {
 			return nil

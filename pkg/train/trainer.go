@@ -19,6 +19,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/safetensors"
+	"github.com/logitpair/logitpair/pkg/sentinel"
 	"github.com/logitpair/logitpair/pkg/tensor"
 )
 
@@ -48,6 +49,21 @@ type Trainer struct {
 	// (tests drive the best-keeping with chosen accuracies).
 	measure func() (validation, error)
 	acct    accounting
+
+	// The sentinel (Config.Sentinel; pkg/sentinel): its settings, the
+	// run's state (in checkpoint metadata), whether the checkpoint resumed
+	// from is a check not yet judged, and whether checkpoints carry the
+	// state (the sentinel is on, or the resumed run had one).
+	sentCfg  sentinel.Config
+	sent     sentinel.State
+	recheck  bool
+	sentMeta bool
+	// SentinelMetrics, when set, records every check (sentinel.Collector;
+	// set its gauges from a resumed run's state with SetState(Sentinel())).
+	SentinelMetrics *sentinel.Collector
+	// sentinelMeasure, when set, replaces the sentinel's measurement (tests
+	// drive the rollbacks with chosen accuracies).
+	sentinelMeasure func() (sentinel.Result, error)
 }
 
 // accounting is the trainer's compute accounting (checkpoint.Compute):
@@ -71,26 +87,14 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.SentinelEvery > 0 && val == nil {
+		return nil, fmt.Errorf("--sentinel-every needs validation data (the test split) and none was given")
+	}
 	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
 	if err != nil {
 		return nil, err
 	}
-	m.Init(cfg.Seed)
-	if cfg.InitFrom != "" {
-		f, err := safetensors.ReadFile(cfg.InitFrom)
-		if err != nil {
-			return nil, fmt.Errorf("--init-from: %w", err)
-		}
-		if err := m.LoadStateDict(f, cfg.InitFrom); err != nil {
-			return nil, fmt.Errorf("--init-from: %w", err)
-		}
-	}
 	w, err := NewWorker(cfg, m, batches)
-	if err != nil {
-		return nil, err
-	}
-	oc, _ := cfg.OptimConfig()
-	opt, err := optim.New(oc, w.layout.Total)
 	if err != nil {
 		return nil, err
 	}
@@ -98,22 +102,18 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{Cfg: cfg, W: w, Opt: opt, Sched: sched, val: val, bestAcc: -1,
-		params: make([]float32, w.layout.Total), grad: make([]float32, w.layout.Total), decay: optim.WeightDecay{WD: cfg.WeightDecay, Mask: DecayMask(w.layout)}}
-	nn.Gather(be, m.Trainable(), t.params, false)
+	t := &Trainer{Cfg: cfg, W: w, Sched: sched, val: val, bestAcc: -1,
+		params: make([]float32, w.layout.Total), grad: make([]float32, w.layout.Total), decay: optim.WeightDecay{WD: cfg.WeightDecay, Mask: DecayMask(w.layout)},
+		sentCfg: cfg.Sentinel(), sent: sentinel.NewState(), sentMeta: cfg.SentinelEvery > 0}
+	if err := t.initialize(); err != nil {
+		return nil, err
+	}
 	if t.acct.perExample, err = StepPasses(cfg); err != nil {
 		return nil, err
 	}
 	t.acct.now = time.Now
 	if l, ok := batches.(*data.Loader); ok {
 		t.acct.dataset = l.Source.Info().Len
-	}
-	if cfg.EMA > 0 {
-		ec := optim.DefaultEMA()
-		ec.Decay = cfg.EMA
-		if t.EMA, err = optim.NewEMA(ec, t.params); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.Resuming() {
 		c := t.checkpoint()
@@ -135,14 +135,66 @@ func NewTrainer(be tensor.Backend, cfg Config, batches Batcher, val data.Source)
 		if b, ok := checkpoint.ReadBest(cfg.Out); ok {
 			t.bestAcc = b.RobustAccuracy
 		}
+		s, ok, err := sentinel.ReadState(c.Restored)
+		if err != nil {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+		if ok {
+			// The run's state goes on, its learning rate scale included
+			// (also with the sentinel now off: the run's rate stays
+			// lowered). The checkpoint of a check was saved before it was
+			// judged: judge it again (Run), as the run would have.
+			t.sent, t.sentMeta = s, true
+			t.recheck = t.sentCfg.On() && step > 0 && step%t.sentCfg.Every == 0 && s.LastGood < step
+		} else {
+			// A checkpoint written without the sentinel: the one resumed
+			// from is the last good one.
+			t.sent.LastGood = step
+		}
 	}
 	return t, nil
+}
+
+// initialize sets the model, the optimizer and the EMA to the run's
+// initial state, step 0: the seed's initialization or --init-from's
+// weights, a fresh optimizer and EMA (NewTrainer, and the sentinel's
+// rollback to a run's start).
+func (t *Trainer) initialize() error {
+	cfg, m := t.Cfg, t.W.Model
+	m.Init(cfg.Seed)
+	if cfg.InitFrom != "" {
+		f, err := safetensors.ReadFile(cfg.InitFrom)
+		if err != nil {
+			return fmt.Errorf("--init-from: %w", err)
+		}
+		if err := m.LoadStateDict(f, cfg.InitFrom); err != nil {
+			return fmt.Errorf("--init-from: %w", err)
+		}
+	}
+	oc, _ := cfg.OptimConfig()
+	opt, err := optim.New(oc, t.W.layout.Total)
+	if err != nil {
+		return err
+	}
+	t.Opt, t.EMA, t.Step = opt, nil, 0
+	nn.Gather(m.Backend, m.Trainable(), t.params, false)
+	if cfg.EMA > 0 {
+		ec := optim.DefaultEMA()
+		ec.Decay = cfg.EMA
+		if t.EMA, err = optim.NewEMA(ec, t.params); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (t *Trainer) checkpoint() *checkpoint.Checkpoint {
 	meta := map[string]string{"dataset": t.Cfg.Dataset, "objective": t.Cfg.Objective, models.MetaTrainConfig: t.Cfg.JSON()}
 	if c, ok := t.Compute(); ok {
 		meta[checkpoint.MetaCompute] = c.JSON()
+	}
+	if t.sentMeta {
+		meta[sentinel.MetaKey] = t.sent.JSON()
 	}
 	return &checkpoint.Checkpoint{Step: t.Step, Model: t.W.Model, Opt: t.Opt, EMA: t.EMA, Meta: meta}
 }
@@ -202,7 +254,7 @@ func (t *Trainer) TrainStep() (objective.Terms, error) {
 	if err != nil {
 		return terms, err
 	}
-	if err := t.Opt.Step(t.params, t.grad, t.Sched.LR(t.Step), t.Step); err != nil {
+	if err := t.Opt.Step(t.params, t.grad, t.LR(t.Step), t.Step); err != nil {
 		if errors.Is(err, optim.ErrNonFinite) {
 			return terms, &NonFiniteError{Step: t.Step, Terms: terms}
 		}
@@ -221,6 +273,28 @@ func (t *Trainer) TrainStep() (objective.Terms, error) {
 // Params returns the flat trainable parameters (live).
 func (t *Trainer) Params() []float32 { return t.params }
 
+// LR is the learning rate of step: the schedule's, times the sentinel's
+// scale (1 until a rollback lowers it).
+func (t *Trainer) LR(step int64) float64 { return t.Sched.LR(step) * t.sent.Scale() }
+
+// Sentinel is the sentinel's state: its rollbacks, learning rate scale,
+// best and last good step, and its last check's result (Last).
+func (t *Trainer) Sentinel() sentinel.State { return t.sent }
+
+// SentinelSummary is one line about the sentinel for the end of a run
+// ("" when it neither ran nor left a state).
+func (t *Trainer) SentinelSummary() string {
+	if !t.sentMeta {
+		return ""
+	}
+	s := t.sent
+	line := fmt.Sprintf("sentinel: %d rollbacks, learning rate scale %.4g", s.Rollbacks, s.Scale())
+	if s.Last != nil {
+		line += fmt.Sprintf(", last check at step %d: %s; best multi-step accuracy %.4f at step %d", s.Last.Step, s.Last, s.Best, s.BestStep)
+	}
+	return line
+}
+
 // Run trains until cfg.Steps or ctx is done, checkpointing every
 // CheckpointEvery steps and at the end (or on cancellation); its time counts
 // toward the run's wall time (Compute). A non-finite
@@ -235,6 +309,14 @@ func (t *Trainer) Run(ctx context.Context) error {
 	start, startStep := time.Now(), t.Step
 	var sum objective.Terms
 	var count int
+	if t.recheck {
+		// The checkpoint resumed from is a check's, saved before the check
+		// judged it.
+		t.recheck = false
+		if _, err := t.sentinelCheck(false); err != nil {
+			return err
+		}
+	}
 	for t.Step < t.Cfg.Steps {
 		if err := ctx.Err(); err != nil {
 			_, serr := t.Save()
@@ -262,7 +344,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			el := time.Since(start).Seconds()
 			rate := float64(t.Step-startStep) / el
 			line := fmt.Sprintf("step %d/%d  %.2f steps/s  %.0f samples/s%s  lr %.3g",
-				t.Step, t.Cfg.Steps, rate, rate*float64(t.Cfg.Batch), termsLine(sum, count), t.Sched.LR(t.Step-1))
+				t.Step, t.Cfg.Steps, rate, rate*float64(t.Cfg.Batch), termsLine(sum, count), t.LR(t.Step-1))
 			if t.Terminal {
 				// A progress line redrawn in place; kept at each log interval.
 				fmt.Fprintf(t.Progress, "\r\033[K%s", line)
@@ -276,7 +358,17 @@ func (t *Trainer) Run(ctx context.Context) error {
 				sum, count = objective.Terms{}, 0
 			}
 		}
-		if t.Cfg.CheckpointEvery > 0 && t.Step%t.Cfg.CheckpointEvery == 0 && t.Step < t.Cfg.Steps {
+		if t.sentCfg.On() && t.Step%t.sentCfg.Every == 0 {
+			// The check saves the checkpoint it judges; after a rollback the
+			// step's validation is moot (the run is back at an earlier step).
+			rolled, err := t.sentinelCheck(true)
+			if err != nil {
+				return err
+			}
+			if rolled {
+				continue
+			}
+		} else if t.Cfg.CheckpointEvery > 0 && t.Step%t.Cfg.CheckpointEvery == 0 && t.Step < t.Cfg.Steps {
 			if _, err := t.Save(); err != nil {
 				return err
 			}
@@ -328,15 +420,110 @@ func accumulate(s *objective.Terms, t objective.Terms) {
 	add(&s.LogitNorm, t.LogitNorm)
 }
 
-// Save writes a checkpoint of the current step and prunes old ones.
+// Save writes a checkpoint of the current step and prunes old ones (never
+// the sentinel's last good checkpoint, which a rollback restores).
 func (t *Trainer) Save() (checkpoint.Pointer, error) {
+	p, err := t.save()
+	if err != nil {
+		return p, err
+	}
+	return p, t.prune()
+}
+
+func (t *Trainer) save() (checkpoint.Pointer, error) {
 	c := t.checkpoint()
 	p, err := checkpoint.Save(t.Cfg.Out, *c, t.Cfg.Seed)
 	if err != nil {
 		return p, fmt.Errorf("checkpoint at step %d: %w", t.Step, err)
 	}
 	t.lastGood = filepath.Join(t.Cfg.Out, p.Model)
-	return p, checkpoint.Prune(t.Cfg.Out, t.Cfg.Keep)
+	return p, nil
+}
+
+func (t *Trainer) prune() error {
+	if t.sentCfg.On() {
+		return checkpoint.PruneKeeping(t.Cfg.Out, t.Cfg.Keep, t.sent.LastGood)
+	}
+	return checkpoint.Prune(t.Cfg.Out, t.Cfg.Keep)
+}
+
+// sentinelCheck is the sentinel's check of the current step (pkg/sentinel):
+// the checkpoint of the step is saved (when save; a resumed run's is
+// there), the model measured, the result judged. Accepted, the checkpoint
+// is the last good one. Tripped, the run rolls back to the last good
+// checkpoint (rollback) with the lowered learning rate scale and rolled is
+// true. Either way one line goes to Progress. A trip beyond
+// --sentinel-max-rollbacks is an error that stops training.
+func (t *Trainer) sentinelCheck(save bool) (rolled bool, err error) {
+	if save {
+		if _, err := t.Save(); err != nil {
+			return false, err
+		}
+	}
+	measure := t.sentinelMeasure
+	if measure == nil {
+		measure = func() (sentinel.Result, error) {
+			return sentinel.Measure(t.W.Model, t.val, float32(t.Cfg.Eps), t.sentCfg, t.Cfg.Seed)
+		}
+	}
+	r, err := measure()
+	if err != nil {
+		return false, fmt.Errorf("sentinel check at step %d: %w", t.Step, err)
+	}
+	r.Step = t.Step
+	v, err := t.sent.Observe(t.sentCfg, r)
+	if err != nil {
+		if errors.Is(err, sentinel.ErrTooManyRollbacks) && t.sent.LastGood > 0 {
+			err = fmt.Errorf("%w (%s: after changing the configuration, continue from it with --resume-from %d)",
+				err, filepath.Join(t.Cfg.Out, checkpoint.ModelFileName(t.sent.LastGood)), t.sent.LastGood)
+		}
+		return false, fmt.Errorf("training stopped: %w", err)
+	}
+	t.SentinelMetrics.Record(r, v, t.sent)
+	if !v.Trip {
+		if t.Progress != nil {
+			fmt.Fprintf(t.Progress, "sentinel at step %d: %s; good (best multi-step %.4f at step %d, learning rate scale %.4g)\n",
+				t.Step, r, t.sent.Best, t.sent.BestStep, t.sent.Scale())
+		}
+		return false, nil
+	}
+	if t.Progress != nil {
+		fmt.Fprintf(t.Progress, "sentinel rollback %d of at most %d: %s\n", t.sent.Rollbacks, t.sentCfg.MaxRollbacks, v.Reason)
+	}
+	return true, t.rollback(v.RollbackTo)
+}
+
+// rollback returns the run to the checkpoint of step to (0: the run's
+// initial state): parameters, optimizer, EMA and step as they were there,
+// the sentinel's state as it is now. The checkpoint of step to is written
+// again (its metadata then holds the new state, and latest.json points at
+// it), and every checkpoint after it, the abandoned trajectory's, is
+// deleted. Every step is a function of (seed, step) and the state, so the
+// run from here is as deterministic as any.
+func (t *Trainer) rollback(to int64) error {
+	from := t.Step
+	if !t.acct.unknown {
+		t.acct.rewind(from, to, t.Cfg.Batch)
+	}
+	if to == 0 {
+		if err := t.initialize(); err != nil {
+			return fmt.Errorf("sentinel: rolling back to the initial state: %w", err)
+		}
+	} else {
+		step, err := checkpoint.Restore(t.Cfg.Out, to, t.checkpoint())
+		if err != nil {
+			return fmt.Errorf("sentinel: rolling back to step %d: %w", to, err)
+		}
+		t.Step = step
+		nn.Gather(t.W.be, t.W.Model.Trainable(), t.params, false)
+	}
+	if _, err := t.save(); err != nil {
+		return err
+	}
+	if _, err := checkpoint.RemoveAfter(t.Cfg.Out, to); err != nil {
+		return fmt.Errorf("sentinel: deleting the checkpoints after step %d: %w", to, err)
+	}
+	return t.prune()
 }
 
 // Validate measures robust accuracy (the training attack, or PGD at the
