@@ -94,6 +94,7 @@ func TestObserveFloor(t *testing.T) {
 // tripping count as collapse and name both.
 func TestObserveGap(t *testing.T) {
 	cfg := DefaultConfig()
+	cfg.MaxGap = 0.3
 	s := NewState()
 	v := observe(t, &s, cfg, res(100, 0.45, 0.1))
 	if !v.Trip || v.Rule != RuleGap || v.RollbackTo != 0 || !strings.Contains(v.Reason, "initial state (step 0)") || !strings.Contains(v.Reason, "by 0.3500 > 0.3") {
