@@ -15,7 +15,6 @@ import (
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/eval"
 	"github.com/logitpair/logitpair/pkg/models"
-	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/strong"
 	"github.com/logitpair/logitpair/pkg/tensor"
 )
@@ -30,7 +29,7 @@ func loadModel(be tensor.Backend, path, modelName, configJSON string) (*models.M
 
 // loadModelMeta is loadModel that also returns the file's metadata.
 func loadModelMeta(be tensor.Backend, path, modelName, configJSON string) (*models.Model, map[string]string, error) {
-	f, err := safetensors.ReadFile(path)
+	f, err := checkpoint.ReadModelFile(path)
 	if err != nil {
 		return nil, nil, err
 	}

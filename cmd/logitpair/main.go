@@ -4,6 +4,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 )
@@ -11,6 +13,16 @@ import (
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "logitpair:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 130 for a command that Ctrl-C interrupted (as a shell reports
+// a process that SIGINT ended), 1 for any other error.
+func exitCode(err error) int {
+	var ie *interruptedError
+	if errors.As(err, &ie) || errors.Is(err, context.Canceled) {
+		return 130
+	}
+	return 1
 }

@@ -23,6 +23,7 @@ func newRootCmd() *cobra.Command {
 		c.Hidden = true // the cluster processes, for `cluster local` and single-binary deployments
 		root.AddCommand(c)
 	}
+	suggest(root)
 	return root
 }
 

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
@@ -103,11 +107,14 @@ the folder) once every flag and the data have been checked, and starts over.`,
 					return err
 				}
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
 			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %s (%d examples) with %s from step %d to %d; checkpoints in %s\n",
 				c.Model, c.Dataset, trainSet.Info().Len, c.Objective, tr.Step, c.Steps, c.Out)
 			if err := tr.Run(ctx); err != nil {
+				if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+					return newInterruptedError(cmd, c, tr.Step, err)
+				}
 				return err
 			}
 			p, _ := checkpoint.ReadPointer(c.Out)
@@ -132,4 +139,87 @@ func modelShape(name string, cfg models.Config) ([3]int, int, error) {
 		return [3]int{}, 0, err
 	}
 	return m.Input, m.Classes, nil
+}
+
+// interruptedError is train's error when Ctrl-C stopped it: the trainer
+// saved a checkpoint of the step reached (or failed to), and the same
+// command with --resume continues the run. main exits with 130 for it, as a
+// shell does for a process ended by SIGINT.
+type interruptedError struct {
+	Step   int64  // the step reached
+	Steps  int64  // the run's last step (--steps)
+	Model  string // the saved checkpoint's model file, "" if none was saved
+	Saved  error  // why saving failed, nil if it did not
+	Resume string // the command that continues the run
+}
+
+func (e *interruptedError) Error() string {
+	if e.Saved != nil {
+		return fmt.Sprintf("interrupted at step %d of %d, and saving its checkpoint failed (%v); resume from the newest checkpoint with: %s", e.Step, e.Steps, e.Saved, e.Resume)
+	}
+	return fmt.Sprintf("interrupted at step %d of %d: saved its checkpoint, %s; resume with: %s", e.Step, e.Steps, e.Model, e.Resume)
+}
+
+// newInterruptedError builds train's interruptedError from the error of
+// Trainer.Run (ctx's error joined with the final save's) and the run's
+// latest.json.
+func newInterruptedError(cmd *cobra.Command, c train.Config, step int64, runErr error) error {
+	e := &interruptedError{Step: step, Steps: c.Steps, Resume: resumeCommand(cmd)}
+	var saveErr error
+	if j, ok := runErr.(interface{ Unwrap() []error }); ok {
+		for _, err := range j.Unwrap() {
+			if !errors.Is(err, context.Canceled) {
+				saveErr = errors.Join(saveErr, err)
+			}
+		}
+	}
+	if saveErr != nil {
+		e.Saved = saveErr
+		return e
+	}
+	p, err := checkpoint.ReadPointer(c.Out)
+	if err != nil || p.Step != step {
+		e.Saved = fmt.Errorf("%s does not point at step %d: %v", filepath.Join(c.Out, checkpoint.PointerFile), step, err)
+		return e
+	}
+	e.Model = filepath.Join(c.Out, p.Model)
+	return e
+}
+
+// resumeCommand is the command line that continues this train command's
+// run: its flags as given (but --force, --resume and --resume-from) and
+// --resume.
+func resumeCommand(cmd *cobra.Command) string {
+	args := []string{cmd.CommandPath()}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		switch f.Name {
+		case "force", "resume", "resume-from":
+			return
+		}
+		if f.Value.Type() == "bool" && f.Value.String() == "true" {
+			args = append(args, "--"+f.Name)
+			return
+		}
+		vals := []string{f.Value.String()}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			vals = sv.GetSlice()
+			if !strings.HasSuffix(f.Value.Type(), "Array") {
+				vals = []string{strings.Join(vals, ",")}
+			}
+		}
+		for _, v := range vals {
+			args = append(args, "--"+f.Name+"="+shellQuote(v))
+		}
+	})
+	return strings.Join(append(args, "--resume"), " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./+,:@=", r))
+	}) {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -44,15 +44,21 @@ func cifar10Paths(dir, split string) ([]string, error) {
 	names := CIFAR10Files(split)
 	base := dir
 	if _, err := os.Stat(filepath.Join(dir, names[0])); err != nil {
-		sub := filepath.Join(dir, "cifar-10-batches-bin")
-		if _, err2 := os.Stat(filepath.Join(sub, names[0])); err2 != nil {
-			return nil, fmt.Errorf("data: cifar10: %s not found in %s or %s", names[0], dir, sub)
+		if sub := filepath.Join(dir, "cifar-10-batches-bin"); exists(filepath.Join(sub, names[0])) {
+			base = sub
 		}
-		base = sub
 	}
+	e := &MissingError{Dataset: "cifar10", Dir: dir, Split: split}
 	paths := make([]string, len(names))
 	for i, n := range names {
 		paths[i] = filepath.Join(base, n)
+		if !exists(paths[i]) && isDir(dir) {
+			rel, _ := filepath.Rel(dir, paths[i])
+			e.Missing = append(e.Missing, rel)
+		}
+	}
+	if len(e.Missing) > 0 || !isDir(dir) {
+		return nil, e
 	}
 	return paths, nil
 }

@@ -52,7 +52,11 @@ func Load(name, dir, split string) (*Dataset, error) {
 	case "cifar10", "cifar-10":
 		return LoadCIFAR10(dir, split)
 	case "svhn":
-		return LoadSVHN(svhnPath(dir, split))
+		p, err := svhnPath(dir, split)
+		if err != nil {
+			return nil, err
+		}
+		return LoadSVHN(p)
 	}
 	if IsFolderDataset(name) {
 		return nil, fmt.Errorf("data: %s is an image-folder dataset: open it with data.Open, which takes the model's image size", name)
@@ -63,7 +67,7 @@ func Load(name, dir, split string) (*Dataset, error) {
 // LoadMNIST loads MNIST or Fashion-MNIST (same format) from dir; name is
 // only recorded in the Dataset. The images must be 28×28.
 func LoadMNIST(name, dir, split string) (*Dataset, error) {
-	imPath, lbPath, err := mnistFiles(dir, split)
+	imPath, lbPath, err := mnistFiles(name, dir, split)
 	if err != nil {
 		return nil, err
 	}
@@ -79,29 +83,45 @@ func LoadMNIST(name, dir, split string) (*Dataset, error) {
 }
 
 // mnistFiles returns the paths of a split's MNIST image and label files in
-// dir (see findIDX).
-func mnistFiles(dir, split string) (images, labels string, err error) {
+// dir (see findIDX); name is the dataset's, for the *MissingError.
+func mnistFiles(name, dir, split string) (images, labels string, err error) {
 	im, lb := MNISTTrainImages, MNISTTrainLabels
 	if split == "test" {
 		im, lb = MNISTTestImages, MNISTTestLabels
 	} else if split != "train" {
 		return "", "", fmt.Errorf("data: split %q: want \"train\" or \"test\"", split)
 	}
-	if images, err = findIDX(dir, im); err != nil {
-		return "", "", err
-	}
-	if labels, err = findIDX(dir, lb); err != nil {
-		return "", "", err
+	images, labels = findIDX(dir, im), findIDX(dir, lb)
+	if images == "" || labels == "" {
+		e := &MissingError{Dataset: name, Dir: dir, Split: split}
+		if isDir(dir) {
+			for _, f := range []struct{ path, base string }{{images, im}, {labels, lb}} {
+				if f.path == "" {
+					e.Missing = append(e.Missing, f.base+"[.gz]")
+				}
+			}
+		}
+		return "", "", e
 	}
 	return images, labels, nil
 }
 
-// svhnPath is the path of a split's SVHN file in dir.
-func svhnPath(dir, split string) string {
+// svhnPath is the path of a split's SVHN file in dir, a *MissingError when
+// there is none.
+func svhnPath(dir, split string) (string, error) {
+	base := "train_32x32.mat"
 	if split == "test" {
-		return filepath.Join(dir, "test_32x32.mat")
+		base = "test_32x32.mat"
 	}
-	return filepath.Join(dir, "train_32x32.mat")
+	p := filepath.Join(dir, base)
+	if !exists(p) {
+		e := &MissingError{Dataset: "svhn", Dir: dir, Split: split}
+		if isDir(dir) {
+			e.Missing = []string{base}
+		}
+		return "", e
+	}
+	return p, nil
 }
 
 // sourceFiles returns the files Load reads for a fixed-format dataset's
@@ -109,7 +129,7 @@ func svhnPath(dir, split string) string {
 func sourceFiles(name, dir, split string) ([]string, error) {
 	switch name {
 	case "mnist", "fashion-mnist":
-		im, lb, err := mnistFiles(dir, split)
+		im, lb, err := mnistFiles(name, dir, split)
 		if err != nil {
 			return nil, err
 		}
@@ -117,20 +137,24 @@ func sourceFiles(name, dir, split string) ([]string, error) {
 	case "cifar10", "cifar-10":
 		return cifar10Paths(dir, split)
 	case "svhn":
-		return []string{svhnPath(dir, split)}, nil
+		p, err := svhnPath(dir, split)
+		if err != nil {
+			return nil, err
+		}
+		return []string{p}, nil
 	}
 	return nil, unknownDataset(name)
 }
 
 // findIDX returns dir/base or dir/base.gz, whichever exists (the plain file
-// first).
-func findIDX(dir, base string) (string, error) {
+// first), or "" when neither does.
+func findIDX(dir, base string) string {
 	for _, p := range []string{filepath.Join(dir, base), filepath.Join(dir, base+".gz")} {
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, nil
+			return p
 		}
 	}
-	return "", fmt.Errorf("data: neither %s nor %s.gz found in %s", base, base, dir)
+	return ""
 }
 
 // LoadIDX loads an IDX image file (magic 0x00000803, N×H×W unsigned bytes)

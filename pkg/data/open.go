@@ -171,11 +171,18 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func needDir(name, p, layout string) error {
-	if !isDir(p) {
-		return fmt.Errorf("data: %s: no folder %s (layout: %s)", name, p, layout)
+// needDir is a *MissingError when dir has no folder sub (one of subs).
+func needDir(name, dir, split string, subs ...string) error {
+	for _, s := range subs {
+		if isDir(filepath.Join(dir, s)) {
+			return nil
+		}
 	}
-	return nil
+	e := &MissingError{Dataset: name, Dir: dir, Split: split}
+	if isDir(dir) {
+		e.Missing = []string{strings.Join(subs, "/ or ") + "/"}
+	}
+	return e
 }
 
 const (
@@ -187,13 +194,13 @@ const (
 func openTinyImageNet(dir, split string, fo FolderOptions) (*ImageFolder, error) {
 	if split == "test" {
 		val := filepath.Join(dir, "val")
-		if err := needDir(TinyImageNet, val, tinyLayout); err != nil {
+		if err := needDir(TinyImageNet, dir, split, "val"); err != nil {
 			return nil, err
 		}
 		return OpenTinyImageNetVal(val, fo)
 	}
 	train := filepath.Join(dir, "train")
-	if err := needDir(TinyImageNet, train, tinyLayout); err != nil {
+	if err := needDir(TinyImageNet, dir, split, "train"); err != nil {
 		return nil, err
 	}
 	if wnids := filepath.Join(dir, "wnids.txt"); exists(wnids) {
@@ -215,17 +222,17 @@ func openTinyImageNet(dir, split string, fo FolderOptions) (*ImageFolder, error)
 func openImageFolder(dir, split string, fo FolderOptions) (*ImageFolder, error) {
 	train := filepath.Join(dir, "train")
 	if split == "train" {
-		if err := needDir(ImageFolderName, train, folderLayout); err != nil {
+		if err := needDir(ImageFolderName, dir, split, "train"); err != nil {
 			return nil, err
 		}
 		return OpenClassFolders(train, fo)
 	}
+	if err := needDir(ImageFolderName, dir, split, "val", "test"); err != nil {
+		return nil, err
+	}
 	test := filepath.Join(dir, "val")
 	if !isDir(test) {
 		test = filepath.Join(dir, "test")
-	}
-	if err := needDir(ImageFolderName, test, folderLayout); err != nil {
-		return nil, fmt.Errorf("%w (neither val/ nor test/ found)", err)
 	}
 	return openTestClassFolders(ImageFolderName, train, test, fo)
 }
@@ -277,13 +284,13 @@ func openSomeClassFolders(dir string, present []string, fo FolderOptions) (*Imag
 func openImageNet(dir, split string, fo FolderOptions) (*ImageFolder, error) {
 	train := filepath.Join(dir, "train")
 	if split == "train" {
-		if err := needDir(ImageNet, train, inetLayout); err != nil {
+		if err := needDir(ImageNet, dir, split, "train"); err != nil {
 			return nil, err
 		}
 		return OpenClassFolders(train, fo)
 	}
 	val := filepath.Join(dir, "val")
-	if err := needDir(ImageNet, val, inetLayout); err != nil {
+	if err := needDir(ImageNet, dir, split, "val"); err != nil {
 		return nil, err
 	}
 	sub, err := ClassDirNames(val)

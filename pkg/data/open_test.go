@@ -204,7 +204,7 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"imagenet-22k", data.OpenOptions{H: 8, W: 8}, "unknown dataset"},
 		{"imagefolder", data.OpenOptions{}, "image size"},
-		{"imagefolder", data.OpenOptions{H: 8, W: 8}, "no folder"},
+		{"imagefolder", data.OpenOptions{H: 8, W: 8}, "missing train/"},
 	} {
 		if _, err := data.Open(c.name, dir, "train", c.o); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %+v: %v, want %q", c.name, c.o, err, c.want)

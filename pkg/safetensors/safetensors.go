@@ -29,6 +29,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -36,6 +37,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxHeaderLen caps the JSON header length accepted by Read (100 MB, as the
@@ -85,17 +87,31 @@ type Tensor struct {
 	Data  []byte
 }
 
+// ErrNotSafetensors is wrapped by the *FormatError for data that is not a
+// safetensors file at all (empty, text, JSON, another format), as opposed to
+// a damaged one: its first header byte is not '{'.
+var ErrNotSafetensors = errors.New("not a safetensors file")
+
 // FormatError reports invalid data: a malformed file, or a tensor that is not
 // what the caller asked for.
 type FormatError struct {
 	File   string // file path, "" if unknown
 	Offset int64  // absolute byte offset in the file, -1 if not applicable
 	Msg    string
+	Err    error // ErrNotSafetensors, or nil
 }
 
 func (e *FormatError) Error() string {
 	var b strings.Builder
 	b.WriteString("safetensors: ")
+	if e.Err == ErrNotSafetensors {
+		name := e.File
+		if name == "" {
+			name = "the input"
+		}
+		fmt.Fprintf(&b, "%s is not a safetensors file (%s)", name, e.Msg)
+		return b.String()
+	}
 	if e.File != "" {
 		b.WriteString(e.File)
 		b.WriteString(": ")
@@ -106,6 +122,9 @@ func (e *FormatError) Error() string {
 	b.WriteString(e.Msg)
 	return b.String()
 }
+
+// Unwrap returns ErrNotSafetensors for data that is not a safetensors file.
+func (e *FormatError) Unwrap() error { return e.Err }
 
 // File is a set of tensors in order plus string metadata.
 type File struct {
@@ -173,13 +192,26 @@ func readN(r io.Reader, n int64, sized bool) ([]byte, int64, error) {
 func read(r io.Reader, size int64, name string, sized bool) (*File, error) {
 	f := &File{Metadata: map[string]string{}, name: name}
 	if size < 8 {
-		return nil, f.errorf(0, "truncated header: file is %d bytes, need 8 for the header length", size)
+		head, _ := io.ReadAll(io.LimitReader(r, max(size, 0)))
+		return nil, f.notSafetensors(head, size)
 	}
 	var lenBuf [8]byte
 	if n, err := io.ReadFull(r, lenBuf[:]); err != nil {
 		return nil, f.errorf(int64(n), "truncated header length: %v", err)
 	}
 	hlen := binary.LittleEndian.Uint64(lenBuf[:])
+	// A safetensors header starts with '{'. A file whose first bytes, read
+	// as a length, declare an impossible header and that has no '{' after
+	// them is another kind of file (text, JSON, empty, another format), not
+	// a damaged safetensors file: say so rather than report the length.
+	if hlen > MaxHeaderLen || int64(hlen) > size-8 {
+		var next [8]byte
+		n, _ := io.ReadFull(io.LimitReader(r, min(size-8, 8)), next[:])
+		// n == 0: 8 bytes in all; a sane length is a file cut after it.
+		if (n > 0 && next[0] != '{') || (n == 0 && hlen > MaxHeaderLen) {
+			return nil, f.notSafetensors(append(lenBuf[:], next[:n]...), size)
+		}
+	}
 	if hlen > MaxHeaderLen {
 		return nil, f.errorf(0, "header length %d exceeds the %d-byte cap", hlen, MaxHeaderLen)
 	}
@@ -265,6 +297,27 @@ func read(r io.Reader, size int64, name string, sized bool) (*File, error) {
 	})
 	f.reindex()
 	return f, nil
+}
+
+// notSafetensors is the error for data that is not a safetensors file;
+// head is its first bytes (at most 16 of them are shown).
+func (f *File) notSafetensors(head []byte, size int64) error {
+	if size == 0 {
+		return &FormatError{File: f.name, Offset: 0, Err: ErrNotSafetensors, Msg: "it is empty"}
+	}
+	head = head[:min(len(head), 16)]
+	var what string
+	switch t := bytes.TrimLeft(head, " \t\r\n"); {
+	case len(t) > 0 && (t[0] == '{' || t[0] == '['):
+		what = ": JSON?"
+	case utf8.Valid(head) && !bytes.ContainsFunc(head, func(r rune) bool { return r < ' ' && r != '\n' && r != '\r' && r != '\t' }):
+		what = ": text"
+	}
+	msg := fmt.Sprintf("it starts with %q%s, where a safetensors file starts with its header's length (8 bytes, little-endian) and then '{'", head, what)
+	if size < 8 {
+		msg = fmt.Sprintf("it is only %d bytes, %q%s: too short for a safetensors file's header length (8 bytes)", size, head, what)
+	}
+	return &FormatError{File: f.name, Offset: 0, Err: ErrNotSafetensors, Msg: msg}
 }
 
 // parseHeader decodes the JSON header, rejecting duplicate names.

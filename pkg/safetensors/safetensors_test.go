@@ -102,13 +102,13 @@ func build(header string, data []byte) []byte {
 func TestReadErrors(t *testing.T) {
 	hugeLen := make([]byte, 16)
 	binary.LittleEndian.PutUint64(hugeLen, 200<<20)
+	hugeLen[8] = '{' // a real-looking file declaring a huge header
 	d8 := make([]byte, 8)
 	cases := []struct {
 		name, want string
 		raw        []byte
 		offset     int64
 	}{
-		{"short length", "truncated header", []byte{1, 2, 3}, 0},
 		{"header past EOF", "larger than the file", build(`{}`, nil)[:9], 0},
 		{"header over cap", "cap", hugeLen, 0},
 		{"invalid json", "invalid JSON", build(`{"a":`, nil), -1},
@@ -153,6 +153,52 @@ func TestReadErrors(t *testing.T) {
 	raw = encode(t, sample(t))
 	if _, err := Read(bytes.NewReader(raw[:len(raw)-3]), int64(len(raw))); err == nil || !strings.Contains(err.Error(), "truncated data") {
 		t.Errorf("short reader: err = %v", err)
+	}
+}
+
+// TestReadNotSafetensors: data of another kind (empty, text, JSON, a file
+// cut before its header length) is ErrNotSafetensors, saying what it starts
+// with, instead of a "header length" error computed from its first bytes.
+func TestReadNotSafetensors(t *testing.T) {
+	textLen := []byte("{\"step\": 12, \"model\": \"ckpt-00000012.safetensors\"}\n")
+	cases := []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"empty", nil, "it is empty"},
+		{"short", []byte{1, 2, 3}, `only 3 bytes, "\x01\x02\x03"`},
+		{"short text", []byte("hello"), `only 5 bytes, "hello": text`},
+		{"json", textLen, `starts with "{\"step\": 12, \"mo": JSON?`},
+		{"json array", []byte("[1, 2, 3, 4, 5]"), `"[1, 2, 3, 4, 5]": JSON?`},
+		{"text", []byte("step,loss\n1,0.5\n"), `"step,loss\n1,0.5\n": text`},
+		{"gzip", []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 4}, `"\x1f\x8b\b\x00\x00\x00\x00\x00\x00\x03\x04",`},
+		{"8 bytes of text", []byte("abcdefgh"), `"abcdefgh": text`},
+	}
+	for _, c := range cases {
+		_, err := Read(bytes.NewReader(c.raw), int64(len(c.raw)))
+		var fe *FormatError
+		if !errors.As(err, &fe) || !errors.Is(err, ErrNotSafetensors) {
+			t.Errorf("%s: err = %v, want a *FormatError wrapping ErrNotSafetensors", c.name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "is not a safetensors file") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %q, want it to say not a safetensors file and %q", c.name, err, c.want)
+		}
+	}
+	// The file's path is named.
+	path := filepath.Join(t.TempDir(), "latest.json")
+	if err := os.WriteFile(path, textLen, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(path); !errors.Is(err, ErrNotSafetensors) || !strings.Contains(err.Error(), path+" is not a safetensors file") {
+		t.Errorf("ReadFile: %v", err)
+	}
+	// Damaged real-looking files keep their specific errors.
+	for _, raw := range [][]byte{build(`{}`, nil)[:9], build(`{}`, nil)[:8]} {
+		if _, err := Read(bytes.NewReader(raw), int64(len(raw))); err == nil || errors.Is(err, ErrNotSafetensors) || !strings.Contains(err.Error(), "larger than the file") {
+			t.Errorf("%d-byte cut file: err = %v, want a header length larger than the file", len(raw), err)
+		}
 	}
 }
 

@@ -18,8 +18,6 @@ import (
 	"slices"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/logitpair/logitpair/pkg/attack"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/objective"
@@ -132,13 +130,14 @@ func (c Config) Sentinel() sentinel.Config {
 }
 
 // Load reads a YAML or JSON configuration file over c (keys it does not set
-// keep their value). Unknown keys are errors. On an error c is unchanged.
+// keep their value). Unknown keys and keys given twice are errors. On an
+// error c is unchanged.
 func (c *Config) Load(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	j, err := yaml.YAMLToJSON(b)
+	j, err := configToJSON(b)
 	if err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}

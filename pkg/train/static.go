@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/models"
-	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/tensor"
 )
 
@@ -30,7 +30,7 @@ func LoadStaticModels(be tensor.Backend, paths []string, like *models.Model) ([]
 }
 
 func loadStatic(be tensor.Backend, path string, like *models.Model) (*models.Model, error) {
-	f, err := safetensors.ReadFile(path)
+	f, err := checkpoint.ReadModelFile(path)
 	if err != nil {
 		return nil, err
 	}
