@@ -228,6 +228,11 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		cc.LRScale = sentState.Scale()
 	}
 	var reached atomic.Int64 // the step the run had reached (a rollback's from)
+	if es, err := clog.Entries(); err != nil {
+		return err
+	} else if len(es) > 0 {
+		reached.Store(es[len(es)-1].Step + 1)
+	}
 	c, err := coordinator.New(ctx, cc, clog, cm.CheckpointStore(checkpoint.FileRecord{Dir: o.Dir}), shards, coordinator.Hooks{
 		Checkpointed: func(ctx context.Context, step int64) error {
 			if err := mw.Write(ctx, step); err != nil {

@@ -79,7 +79,7 @@ import (
 // sentinel's state (sentinel.State as JSON).
 const SentinelFile = "sentinel.json"
 
-// checkCluster checks the sentinel's settings for the cluster: every check
+// checkClusterSentinel checks the sentinel's settings for the cluster: every check
 // step must be a checkpoint step.
 func checkClusterSentinel(cfg train.Config) error {
 	sc := cfg.Sentinel()
