@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/logitpair/logitpair/pkg/checkpoint"
@@ -43,6 +41,10 @@ type ModelWriter struct {
 	// newest must spare: the coordinator's rollback target
 	// (coordinator.Coordinator.Kept), which the shards spare too.
 	Keep func() []int64
+	// Meta, when set, adds metadata to every model file (the cluster
+	// sentinel's state under sentinel.MetaKey, as local training writes
+	// it).
+	Meta func() map[string]string
 	acct *clusterCompute
 }
 
@@ -185,6 +187,11 @@ func (w *ModelWriter) Write(ctx context.Context, step int64) error {
 	if c, ok := w.Compute(step); ok {
 		meta[checkpoint.MetaCompute] = c.JSON()
 	}
+	if w.Meta != nil {
+		for k, v := range w.Meta() {
+			meta[k] = v
+		}
+	}
 	_, err = checkpoint.Save(w.Dir, checkpoint.Checkpoint{Step: step, Model: w.Model, Opt: opt, EMA: ema, Meta: meta}, w.Cfg.Seed)
 	if err != nil {
 		return err
@@ -193,28 +200,29 @@ func (w *ModelWriter) Write(ctx context.Context, step int64) error {
 	if w.Keep != nil {
 		spare = w.Keep()
 	}
-	return pruneKeeping(w.Dir, max(w.Cfg.Keep, 1), spare)
+	return checkpoint.PruneKeeping(w.Dir, max(w.Cfg.Keep, 1), spare...)
 }
 
-// pruneKeeping is checkpoint.Prune(dir, keep) sparing the checkpoints of
-// the steps in spare: their model, state and EMA files stay.
-func pruneKeeping(dir string, keep int, spare []int64) error {
-	if len(spare) == 0 {
-		return checkpoint.Prune(dir, keep)
+// RolledBack follows a rollback the coordinator made on request from step
+// from to step to (the training sentinel's; every shard is at version to):
+// the steps from to to from count in the compute accounting (they were
+// computed), the checkpoint of to is written again from the shards
+// (latest.json points at it, its metadata holds Meta's state now; step 0's
+// is written too, the shards' initial state) and every checkpoint after
+// it, the abandoned trajectory's, is deleted.
+func (w *ModelWriter) RolledBack(ctx context.Context, from, to int64) error {
+	if a := w.acct; a != nil && from > a.since {
+		steps := from - a.since
+		p := a.perStep.Scale(steps)
+		a.base.Steps += steps
+		a.base.ExamplesSeen += steps * a.examples
+		a.base.ForwardPasses += p.Forward
+		a.base.BackwardPasses += p.Backward
+		a.since = to
 	}
-	steps, err := checkpoint.Steps(dir)
-	if err != nil {
+	if err := w.Write(ctx, to); err != nil {
 		return err
 	}
-	for _, s := range steps[min(keep, len(steps)):] {
-		if slices.Contains(spare, s) {
-			continue
-		}
-		for _, name := range []string{checkpoint.ModelFileName(s), checkpoint.StateFileName(s), checkpoint.EMAFileName(s)} {
-			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-		}
-	}
-	return nil
+	_, err := checkpoint.RemoveAfter(w.Dir, to)
+	return err
 }

@@ -102,8 +102,8 @@ var coordinatorIgnoredFlags = []struct{ name, instead string }{
 	{"out", "the coordinator writes its commit log and checkpoints to --dir; use --dir"},
 	{"resume", "the coordinator always resumes from the commit log and checkpoints in --dir: start it again with the same --dir (and --listen)"},
 	{"resume-from", "the coordinator resumes from the newest consistent checkpoint every shard holds in --dir and the shards' dirs"},
-	{"validate-every", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval"},
-	{"validate-examples", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval"},
+	{"validate-every", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval (the training sentinel, --sentinel-every, does run: the coordinator checks its checkpoints)"},
+	{"validate-examples", "the cluster does not run validation: evaluate its checkpoints (--dir/ckpt-*.safetensors) with logitpair eval (the training sentinel, --sentinel-every, does run: the coordinator checks its checkpoints)"},
 	{"threads", "compute threads are a worker's: pass --threads to each logitpair worker"},
 }
 
@@ -144,6 +144,16 @@ from --dir is automatic), --validate-every and --validate-examples (the cluster
 does not validate; use logitpair eval on its checkpoints) and --threads (a
 worker flag): given on the command line these are errors; in a --config file
 they are ignored.
+
+The training sentinel (--sentinel-every and the other --sentinel-* flags;
+docs/TRAINING.md) runs here: at every checkpoint of a multiple of
+--sentinel-every (which must be a multiple of --checkpoint-every) the
+coordinator measures the model on the test split of --data-dir (which must
+be readable on its machine: logitpair data fetch), beside training, and on a
+collapse of robust accuracy or a gap between the single-step and the
+multi-step attack rolls every shard back to the last good checkpoint and
+lowers the learning rate. Its state is DIR/sentinel.json; too many
+rollbacks stop the coordinator with an error.
 
 The first start on a --dir records the configuration in DIR/run.json. A
 restart on that --dir with a different configuration refuses to start and

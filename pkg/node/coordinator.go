@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/run"
@@ -22,6 +23,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/rpc"
+	"github.com/logitpair/logitpair/pkg/sentinel"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/train"
 	"github.com/logitpair/logitpair/pkg/worker"
@@ -42,6 +44,10 @@ type CoordinatorOptions struct {
 	// AllowConfigChange names the keys that may differ from the
 	// configuration the run in Dir was started with (cluster.CheckRun).
 	AllowConfigChange []string
+	// sentinelMeasure, when set, replaces the training sentinel's
+	// measurement of a checkpoint (tests drive rollbacks with chosen
+	// accuracies); the test split is still opened.
+	sentinelMeasure measureFunc
 }
 
 // doneLinger is how long a coordinator whose run is done keeps answering,
@@ -56,6 +62,9 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	}
 	if o.PS < 1 {
 		return fmt.Errorf("--ps must be at least 1, got %d", o.PS)
+	}
+	if err := checkClusterSentinel(o.Train); err != nil {
+		return err
 	}
 	if err := o.initTransport(log, rpc.RoleCoordinator); err != nil {
 		return err
@@ -93,6 +102,28 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
+	// The training sentinel (sentinel.go): its state from an earlier
+	// incarnation, its series, the test split it checks on.
+	sentState, resumedSentinel, err := readSentinelState(o.Dir)
+	if err != nil {
+		return err
+	}
+	if !resumedSentinel {
+		sentState = sentinel.NewState()
+	}
+	sentMetrics := sentinel.NewCollector()
+	if err := promReg.Register(sentMetrics); err != nil {
+		return err
+	}
+	sent, err := newClusterSentinel(o.Train, o.Dir, sentState, o.sentinelMeasure, sentMetrics, log)
+	if err != nil {
+		return err
+	}
+	if resumedSentinel {
+		log.Info("sentinel state resumed", zap.String("file", filepath.Join(o.Dir, SentinelFile)), zap.Int64("last_good", sentState.LastGood),
+			zap.Int("rollbacks", sentState.Rollbacks), zap.Float64("lr_scale", sentState.Scale()))
+	}
+	pageFeed.sentinel = sent
 	mc, err := rpc.NewMembershipConfig(o.Train, layout.Ranges(), o.Workers, o.Backups)
 	if err != nil {
 		return err
@@ -163,6 +194,9 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		shards[k], wshards[k], states[k] = s, s, s
 	}
 	mw := &cluster.ModelWriter{Dir: o.Dir, Model: model, Shards: wshards, States: states, Ranges: layout.Ranges(), Cfg: o.Train}
+	if o.Train.Sentinel().On() || resumedSentinel {
+		mw.Meta = sent.Meta
+	}
 	// The checkpoint a requested rollback may target (the coordinator's
 	// KeepCheckpoint) is spared here as on the shards.
 	mw.Keep = func() []int64 {
@@ -188,14 +222,39 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		return err
 	}
 	cc.InitialGeneration = inc << 32
+	if resumedSentinel {
+		// The sentinel's scale: the log's last entry's, or a rollback's
+		// whose next step was never logged.
+		cc.LRScale = sentState.Scale()
+	}
+	var reached atomic.Int64 // the step the run had reached (a rollback's from)
+	if es, err := clog.Entries(); err != nil {
+		return err
+	} else if len(es) > 0 {
+		reached.Store(es[len(es)-1].Step + 1)
+	}
 	c, err := coordinator.New(ctx, cc, clog, cm.CheckpointStore(checkpoint.FileRecord{Dir: o.Dir}), shards, coordinator.Hooks{
-		Checkpointed: mw.Write,
+		Checkpointed: func(ctx context.Context, step int64) error {
+			if err := mw.Write(ctx, step); err != nil {
+				return err
+			}
+			return sent.checkpointed(ctx, step)
+		},
+		RolledBack: func(to int64, _ float64, _ string) {
+			// On Run's goroutine: every shard is at version to.
+			sent.rolledBack(to)
+			if err := mw.RolledBack(ctx, reached.Load(), to); err != nil {
+				log.Warn("the model files were not rolled back with the shards", zap.Int64("to_step", to), zap.Error(err))
+			}
+			reached.Store(to)
+		},
 		Release: func(slot int) {
 			log.Warn("worker dropped: gossip declared it dead and it missed steps; its slot is free", zap.Int("slot", slot))
 			members.Release(slot)
 		},
 		ShardReachable: members.SetShardReachable,
 		Committed: func(step int64, set []int) {
+			reached.Store(step + 1)
 			cm.Committed(step)
 			pageFeed.committed(step, set)
 			if step%max(o.Train.LogEvery, 1) == 0 {
@@ -206,6 +265,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
+	sent.bind(c)
 	if err := logHistory(log, clog, checkpoint.FileRecord{Dir: o.Dir}, o.Dir); err != nil {
 		return err
 	}
@@ -246,6 +306,9 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		}
 		return err
 	}))
+	// 1b. The sentinel: returns a check's fatal error (too many rollbacks,
+	//     a broken measurement), which stops the coordinator with it.
+	addActor(&g, loopActor(ctx, sent.run))
 	// 2. Gossip: leave before the gRPC server stops, so that the peers see
 	//    a graceful departure, not a node that stopped answering probes.
 	addActor(&g, gossipActor(member, ""))

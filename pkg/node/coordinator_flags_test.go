@@ -69,6 +69,20 @@ func TestCoordinatorRefusesTrainingFlagsItIgnores(t *testing.T) {
 	if o, err := runCoordinatorCommand(t, "--dir", coordDir, "--steps", "5"); err != nil || o == nil || o.Train.Steps != 5 {
 		t.Fatalf("plain flags: %+v %v", o, err)
 	}
+	// The sentinel's keys are the coordinator's (it checks its checkpoints),
+	// on the command line as in a config file.
+	if o, err := runCoordinatorCommand(t, "--dir", coordDir, "--checkpoint-every", "50", "--sentinel-every", "100", "--sentinel-max-gap", "0.3",
+		"--sentinel-examples", "200", "--sentinel-steps", "7", "--sentinel-collapse", "0.4", "--sentinel-lr-factor", "0.25", "--sentinel-max-rollbacks", "2"); err != nil || o == nil ||
+		o.Train.SentinelEvery != 100 || o.Train.SentinelMaxGap != 0.3 || o.Train.SentinelExamples != 200 || o.Train.SentinelSteps != 7 ||
+		o.Train.SentinelCollapse != 0.4 || o.Train.SentinelLRFactor != 0.25 || o.Train.SentinelMaxRollbacks != 2 {
+		t.Fatalf("--sentinel-*: %+v %v", o, err)
+	}
+	if err := os.WriteFile(cfg, []byte("sentinel-every: 60\ncheckpoint-every: 20\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := runCoordinatorCommand(t, "--config", cfg, "--dir", coordDir); err != nil || o == nil || o.Train.SentinelEvery != 60 {
+		t.Fatalf("sentinel-every in a config file: %+v %v", o, err)
+	}
 	if o, err := runCoordinatorCommand(t, "--dir", coordDir, "--allow-config-change", "log-every,checkpoint_every", "--allow-config-change", "steps"); err != nil ||
 		o == nil || strings.Join(o.AllowConfigChange, " ") != "log-every checkpoint_every steps" {
 		t.Fatalf("--allow-config-change: %+v %v", o, err)

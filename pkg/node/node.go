@@ -15,7 +15,8 @@
 // and its membership table, status page, readiness check and gRPC service
 // are built before the coordinator (which needs the membership table to
 // reach its shards): they reach it through a coordinator.Late, which the
-// coordinator loop binds when it starts.
+// coordinator loop binds when it starts. The coordinator also runs the
+// training sentinel on its checkpoints (sentinel.go).
 //
 // Shutdown order, on SIGINT/SIGTERM or when the run is done — the order of
 // each run group's Adds, commented there: stop the process's own loop (the

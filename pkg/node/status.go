@@ -23,6 +23,8 @@ const (
 type statusFeed struct {
 	hist  *statuspage.History
 	coord *coordinator.Late // unset until the coordinator is built
+	// sentinel, when set, is the training sentinel the page shows.
+	sentinel *clusterSentinel
 }
 
 // newStatusFeed returns a feed with an empty history over the coordinator
@@ -95,6 +97,7 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 	}
 	snap.Run = run
 	snap.Members = statusMembers(s.reg)
+	snap.Sentinel = s.feed.sentinel.status()
 	return snap
 }
 

@@ -16,7 +16,10 @@
 //
 // The package is plain Go: the measurement (Measure), the rule (State.Observe)
 // and its Prometheus series (Collector). It has no training loop: pkg/train
-// runs it in a single process, the cluster's coordinator on checkpoints.
+// runs it in a single process, the cluster's coordinator on its consistent
+// checkpoints (pkg/node/sentinel.go: the checks run beside training, a trip
+// is coordinator.RequestRollback, the state is the coordinator's
+// sentinel.json).
 //
 // # The rule
 //
@@ -56,7 +59,8 @@
 //
 // Before any check is accepted, the last good step is 0: the run's initial
 // state (the seed's initialization, or --init-from's weights, with a fresh
-// optimizer), which every trainer can rebuild without a checkpoint file. A
+// optimizer), which every trainer can rebuild without a checkpoint file
+// (in a cluster, every shard holds it as version 0). A
 // first check that trips (only the gap rule can) therefore restarts the run
 // from its beginning at the lower learning rate. The alternative, refusing
 // to roll back, would stop the runs most in need of the lower rate.

@@ -59,6 +59,43 @@ type Snapshot struct {
 	RateWindow Duration `json:"rate_window"`
 	// History holds the recent committed steps, oldest first.
 	History []Point `json:"history"`
+	// Sentinel is the training sentinel's state (nil: the run has none).
+	Sentinel *Sentinel `json:"sentinel,omitempty"`
+}
+
+// Sentinel is the training sentinel's state (pkg/sentinel; the cluster's
+// coordinator runs it on its checkpoints).
+type Sentinel struct {
+	// Every is the steps between checks (0: off, the state a resumed run
+	// carries).
+	Every int64 `json:"every"`
+	// LastGood is the step of the last accepted check (0: the run's
+	// initial state), the step a trip rolls back to.
+	LastGood int64 `json:"last_good"`
+	// Best is the best multi-step accuracy of an accepted check, BestStep
+	// its step.
+	Best     float64 `json:"best"`
+	BestStep int64   `json:"best_step"`
+	// Rollbacks the sentinel's rollbacks so far, MaxRollbacks the most
+	// allowed.
+	Rollbacks    int `json:"rollbacks"`
+	MaxRollbacks int `json:"max_rollbacks"`
+	// LRScale multiplies the learning rate (1: no rollback lowered it).
+	LRScale float64 `json:"lr_scale"`
+	// Pending: a check tripped and its rollback is not done yet.
+	Pending bool `json:"rollback_pending"`
+	// Last is the last check (nil before the first).
+	Last *SentinelCheck `json:"last,omitempty"`
+}
+
+// SentinelCheck is one check's measurement.
+type SentinelCheck struct {
+	Step       int64   `json:"step"`
+	Clean      float64 `json:"clean"`
+	SingleStep float64 `json:"single_step"`
+	MultiStep  float64 `json:"multi_step"`
+	// Gap is SingleStep − MultiStep.
+	Gap float64 `json:"gap"`
 }
 
 // Run is the coordinator's state.
