@@ -66,6 +66,8 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 			[]string{"--source: " + state + " is the optimizer state"}},
 		{"train --static-models, optimizer state", trainArgs("--data-dir", dataDir, "--objective", "ensemble-adv", "--static-models", state),
 			[]string{state + " is the optimizer state", model}},
+		{"train --init-from, optimizer state", trainArgs("--data-dir", dataDir, "--init-from", state),
+			[]string{"--init-from: " + state + " is the optimizer state", model}},
 		{"train --config with a key twice", trainArgs("--data-dir", dataDir, "--config", dup),
 			[]string{"config " + dup + ": duplicate key: line 3: key \"steps\" given again"}},
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
-	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/sentinel"
 	"github.com/logitpair/logitpair/pkg/tensor"
 )
@@ -163,7 +162,7 @@ func (t *Trainer) initialize() error {
 	cfg, m := t.Cfg, t.W.Model
 	m.Init(cfg.Seed)
 	if cfg.InitFrom != "" {
-		f, err := safetensors.ReadFile(cfg.InitFrom)
+		f, err := checkpoint.ReadModelFile(cfg.InitFrom)
 		if err != nil {
 			return fmt.Errorf("--init-from: %w", err)
 		}
