@@ -182,12 +182,14 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 			if jsonOut == "-" {
 				out = cmd.ErrOrStderr()
 			}
-			fmt.Fprintf(out, "%s on %s, %d examples: clean accuracy %.4f (top-5 %.4f)\n", ckpt, rep.Dataset, rep.Examples, rep.CleanAccuracy, rep.CleanTop5)
+			// Accuracies in text are percentages with two decimals, as the
+			// strong suite prints them; the JSON report keeps fractions.
+			fmt.Fprintf(out, "%s on %s, %d examples: clean accuracy %.2f%% (top-5 %.2f%%)\n", ckpt, rep.Dataset, rep.Examples, 100*rep.CleanAccuracy, 100*rep.CleanTop5)
 			for _, r := range rep.Whitebox {
-				fmt.Fprintf(out, "  white-box %s: accuracy %.4f (top-5 %.4f)\n", r.Attack, r.Top1, r.Top5)
+				fmt.Fprintf(out, "  white-box %s: accuracy %.2f%% (top-5 %.2f%%)\n", r.Attack, 100*r.Top1, 100*r.Top5)
 			}
 			for _, r := range rep.Transfer {
-				fmt.Fprintf(out, "  transfer from %s, %s: accuracy %.4f (top-5 %.4f)\n", r.Source, r.Attack, r.Top1, r.Top5)
+				fmt.Fprintf(out, "  transfer from %s, %s: accuracy %.2f%% (top-5 %.2f%%)\n", r.Source, r.Attack, 100*r.Top1, 100*r.Top5)
 			}
 			if rep.Warning != "" {
 				fmt.Fprintln(out, "WARNING "+rep.Warning)
