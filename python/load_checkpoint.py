@@ -63,7 +63,7 @@ def main():
     with torch.no_grad():
         logits = torch.cat([model(x[i:i + args.batch]) for i in range(0, len(x), args.batch)])
     correct = int((logits.argmax(1).numpy() == labels).sum())
-    print(f"clean accuracy {correct / len(labels):.4f} ({correct} of {len(labels)} test examples)")
+    print(f"clean accuracy {100 * correct / len(labels):.2f}% ({correct} of {len(labels)} test examples)")
     if args.logits:
         ref = np.load(args.logits)[:len(labels)]
         diff = np.abs(ref - logits.numpy()).max()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/logitpair/logitpair/pkg/device"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/node"
+	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/train"
 )
 
 // benchDeviceUsage is --device's help on the benchmarks, whose default is the
@@ -60,7 +63,7 @@ func newBenchCmd() *cobra.Command {
 		},
 	}
 	f := step.Flags()
-	f.StringVar(&c.Model, "model", c.Model, "model to benchmark")
+	f.StringVar(&c.Model, "model", c.Model, "model to benchmark: "+strings.Join(models.Names(), ", "))
 	f.Var(models.ConfigFlag{P: &c.Config}, "model-config", modelConfigUsage)
 	f.IntVar(&c.Batch, "batch", c.Batch, "batch size")
 	f.BoolVar(&c.InputGradOnly, "input-grad-only", false, "eval-mode forward and input gradient only (what one PGD step needs)")
@@ -111,10 +114,10 @@ func newBenchTrainStepCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.Model, "model", c.Model, "model")
+	f.StringVar(&c.Model, "model", c.Model, train.ModelUsage)
 	f.Var(models.ConfigFlag{P: &c.Config}, "model-config", modelConfigUsage)
 	f.IntVar(&c.Batch, "batch", c.Batch, "clean examples per step")
-	f.StringVar(&c.Objective, "objective", c.Objective, "objective")
+	f.StringVar(&c.Objective, "objective", c.Objective, "objective: "+strings.Join(objective.Names(), ", "))
 	f.IntVar(&c.AttackSteps, "attack-steps", c.AttackSteps, "PGD steps")
 	f.Float64Var(&c.Eps, "eps", c.Eps, "attack ε")
 	f.Float64Var(&c.StepSize, "step-size", c.StepSize, "attack step size")
@@ -175,7 +178,7 @@ is measured in turn. Nothing is trained.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&b.Model, "model", b.Model, "model whose parameters the cluster moves")
+	f.StringVar(&b.Model, "model", b.Model, "model whose parameters the cluster moves: "+strings.Join(models.Names(), ", "))
 	f.Var(models.ConfigFlag{P: &b.ModelConfig}, "model-config", modelConfigUsage)
 	f.DurationVar(&b.Compute, "compute", b.Compute, "synthetic compute phase per step and worker (a GPU's step time)")
 	f.IntSliceVar(&workers, "workers", workers, "worker processes (a list: each is measured)")

@@ -17,6 +17,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/strong"
 	"github.com/logitpair/logitpair/pkg/tensor"
+	"github.com/logitpair/logitpair/pkg/train"
 )
 
 // loadModel reads a model file: logitpair's metadata names the model and its
@@ -181,12 +182,14 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 			if jsonOut == "-" {
 				out = cmd.ErrOrStderr()
 			}
-			fmt.Fprintf(out, "%s on %s, %d examples: clean accuracy %.4f (top-5 %.4f)\n", ckpt, rep.Dataset, rep.Examples, rep.CleanAccuracy, rep.CleanTop5)
+			// Accuracies in text are percentages with two decimals, as the
+			// strong suite prints them; the JSON report keeps fractions.
+			fmt.Fprintf(out, "%s on %s, %d examples: clean accuracy %.2f%% (top-5 %.2f%%)\n", ckpt, rep.Dataset, rep.Examples, 100*rep.CleanAccuracy, 100*rep.CleanTop5)
 			for _, r := range rep.Whitebox {
-				fmt.Fprintf(out, "  white-box %s: accuracy %.4f (top-5 %.4f)\n", r.Attack, r.Top1, r.Top5)
+				fmt.Fprintf(out, "  white-box %s: accuracy %.2f%% (top-5 %.2f%%)\n", r.Attack, 100*r.Top1, 100*r.Top5)
 			}
 			for _, r := range rep.Transfer {
-				fmt.Fprintf(out, "  transfer from %s, %s: accuracy %.4f (top-5 %.4f)\n", r.Source, r.Attack, r.Top1, r.Top5)
+				fmt.Fprintf(out, "  transfer from %s, %s: accuracy %.2f%% (top-5 %.2f%%)\n", r.Source, r.Attack, 100*r.Top1, 100*r.Top5)
 			}
 			if rep.Warning != "" {
 				fmt.Fprintln(out, "WARNING "+rep.Warning)
@@ -199,9 +202,9 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 	}
 	f := cmd.Flags()
 	f.StringVar(&ckpt, "checkpoint", "", "model file to evaluate (.safetensors)")
-	f.StringVar(&dataset, "dataset", "mnist", "dataset (its test split is used): mnist, fashion-mnist, cifar10, svhn, tiny-imagenet, imagefolder, imagenet (image folders at the model's image size; docs/DATASETS.md)")
+	f.StringVar(&dataset, "dataset", "mnist", train.DatasetUsage+"; its test split is used")
 	f.StringVar(&dataDir, "data-dir", "data/mnist", "dataset directory")
-	f.StringVar(&modelName, "model", "", "model, for files without logitpair metadata (e.g. written by PyTorch)")
+	f.StringVar(&modelName, "model", "", "the model of a file without logitpair metadata (e.g. written by PyTorch): "+strings.Join(models.Names(), ", "))
 	f.StringVar(&modelConfig, "model-config", "", "model config as JSON, for files without logitpair metadata")
 	f.IntVar(&examples, "examples", 1000, "evaluate the first N test examples (0: all)")
 	f.StringVar(&attackStr, "attack", "", "comma-separated attack strings (pgd|pgdll|pgdrnd_EPS_STEP_NITER, fgsm_EPS); overrides --eps/--steps")

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -125,7 +126,7 @@ off by more than 25%.`,
 	fl.IntVar(&c.Workers, "workers", 53, "workers W, backups included (the paper: 53)")
 	fl.IntVar(&c.Backups, "backups", 3, "backup workers b: each step takes the first W − b gradients (the paper: 3)")
 	fl.IntVar(&c.Shards, "ps", 17, "parameter-server shards P (the paper: 17)")
-	fl.StringSliceVar(&modelNames, "model", []string{"inception-v3"}, "model(s) whose size to plan for, from pkg/models: "+fmt.Sprint(models.Names()))
+	fl.StringSliceVar(&modelNames, "model", []string{"inception-v3"}, "comma-separated models whose size to plan for: "+strings.Join(models.Names(), ", "))
 	fl.Var(models.ConfigFlag{P: &modelCfg}, "model-config", `the model's config as a JSON object of integers, e.g. '{"classes": 200}'`)
 	fl.Var(plan.CountFlag{P: &params}, "params", "trainable parameters S, instead of --model (e.g. 23834568 or 44.5M)")
 	fl.Var(plan.CountFlag{P: &buffers}, "buffers", "float buffer elements pulled and pushed beside --params (batch-norm statistics)")

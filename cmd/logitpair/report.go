@@ -137,17 +137,20 @@ func readEvalSummary(path string) (evalSummary, error) {
 	return s, nil
 }
 
-func writeReportTable(w io.Writer, labels []string, runs []evalSummary) {
-	pct := func(v *float64) string {
-		if v == nil {
-			return "—"
-		}
-		return fmt.Sprintf("%.1f%%", 100**v)
+// percent formats an accuracy (a fraction) as text does everywhere: a
+// percentage with two decimals; nil is "—".
+func percent(v *float64) string {
+	if v == nil {
+		return "—"
 	}
+	return fmt.Sprintf("%.2f%%", 100**v)
+}
+
+func writeReportTable(w io.Writer, labels []string, runs []evalSummary) {
 	fmt.Fprintln(w, "| Method | White box | Black box | Clean |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for i, r := range runs {
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", labels[i], pct(r.Whitebox), pct(r.Transfer), pct(r.Clean))
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", labels[i], percent(r.Whitebox), percent(r.Transfer), percent(r.Clean))
 	}
 	var notes []string
 	for i, r := range runs {
@@ -159,7 +162,7 @@ func writeReportTable(w io.Writer, labels []string, runs []evalSummary) {
 		if r.Suite != "strong" {
 			continue
 		}
-		n := fmt.Sprintf("%s: strong suite, ε = %.4g, %d examples; all attacks together: %s", labels[i], r.Eps, r.Examples, pct(r.Robust))
+		n := fmt.Sprintf("%s: strong suite, ε = %.4g, %d examples; all attacks together: %s", labels[i], r.Eps, r.Examples, percent(r.Robust))
 		switch {
 		case len(r.Checks) == 0:
 			n += "; masking checks not run"
@@ -286,12 +289,6 @@ func writeTransferTable(w io.Writer, labels []string, runs []evalSummary, source
 				s.label, s.path, s.path, strings.Join(dedupe(known), ", "), s.path)
 		}
 	}
-	pct := func(v *float64) string {
-		if v == nil {
-			return "—"
-		}
-		return fmt.Sprintf("%.1f%%", 100**v)
-	}
 	head := []string{"Defended model", "Clean", "White box"}
 	for _, s := range sources {
 		head = append(head, "from "+s.label)
@@ -306,15 +303,15 @@ func writeTransferTable(w io.Writer, labels []string, runs []evalSummary, source
 				white = &wb.Accuracy
 			}
 		}
-		row := []string{labels[i], pct(r.Clean), pct(white)}
+		row := []string{labels[i], percent(r.Clean), percent(white)}
 		var worst *float64
 		for _, c := range cells[i] {
-			row = append(row, pct(c))
+			row = append(row, percent(c))
 			if c != nil && (worst == nil || *c < *worst) {
 				worst = c
 			}
 		}
-		row = append(row, pct(worst))
+		row = append(row, percent(worst))
 		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
 	fmt.Fprintln(w)

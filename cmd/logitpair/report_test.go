@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -106,6 +107,9 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(string(b), `"eps": 0.3,`) {
+		t.Errorf("JSON: ε not as written:\n%s", b)
+	}
 	if rep["suite"] != "strong" || rep["examples"].(float64) != 8 || rep["settings"].(map[string]any)["restarts"].(float64) != 2 {
 		t.Fatalf("JSON: %s", b)
 	}
@@ -140,7 +144,7 @@ func TestEvalStrongSuiteAndReport(t *testing.T) {
 	}
 	lines := strings.Split(out, "\n")
 	if lines[0] != "| Method | White box | Black box | Clean |" || !strings.HasPrefix(lines[2], "| tiny-run | ") ||
-		lines[3] != "| m-pgd | 93.2% | 96.0% | 98.5% |" || !strings.HasPrefix(lines[4], "| ALP | ") {
+		lines[3] != "| m-pgd | 93.20% | 96.00% | 98.50% |" || !strings.HasPrefix(lines[4], "| ALP | ") {
 		t.Fatalf("table:\n%s", out)
 	}
 	if !strings.Contains(out, "- tiny-run: strong suite, ε = 0.3, 8 examples") {
@@ -223,13 +227,13 @@ func TestReportTransferTable(t *testing.T) {
 	}
 	cells := func(line string) []string { return strings.Split(strings.Trim(line, "| "), " | ") }
 	ma, mb, st := cells(lines[2]), cells(lines[3]), cells(lines[4])
-	if ma[0] != "ma" || ma[2] != fmt.Sprintf("%.1f%%", 100*wantWhiteA) || ma[3] != "—" || ma[4] == "—" || ma[5] != ma[4] {
+	if ma[0] != "ma" || ma[2] != fmt.Sprintf("%.2f%%", 100*wantWhiteA) || ma[3] != "—" || ma[4] == "—" || ma[5] != ma[4] {
 		t.Errorf("row ma: %q", ma)
 	}
-	if want := fmt.Sprintf("%.1f%%", 100*wantBA); mb[3] != want || mb[4] != "—" || mb[5] != want {
+	if want := fmt.Sprintf("%.2f%%", 100*wantBA); mb[3] != want || mb[4] != "—" || mb[5] != want {
 		t.Errorf("row mb: %q, want %s from A", mb, want)
 	}
-	if st[1] != "90.0%" || st[2] != "10.0%" || st[3] != "62.5%" || st[4] != "—" || st[5] != "62.5%" {
+	if st[1] != "90.00%" || st[2] != "10.00%" || st[3] != "62.50%" || st[4] != "—" || st[5] != "62.50%" {
 		t.Errorf("row strong: %q", st)
 	}
 	for want, args := range map[string][]string{
@@ -263,6 +267,17 @@ func TestEvalWarnsOfWeakAttack(t *testing.T) {
 		b, _ := os.ReadFile(jsonPath)
 		if err := json.Unmarshal(b, &rep); err != nil {
 			t.Fatal(err)
+		}
+		// ε and the step size as written; accuracies in text as
+		// percentages with two decimals, in JSON as fractions.
+		for _, want := range []string{`"eps": 0.3,`, `"step_size": 0.01,`} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("JSON lacks %s:\n%s", want, b)
+			}
+		}
+		clean := fmt.Sprintf("clean accuracy %.2f%% (top-5 %.2f%%)", 100*rep["clean_accuracy"].(float64), 100*rep["clean_top5_accuracy"].(float64))
+		if !strings.Contains(out, clean) || !regexp.MustCompile(`white-box PGD-[^:]*: accuracy \d+\.\d\d% \(top-5 \d+\.\d\d%\)`).MatchString(out) {
+			t.Errorf("output does not give accuracies as percentages (%q):\n%s", clean, out)
 		}
 		cmdLine := "logitpair eval --checkpoint " + ckpt + " --suite strong"
 		w, _ := rep["warning"].(string)

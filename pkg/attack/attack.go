@@ -75,6 +75,18 @@ func ParseTarget(s string) (Target, error) {
 	return 0, fmt.Errorf("unknown attack target %q (want true, predicted, random or least-likely)", s)
 }
 
+// AsWritten returns x as the float64 whose shortest decimal is x's
+// shortest float32 decimal: a float32 ε of 0.3 becomes 0.3, not
+// 0.30000001192092896 (float64(x)). JSON reports carry ε and step sizes so,
+// as the user wrote them.
+func AsWritten(x float32) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
+	if err != nil { // NaN and ±Inf format as words that parse back
+		return float64(x)
+	}
+	return v
+}
+
 // Config describes an L∞ attack. Eps and Step are in pixel units of [0, 1].
 type Config struct {
 	Eps         float32

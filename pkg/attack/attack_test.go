@@ -1,6 +1,7 @@
 package attack
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -196,5 +197,25 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := New(be, c); err == nil || !strings.HasPrefix(err.Error(), "attack:") {
 			t.Errorf("%+v: %v", c, err)
 		}
+	}
+}
+
+// TestAsWritten: a float32 ε or step size reaches JSON as written (0.3),
+// where float64(x) gives 0.30000001192092896.
+func TestAsWritten(t *testing.T) {
+	for _, c := range []struct {
+		in   float32
+		want string
+	}{{0.3, "0.3"}, {0.01, "0.01"}, {8.0 / 255, "0.03137255"}, {0.0625, "0.0625"}, {1, "1"}, {0, "0"}} {
+		b, err := json.Marshal(AsWritten(c.in))
+		if err != nil || string(b) != c.want {
+			t.Errorf("AsWritten(%v) marshals as %s, %v; want %s", c.in, b, err, c.want)
+		}
+		if float32(AsWritten(c.in)) != c.in {
+			t.Errorf("AsWritten(%v) does not convert back", c.in)
+		}
+	}
+	if b, _ := json.Marshal(float64(float32(0.3))); string(b) == "0.3" {
+		t.Fatal("float64(float32(0.3)) marshals as 0.3: the test cannot fail")
 	}
 }

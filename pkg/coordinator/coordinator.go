@@ -136,7 +136,8 @@ type Config struct {
 	// rollback). A restarted coordinator must start above every generation
 	// its predecessor handed out, so that workers waiting on a step they
 	// reported to the dead coordinator stop waiting and report again: the
-	// processes use a persisted incarnation count shifted left by 32.
+	// processes use a persisted incarnation count shifted left by 32
+	// (IncarnationGeneration; SplitGeneration reads it back).
 	InitialGeneration int64
 	// LRScale is the learning-rate scale of the steps committed from the
 	// start (0: the scale of the log's last entry, or 1 for an empty log).
@@ -1210,4 +1211,18 @@ func (c *Coordinator) requestedRollback(ctx context.Context, req *rollbackReques
 		c.hooks.RolledBack(to, req.lrScale, req.reason)
 	}
 	return nil
+}
+
+// IncarnationGeneration is the first generation of a coordinator's
+// incarnation-th start (1 for the first start of a run directory): the
+// incarnation in the high 32 bits, so that each start's generations exceed
+// every earlier start's, and the rollbacks since the start in the low 32.
+func IncarnationGeneration(incarnation int64) int64 { return incarnation << 32 }
+
+// SplitGeneration reads a generation of IncarnationGeneration's form back
+// into the coordinator's restarts (incarnation − 1, at least 0) and the
+// rollbacks since its last start, the counts an operator reads; the raw
+// number (e.g. 4294967297) says neither.
+func SplitGeneration(generation int64) (restarts, rollbacks int64) {
+	return max(generation>>32-1, 0), generation & (1<<32 - 1)
 }

@@ -416,3 +416,18 @@ func TestStepIsLoggedBeforeAnyShardApplies(t *testing.T) {
 		t.Fatalf("%d log entries, want 2", len(e))
 	}
 }
+
+// TestGenerationCounts: the generation of the incarnation-th start after r
+// rollbacks reads back as incarnation−1 restarts and r rollbacks, and every
+// generation of a later start exceeds every earlier one's.
+func TestGenerationCounts(t *testing.T) {
+	for _, c := range []struct{ inc, rollbacks, restarts int64 }{{1, 0, 0}, {1, 1, 0}, {2, 0, 1}, {3, 7, 2}, {0, 5, 0}} {
+		g := coordinator.IncarnationGeneration(c.inc) + c.rollbacks
+		if re, rb := coordinator.SplitGeneration(g); re != c.restarts || rb != c.rollbacks {
+			t.Errorf("generation %d (incarnation %d, %d rollbacks): %d restarts, %d rollbacks", g, c.inc, c.rollbacks, re, rb)
+		}
+	}
+	if coordinator.IncarnationGeneration(1) != 4294967296 || coordinator.IncarnationGeneration(2) <= coordinator.IncarnationGeneration(1)+1<<31 {
+		t.Error("IncarnationGeneration is not the incarnation shifted left by 32")
+	}
+}

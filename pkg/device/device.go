@@ -6,6 +6,7 @@
 package device
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -65,12 +66,21 @@ var openCUDA = cuda.Open
 // Open returns the backend for device (see Parse), with threads compute
 // threads on the CPU (0: GOMAXPROCS), and a one-line description of what was
 // chosen for the log: the GPU and libraries in use, or, for auto without a
-// usable GPU, why CUDA was not used. With cuda the error says which library
-// failed to load or that no GPU was found.
+// usable GPU, the CPU and in a few words why not (OpenDetail also returns
+// the full reason). With cuda the error says which library failed to load,
+// from where, or that no GPU was found.
 func Open(device string, threads int) (tensor.Backend, string, error) {
+	be, desc, _, err := OpenDetail(device, threads)
+	return be, desc, err
+}
+
+// OpenDetail is Open that also returns, when auto fell back to the CPU, the
+// full reason CUDA was not used (every library path tried and its loader
+// error), for a debug log; "" otherwise.
+func OpenDetail(device string, threads int) (be tensor.Backend, desc, detail string, err error) {
 	c, err := Parse(device)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	newCPU := func() (tensor.Backend, string) {
 		be := cpu.New(cpu.Options{Threads: threads})
@@ -79,20 +89,41 @@ func Open(device string, threads int) (tensor.Backend, string, error) {
 	switch c.Kind {
 	case CPU:
 		be, desc := newCPU()
-		return be, desc, nil
+		return be, desc, "", nil
 	case CUDA:
 		be, err := openCUDA(cuda.Options{Device: c.Ordinal})
 		if err != nil {
-			return nil, "", fmt.Errorf("--device %s: %w", device, err)
+			return nil, "", "", fmt.Errorf("--device %s: %w", device, err)
 		}
-		return be, describe(be), nil
+		return be, describe(be), "", nil
 	}
-	be, err := openCUDA(cuda.Options{})
+	gpu, err := openCUDA(cuda.Options{})
 	if err != nil {
 		cpuBE, desc := newCPU()
-		return cpuBE, "--device auto: no usable CUDA GPU (" + err.Error() + "); " + desc, nil
+		return cpuBE, desc + "; --device auto: " + shortReason(err), "--device auto: no usable CUDA GPU: " + err.Error(), nil
 	}
-	return be, describe(be), nil
+	return gpu, describe(gpu), "", nil
+}
+
+// shortReason is why CUDA did not open, in a few words for a line printed on
+// every CPU run: a library's absence ("no CUDA driver", with where to point
+// the loader), else the error's first clause ("no CUDA device"). --device
+// cuda prints the whole error.
+func shortReason(err error) string {
+	var le *cuda.LoadError
+	if errors.As(err, &le) {
+		return le.Missing + " (set " + cuda.LibDirEnv + " if it is installed elsewhere; --device cuda says why)"
+	}
+	msg := err.Error()
+	for _, sep := range []string{": ", " ("} {
+		if i := strings.Index(msg, sep); i > 0 {
+			msg = msg[:i]
+		}
+	}
+	if r := []rune(msg); len(r) > 80 {
+		msg = string(r[:79]) + "…"
+	}
+	return msg + " (--device cuda says why)"
 }
 
 func describe(be tensor.Backend) string {

@@ -67,18 +67,45 @@ func TestCPU(t *testing.T) {
 	}
 }
 
+// TestAutoFallsBackToTheCPUSayingWhy: without a usable GPU, auto computes on
+// the CPU and says so in one short line (the reason in a few words, where to
+// point the loader, and that --device cuda says more); the full reason, every
+// path tried, is OpenDetail's detail.
 func TestAutoFallsBackToTheCPUSayingWhy(t *testing.T) {
-	stubCUDA(t, nil, errors.New("no CUDA driver: libcuda.so.1: cannot open shared object file"))
-	be, desc, err := Open("auto", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := be.(*cpu.Backend); !ok {
-		t.Errorf("auto without a GPU gave %T", be)
-	}
-	for _, w := range []string{"no usable CUDA GPU", "libcuda.so.1: cannot open shared object file", "computing on the CPU"} {
-		if !strings.Contains(desc, w) {
-			t.Errorf("description %q lacks %q", desc, w)
+	loadErr := &cuda.LoadError{Missing: "no CUDA driver", Tried: []string{
+		"libcuda.so.1: cannot open shared object file: No such file or directory",
+		"libcuda.so: cannot open shared object file: No such file or directory"}}
+	for _, c := range []struct {
+		err        error
+		short      []string
+		detailWant string
+	}{
+		{loadErr, []string{"--device auto: no CUDA driver (set " + cuda.LibDirEnv, "--device cuda says why"}, "libcuda.so: cannot open shared object file"},
+		{errors.New("no CUDA device: cuDeviceGetCount returned 0 (driver 12.4 from /usr/lib/libcuda.so.1)"), []string{"--device auto: no CUDA device (--device cuda says why)"}, "cuDeviceGetCount returned 0"},
+		{cuda.ErrNotBuilt, []string{"--device auto: CUDA backend not built into this binary (--device cuda says why)"}, "static/purego"},
+	} {
+		stubCUDA(t, nil, c.err)
+		be, desc, detail, err := OpenDetail("auto", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := be.(*cpu.Backend); !ok {
+			t.Errorf("auto without a GPU gave %T", be)
+		}
+		want := append([]string{"computing on the CPU (" + be.Name() + ", 2 threads); "}, c.short...)
+		for _, w := range want {
+			if !strings.Contains(desc, w) {
+				t.Errorf("description %q lacks %q", desc, w)
+			}
+		}
+		if n := len([]rune(desc)); n > 160 || strings.Contains(desc, "\n") || strings.Contains(desc, c.detailWant) {
+			t.Errorf("description is not one short line (%d characters, the detail %q in it?): %q", n, c.detailWant, desc)
+		}
+		if !strings.Contains(detail, c.err.Error()) {
+			t.Errorf("detail %q lacks the full reason %q", detail, c.err)
+		}
+		if _, short, _ := Open("auto", 2); short != desc {
+			t.Errorf("Open's description %q, OpenDetail's %q", short, desc)
 		}
 	}
 }
@@ -128,5 +155,8 @@ func TestRealDevice(t *testing.T) {
 		t.Errorf("--device auto: %v", err)
 	} else {
 		t.Log(desc)
+		if n := len([]rune(desc)); n > 160 {
+			t.Errorf("--device auto's line has %d characters: %q", n, desc)
+		}
 	}
 }

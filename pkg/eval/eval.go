@@ -185,7 +185,7 @@ func Run(m *models.Model, src data.Source, o Options) (Report, error) {
 	frac := func(k int) float64 { return float64(k) / float64(n) }
 	rep.CleanAccuracy, rep.CleanTop5 = frac(clean.top1), frac(clean.top5)
 	result := func(c attack.Config, cnt counter, source string) AttackResult {
-		return AttackResult{Attack: c.String(), Eps: float64(c.Eps), StepSize: float64(c.Step), Steps: c.Steps,
+		return AttackResult{Attack: c.String(), Eps: attack.AsWritten(c.Eps), StepSize: attack.AsWritten(c.Step), Steps: c.Steps,
 			Restarts: c.Restarts, Target: c.Target.String(), Source: source, Top1: frac(cnt.top1), Top5: frac(cnt.top5)}
 	}
 	for i, c := range o.Attacks {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +89,9 @@ func registeredNames(t *testing.T) map[string]bool {
 	if _, err := NewAuth(&recorder{Registerer: prometheus.NewRegistry(), names: r.names}); err != nil {
 		t.Fatal(err)
 	}
+	if err := (&recorder{Registerer: prometheus.NewRegistry(), names: r.names}).Register(NewBuildInfo(debug.ReadBuildInfo)); err != nil {
+		t.Fatal(err)
+	}
 	out := map[string]bool{}
 	for n, hist := range r.names {
 		if !strings.HasPrefix(n, Namespace+"_") {
@@ -119,6 +123,7 @@ func TestRegisteredNamesAreComplete(t *testing.T) {
 	if _, err := NewAuth(reg); err != nil {
 		t.Fatal(err)
 	}
+	reg.MustRegister(NewBuildInfo(debug.ReadBuildInfo))
 	s, _ := NewShard(reg, 0)
 	s.SetStatsSource(func() paramserver.Stats { return paramserver.Stats{} }, nil)
 	s.errs.WithLabelValues("push")
@@ -158,15 +163,19 @@ func TestRegisteredNamesAreComplete(t *testing.T) {
 	}
 }
 
-var metricToken = regexp.MustCompile(`\blogitpair_[a-zA-Z0-9_]+`)
+var (
+	metricToken = regexp.MustCompile(`\blogitpair_[a-zA-Z0-9_]+`)
+	// upSeries is Prometheus's own scrape-health series, up{job=~...}.
+	upSeries = regexp.MustCompile(`(^|[^a-zA-Z0-9_])up\{`)
+)
 
 // checkNames reports every logitpair_ name in expr that the code does not
 // register.
 func checkNames(t *testing.T, where, expr string, names map[string]bool) {
 	t.Helper()
 	toks := metricToken.FindAllString(expr, -1)
-	if len(toks) == 0 {
-		t.Errorf("%s: %q uses no logitpair metric", where, expr)
+	if len(toks) == 0 && !upSeries.MatchString(expr) {
+		t.Errorf("%s: %q uses no logitpair metric (nor Prometheus's up)", where, expr)
 	}
 	for _, tok := range toks {
 		if !names[tok] {
@@ -273,10 +282,16 @@ func TestDashboardUsesExportedMetrics(t *testing.T) {
 		"logitpair_clean_accuracy_ratio", "logitpair_adversarial_accuracy_ratio", "logitpair_logit_norm",
 		"logitpair_shard_gradients_dropped_total", "logitpair_worker_push_bytes_total", "logitpair_worker_pull_bytes_total",
 		"logitpair_worker_push_duration_seconds_bucket", "logitpair_worker_pull_duration_seconds_bucket",
-		"logitpair_worker_phase_duration_seconds_sum", "logitpair_live_workers", "logitpair_required_workers", "logitpair_checkpoint_age_seconds"} {
+		"logitpair_worker_phase_duration_seconds_sum", "logitpair_live_workers", "logitpair_required_workers", "logitpair_checkpoint_age_seconds",
+		// errors and scrape health
+		"logitpair_shard_rpc_errors_total", "logitpair_worker_shard_errors_total", "logitpair_worker_reports_total",
+		"logitpair_auth_refused_total", "logitpair_loss_nan_total", "logitpair_build_info"} {
 		if !regexp.MustCompile(`\b` + must + `\b`).MatchString(all) {
 			t.Errorf("the dashboard does not show %s", must)
 		}
+	}
+	if !upSeries.MatchString(all) {
+		t.Error("the dashboard does not show the targets' scrape health (up)")
 	}
 }
 
@@ -371,7 +386,7 @@ func TestPromtoolAcceptsDashboardQueries(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	repl := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "1m", "$__range", "1h", "$coordinator_job", ".+")
+	repl := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "1m", "$__range", "1h", "$coordinator_job", ".+", "$scrape_jobs", ".+")
 	var b strings.Builder
 	b.WriteString("groups:\n  - name: dashboard\n    rules:\n")
 	// Grafana's label_values(series, label) is no PromQL; its series

@@ -19,6 +19,9 @@
 package metrics
 
 import (
+	"runtime"
+	"runtime/debug"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -31,11 +34,48 @@ const Namespace = "logitpair"
 var DurationBuckets = prometheus.ExponentialBuckets(0.001, 2, 20)
 
 // NewRegistry returns a fresh registry holding the Go runtime and process
-// collectors, for one process's /metrics.
+// collectors and logitpair_build_info, for one process's /metrics.
 func NewRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
-	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), NewBuildInfo(debug.ReadBuildInfo))
 	return r
+}
+
+// NewBuildInfo returns the gauge logitpair_build_info{version, go_version,
+// revision}, always 1, read from the binary's build information (read is
+// debug.ReadBuildInfo): version is the main module's version ("(devel)" for
+// a build from a work tree), revision the VCS commit the binary was built
+// from, with "-modified" when the work tree had uncommitted changes
+// ("unknown" without VCS information, e.g. go test or -buildvcs=false).
+// Joined on job and instance, it labels any series with the binary that
+// produced it; count by (revision) shows a cluster running mixed builds.
+func NewBuildInfo(read func() (*debug.BuildInfo, bool)) prometheus.Collector {
+	version, goVersion, revision := "unknown", runtime.Version(), "unknown"
+	if bi, ok := read(); ok && bi != nil {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		if bi.GoVersion != "" {
+			goVersion = bi.GoVersion
+		}
+		modified := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				revision = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if modified && revision != "unknown" {
+			revision += "-modified"
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: "build_info",
+		Help:        "Always 1; its labels name the binary: the main module's version, the Go version and the VCS revision it was built from.",
+		ConstLabels: prometheus.Labels{"version": version, "go_version": goVersion, "revision": revision}})
+	g.Set(1)
+	return g
 }
 
 // register registers every collector, stopping at the first error.

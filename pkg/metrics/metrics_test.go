@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -568,4 +570,39 @@ func TestLiveWorkersCountOnlyJoinedWorkers(t *testing.T) {
 	want("after 3 joins", 3, 0)
 	c.SetLive(1, false)
 	want("after a leave", 2, 1)
+}
+
+// TestBuildInfo: logitpair_build_info is 1 with the binary's version, Go
+// version and revision ("-modified" for a dirty work tree), and "unknown"
+// where the build information lacks them.
+func TestBuildInfo(t *testing.T) {
+	bi := &debug.BuildInfo{GoVersion: "go1.99.1", Main: debug.Module{Path: "github.com/logitpair/logitpair", Version: "v1.2.3"},
+		Settings: []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123abc"}, {Key: "vcs.modified", Value: "true"}}}
+	const head = "# HELP logitpair_build_info Always 1; its labels name the binary: the main module's version, the Go version and the VCS revision it was built from.\n# TYPE logitpair_build_info gauge\n"
+	for _, c := range []struct {
+		read func() (*debug.BuildInfo, bool)
+		want string
+	}{
+		{func() (*debug.BuildInfo, bool) { return bi, true }, `logitpair_build_info{go_version="go1.99.1",revision="0123abc-modified",version="v1.2.3"} 1`},
+		{func() (*debug.BuildInfo, bool) { return nil, false }, `logitpair_build_info{go_version="` + runtime.Version() + `",revision="unknown",version="unknown"} 1`},
+	} {
+		if err := testutil.CollectAndCompare(NewBuildInfo(c.read), strings.NewReader(head+c.want+"\n")); err != nil {
+			t.Error(err)
+		}
+	}
+	// Every process's registry (coordinator, shard, worker: NewRegistry)
+	// carries it.
+	mfs, err := NewRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "logitpair_build_info" {
+			found = len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetGauge().GetValue() == 1
+		}
+	}
+	if !found {
+		t.Error("NewRegistry lacks logitpair_build_info 1")
+	}
 }

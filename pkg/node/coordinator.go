@@ -221,7 +221,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	if err != nil {
 		return err
 	}
-	cc.InitialGeneration = inc << 32
+	cc.InitialGeneration = coordinator.IncarnationGeneration(inc)
 	if resumedSentinel {
 		// The sentinel's scale: the log's last entry's, or a rollback's
 		// whose next step was never logged.

@@ -226,7 +226,7 @@ func TestClusterSentinelRollsBackToTheLastGoodCheckpoint(t *testing.T) {
 	}
 	f := lines[0].ContextMap()
 	if reason, _ := f["reason"].(string); f["to_step"] != int64(4) || f["lr_scale"] != 0.5 ||
-		!strings.Contains(reason, "collapse") || !strings.Contains(reason, "multi-step accuracy 0.1000") {
+		!strings.Contains(reason, "collapse") || !strings.Contains(reason, "multi-step accuracy 10.00%") {
 		t.Errorf("rollback logged as %v, want to step 4 at scale 0.5 naming the collapse", f)
 	}
 	l, err := paramserver.OpenFileLog(filepath.Join(r.co.Dir, "commit.log"))

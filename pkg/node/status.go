@@ -77,6 +77,7 @@ func (s *statusSource) Snapshot() statuspage.Snapshot {
 	} else {
 		st := c.Status()
 		run.Step, run.Generation, run.Required, run.LiveWorkers = st.Step, st.Generation, st.Required, st.LiveWorkers
+		run.Restarts, run.Rollbacks = coordinator.SplitGeneration(st.Generation)
 		run.Paused, run.Reason, run.LastCheckpoint = st.Paused, st.Reason, st.LastCheckpoint
 		run.DroppedBackup, run.DroppedStale = st.DroppedBackup, st.StaleReports
 		select {

@@ -114,6 +114,7 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 
 	cc := coordinator.DefaultConfig()
 	cc.Workers, cc.Backups, cc.Steps, cc.CheckpointEvery, cc.RetryEvery = workers, backups, steps, 0, 10*time.Millisecond
+	cc.InitialGeneration = coordinator.IncarnationGeneration(3) + 2 // the third start, after 2 rollbacks
 	c, err := coordinator.New(ctx, cc, paramserver.NewMemLog(), nil,
 		[]coordinator.ShardClient{&statusTestShard{}, &statusTestShard{}}, coordinator.Hooks{Committed: feed.committed}, nil)
 	if err != nil {
@@ -124,6 +125,9 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 	late.Bind(c, reg)
 	if s = src.Snapshot(); s.Run.LiveWorkers != 2 || s.Run.Paused || aliveWorkers(s.Members) != 2 {
 		t.Fatalf("after binding the coordinator: run %+v, members %+v, want 2 live", s.Run, s.Members)
+	}
+	if s.Run.Generation != 3<<32+2 || s.Run.Restarts != 2 || s.Run.Rollbacks != 2 {
+		t.Errorf("generation %d read as %d restarts, %d rollbacks; want 2 and 2", s.Run.Generation, s.Run.Restarts, s.Run.Rollbacks)
 	}
 	runDone := make(chan error, 1)
 	go func() { runDone <- c.Run(ctx) }()

@@ -201,11 +201,14 @@ func RunWorker(ctx context.Context, o WorkerOptions, log *zap.Logger) error {
 // trainComputer builds the training step of cfg (the model on the device,
 // the training data, train.Worker) as the worker's Computer.
 func trainComputer(cfg train.Config, dev string, threads int, log *zap.Logger) (worker.Computer, error) {
-	be, desc, err := device.Open(dev, threads)
+	be, desc, detail, err := device.OpenDetail(dev, threads)
 	if err != nil {
 		return nil, err
 	}
 	log.Info(desc, zap.String("device", dev), zap.String("backend", be.Name()))
+	if detail != "" {
+		log.Debug(detail)
+	}
 	m, err := models.New(be, cfg.Model, cfg.ModelConfig)
 	if err != nil {
 		return nil, err

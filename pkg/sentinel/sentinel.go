@@ -210,7 +210,7 @@ type Result struct {
 func (r Result) Gap() float64 { return r.SingleStep - r.MultiStep }
 
 func (r Result) String() string {
-	return fmt.Sprintf("clean %.4f, single-step %.4f, multi-step %.4f, gap %.4f (%d examples)", r.Clean, r.SingleStep, r.MultiStep, r.Gap(), r.Examples)
+	return fmt.Sprintf("clean %.2f%%, single-step %.2f%%, multi-step %.2f%%, gap %.2f points (%d examples)", 100*r.Clean, 100*r.SingleStep, 100*r.MultiStep, 100*r.Gap(), r.Examples)
 }
 
 func (r Result) check() error {
@@ -341,10 +341,10 @@ func (s *State) Observe(cfg Config, r Result) (Verdict, error) {
 	rule := RuleGap
 	if collapse {
 		rule = RuleCollapse
-		why = append(why, fmt.Sprintf("multi-step accuracy %.4f is below %.2g × the best %.4f (step %d)", r.MultiStep, cfg.Collapse, s.Best, s.BestStep))
+		why = append(why, fmt.Sprintf("multi-step accuracy %.2f%% is below %.2g × the best %.2f%% (step %d)", 100*r.MultiStep, cfg.Collapse, 100*s.Best, s.BestStep))
 	}
 	if gap {
-		why = append(why, fmt.Sprintf("single-step accuracy %.4f exceeds multi-step accuracy %.4f by %.4f > %.2g", r.SingleStep, r.MultiStep, r.Gap(), cfg.MaxGap))
+		why = append(why, fmt.Sprintf("single-step accuracy %.2f%% exceeds multi-step accuracy %.2f%% by %.2f points > %.4g", 100*r.SingleStep, 100*r.MultiStep, 100*r.Gap(), 100*cfg.MaxGap))
 	}
 	to := "the initial state (step 0)"
 	if s.LastGood > 0 {

@@ -50,7 +50,7 @@ func TestObserveCollapse(t *testing.T) {
 	if !v.Trip || v.Rule != RuleCollapse || v.RollbackTo != 400 || v.LRScale != 0.5 {
 		t.Fatalf("verdict %+v", v)
 	}
-	for _, want := range []string{"step 500", "0.2900", "0.6000", "step 200", "rolling back to step 400", "1 → 0.5"} {
+	for _, want := range []string{"step 500", "29.00%", "60.00%", "step 200", "rolling back to step 400", "1 → 0.5"} {
 		if !strings.Contains(v.Reason, want) {
 			t.Errorf("reason %q lacks %q", v.Reason, want)
 		}
@@ -97,7 +97,7 @@ func TestObserveGap(t *testing.T) {
 	cfg.MaxGap = 0.3
 	s := NewState()
 	v := observe(t, &s, cfg, res(100, 0.45, 0.1))
-	if !v.Trip || v.Rule != RuleGap || v.RollbackTo != 0 || !strings.Contains(v.Reason, "initial state (step 0)") || !strings.Contains(v.Reason, "by 0.3500 > 0.3") {
+	if !v.Trip || v.Rule != RuleGap || v.RollbackTo != 0 || !strings.Contains(v.Reason, "initial state (step 0)") || !strings.Contains(v.Reason, "single-step accuracy 45.00% exceeds multi-step accuracy 10.00% by 35.00 points > 30") {
 		t.Fatalf("verdict %+v", v)
 	}
 	if v := observe(t, &s, cfg, res(100, 0.8, 0.5)); v.Trip {

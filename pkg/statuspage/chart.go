@@ -9,33 +9,36 @@ import (
 // Chart geometry, in SVG user units (the SVG scales to the page's width).
 const (
 	chartWidth  = 640
-	chartHeight = 240
-	plotLeft    = 56.0
+	chartHeight = 256
+	plotLeft    = 60.0
 	plotRight   = chartWidth - 12.0
 	plotTop     = 12.0
-	plotBottom  = chartHeight - 30.0
+	plotBottom  = chartHeight - 44.0 // below: the x ticks, then the x-axis title
 	// maxPlotted bounds the vertices of one series: longer histories are
 	// averaged over consecutive buckets of points.
 	maxPlotted = 400
 )
 
 // seriesSpec names one curve of a chart and picks its value from a point.
+// percent: the value is an accuracy in percent (the legend prints it with
+// two decimals and a %, as text does everywhere).
 type seriesSpec struct {
-	name  string
-	class string // CSS class (the curve's colour)
-	value func(Terms) float64
+	name    string
+	class   string // CSS class (the curve's colour)
+	value   func(Terms) float64
+	percent bool
 }
 
 var (
 	lossSeries = []seriesSpec{
-		{"total loss", "s-loss", func(t Terms) float64 { return t.Loss }},
-		{"clean CE", "s-clean", func(t Terms) float64 { return t.CleanCE }},
-		{"adversarial CE", "s-adv", func(t Terms) float64 { return t.AdvCE }},
-		{"pairing term", "s-pair", func(t Terms) float64 { return t.Pair }},
+		{"total loss", "s-loss", func(t Terms) float64 { return t.Loss }, false},
+		{"clean CE", "s-clean", func(t Terms) float64 { return t.CleanCE }, false},
+		{"adversarial CE", "s-adv", func(t Terms) float64 { return t.AdvCE }, false},
+		{"pairing term", "s-pair", func(t Terms) float64 { return t.Pair }, false},
 	}
 	accSeries = []seriesSpec{
-		{"clean accuracy", "s-clean", func(t Terms) float64 { return t.CleanAcc }},
-		{"adversarial accuracy", "s-adv", func(t Terms) float64 { return t.AdvAcc }},
+		{"clean accuracy", "s-clean", func(t Terms) float64 { return 100 * t.CleanAcc }, true},
+		{"adversarial accuracy", "s-adv", func(t Terms) float64 { return 100 * t.AdvAcc }, true},
 	}
 )
 
@@ -54,6 +57,11 @@ type chart struct {
 	FirstStep, LastStep int64
 	// CX and CY are the plot area's centre (the "no data" note).
 	CX, CY float64
+	// XLabel and YLabel title the axes ("step"; the y unit, set by the
+	// caller); XLabelY is the x title's baseline, YLabelX the y title's
+	// centre line (the y title is rotated).
+	XLabel, YLabel   string
+	XLabelY, YLabelX float64
 }
 
 // tick is an axis label at Pos (x for XTicks, y for YTicks).
@@ -115,7 +123,8 @@ func isFinite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 // finite value.
 func buildChart(id, title string, points []Point, specs []seriesSpec, fixed *[2]float64) chart {
 	c := chart{ID: id, Title: title, Width: chartWidth, Height: chartHeight, Left: plotLeft, Right: plotRight,
-		Top: plotTop, Bot: plotBottom, Points: len(points), CX: (plotLeft + plotRight) / 2, CY: (plotTop + plotBottom) / 2}
+		Top: plotTop, Bot: plotBottom, Points: len(points), CX: (plotLeft + plotRight) / 2, CY: (plotTop + plotBottom) / 2,
+		XLabel: "step", XLabelY: chartHeight - 6, YLabelX: 14}
 	buckets := downsample(points, specs)
 	ylo, yhi := math.Inf(1), math.Inf(-1)
 	for _, b := range buckets {
@@ -197,6 +206,9 @@ func buildChart(id, title string, points []Point, specs []seriesSpec, fixed *[2]
 		for i := len(points) - 1; i >= 0; i-- {
 			if v := sp.value(points[i].Terms); isFinite(v) {
 				se.Last = strconv.FormatFloat(v, 'f', 4, 64)
+				if sp.percent {
+					se.Last = strconv.FormatFloat(v, 'f', 2, 64) + "%"
+				}
 				break
 			}
 		}

@@ -47,7 +47,7 @@ func TestBuildChartGapsAndBounds(t *testing.T) {
 	for _, s := range c.Series {
 		byName[s.Name] = s
 	}
-	if p := byName["total loss"].Path; strings.Count(p, "M") != 1 || strings.Count(p, "L") != 6 || !strings.HasPrefix(p, "M56 ") {
+	if p := byName["total loss"].Path; strings.Count(p, "M") != 1 || strings.Count(p, "L") != 6 || !strings.HasPrefix(p, "M60 ") {
 		t.Errorf("total loss path %q", p)
 	}
 	if p := byName["adversarial CE"].Path; strings.Count(p, "M") != 2 || byName["adversarial CE"].Vertices != 6 {
@@ -59,8 +59,8 @@ func TestBuildChartGapsAndBounds(t *testing.T) {
 	if c.YTicks[0].Label != "0" || c.YTicks[len(c.YTicks)-1].Pos != plotTop {
 		t.Errorf("y ticks %+v", c.YTicks)
 	}
-	acc := buildChart("a", "a", pts, accSeries, &[2]float64{0, 1})
-	if s := acc.Series[1]; len(s.Dots) != 1 || s.Dots[0].Y != round1(plotBottom-0.25*(plotBottom-plotTop)) || s.Last != "0.2500" {
+	acc := buildChart("a", "a", pts, accSeries, &[2]float64{0, 100})
+	if s := acc.Series[1]; len(s.Dots) != 1 || s.Dots[0].Y != round1(plotBottom-0.25*(plotBottom-plotTop)) || s.Last != "25.00%" {
 		t.Errorf("adversarial accuracy (one value): %+v", s)
 	}
 	// Long histories are averaged down to maxPlotted vertices.

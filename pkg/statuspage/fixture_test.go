@@ -76,7 +76,7 @@ func (f *fakeSource) Snapshot() Snapshot {
 	}
 	return Snapshot{
 		Time: now,
-		Run: Run{Phase: PhaseRunning, Step: f.base + call, Steps: 1000, Generation: 4294967297, LastCheckpoint: 200,
+		Run: Run{Phase: PhaseRunning, Step: f.base + call, Steps: 1000, Generation: 8589934593, Restarts: 1, Rollbacks: 1, LastCheckpoint: 200,
 			Required: 3, LiveWorkers: 3, Workers: 4, Backups: 1, DroppedBackup: f.base, DroppedStale: 2},
 		Members: []Member{
 			{Role: RoleWorker, Slot: 0, Name: "worker-0-4242", Alive: true, LastStep: f.base - 1, LastSeen: now.Add(-300 * time.Millisecond)},

@@ -23,7 +23,12 @@ var (
 	//go:embed assets/page.js
 	pageJS string
 
-	pageTemplate = template.Must(template.New("page").Parse(pageHTML))
+	// percent prints an accuracy (a fraction) as text does everywhere:
+	// a percentage with two decimals; points a difference of two.
+	pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
+		"percent": func(v float64) string { return fmt.Sprintf("%.2f%%", 100*v) },
+		"points":  func(v float64) string { return fmt.Sprintf("%.2f points", 100*v) },
+	}).Parse(pageHTML))
 
 	// contentSecurityPolicy allows exactly the page's own inline style and
 	// script (by hash) and fetches from its own origin: nothing external
@@ -161,11 +166,12 @@ func (h *Handler) serveHTML(w http.ResponseWriter, _ *http.Request) {
 			v.ETA = humanDuration(time.Duration(float64(left) / s.StepRate * float64(time.Second)))
 		}
 	}
-	acc := [2]float64{0, 1}
-	v.Charts = []chart{
-		buildChart("chart-loss", "Loss terms (mean over each step's accepted reports)", s.History, lossSeries, nil),
-		buildChart("chart-acc", "Batch accuracy (clean and adversarial)", s.History, accSeries, &acc),
-	}
+	acc := [2]float64{0, 100}
+	loss := buildChart("chart-loss", "Loss terms (mean over each step's accepted reports)", s.History, lossSeries, nil)
+	loss.YLabel = "loss"
+	accuracy := buildChart("chart-acc", "Batch accuracy (clean and adversarial)", s.History, accSeries, &acc)
+	accuracy.YLabel = "accuracy (%)"
+	v.Charts = []chart{loss, accuracy}
 	for _, m := range s.Members {
 		mv := memberView{Member: m, RoleLabel: m.Role, State: "alive", LastStepText: "—", LastSeenText: "—"}
 		switch {

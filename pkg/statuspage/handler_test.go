@@ -76,7 +76,7 @@ func TestStatusJSON(t *testing.T) {
 	}
 	// encoding/json matches snake_case keys case-insensitively only without
 	// underscores: check those keys literally.
-	for _, key := range []string{`"last_checkpoint":200`, `"live_workers":3`, `"dropped_backup":50`, `"dropped_stale":2`, `"rate_window":30`} {
+	for _, key := range []string{`"restarts":1`, `"rollbacks":1`, `"last_checkpoint":200`, `"live_workers":3`, `"dropped_backup":50`, `"dropped_stale":2`, `"rate_window":30`} {
 		if !strings.Contains(body, key) {
 			t.Errorf("status.json lacks %s", key)
 		}
@@ -160,10 +160,20 @@ func TestPageEscapesAndShowsState(t *testing.T) {
 		`<td>shard</td><td>1</td><td class="name" title="ps-1-4101">ps-1-4101</td><td>127.0.0.1:40002</td>`,
 		`id="chart-loss"`, `id="chart-acc"`, `data-points="300"`,
 		"2.0s ago",
+		// The generation as the counts it encodes; labelled axes;
+		// accuracies in percent.
+		`restarts <span id="restarts">1</span> · rollbacks <span id="rollbacks">1</span>`,
+		`class="axis-title x-title"`, `>step</text>`, `>loss</text>`, `>accuracy (%)</text>`, `>100</text>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+	if strings.Contains(body, ">8589934593<") || strings.Contains(body, ">generation ") {
+		t.Error("the page shows the raw generation number")
+	}
+	if n := strings.Count(body, `class="axis-title x-title"`); n != 2 {
+		t.Errorf("%d charts with an x-axis title, want 2", n)
 	}
 	// Only the page's own script runs; no external asset is referenced.
 	if n := strings.Count(body, "<script"); n != 1 {

@@ -107,8 +107,13 @@ type Run struct {
 	Step  int64 `json:"step"`
 	Steps int64 `json:"steps"`
 	// Generation is the coordinator's generation (bumped by every
-	// rollback and coordinator restart).
+	// rollback and coordinator restart), as workers see it; Restarts and
+	// Rollbacks are what it counts (coordinator.SplitGeneration): the
+	// coordinator's restarts and the rollbacks since its last start. The
+	// page shows the two counts.
 	Generation int64 `json:"generation"`
+	Restarts   int64 `json:"restarts"`
+	Rollbacks  int64 `json:"rollbacks"`
 	// Paused and Reason: whether the coordinator is paused, and why.
 	Paused bool   `json:"paused"`
 	Reason string `json:"reason,omitempty"`

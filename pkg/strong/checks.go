@@ -154,7 +154,7 @@ func (s *suite) diagnose() *Diagnostics {
 		}
 		left := attack(Iterative{Eps: eps, Steps: o.Checks.SweepSteps, RandomStart: true, Loss: CE}, idx, uint64(ei)<<8|1)
 		left = attack(Iterative{Eps: eps, Steps: o.Checks.SweepSteps, RandomStart: true, Loss: margin}, left, uint64(ei)<<8|2)
-		dg.EpsSweep = append(dg.EpsSweep, SweepPoint{Eps: float64(eps), Steps: o.Checks.SweepSteps, Accuracy: frac(len(left)),
+		dg.EpsSweep = append(dg.EpsSweep, SweepPoint{Eps: asWritten(eps), Steps: o.Checks.SweepSteps, Accuracy: frac(len(left)),
 			Attack: fmt.Sprintf("APGD-CE then APGD-%s, %d iterations, 1 restart", strings.ToUpper(margin.String()), o.Checks.SweepSteps)})
 	}
 	for _, steps := range o.Checks.Steps {
@@ -166,7 +166,7 @@ func (s *suite) diagnose() *Diagnostics {
 		}
 		step := 2.5 * o.Eps / float32(steps)
 		left := attack(Iterative{Eps: o.Eps, Steps: steps, Step: step, RandomStart: true, Loss: CE}, idx, 1<<20)
-		dg.StepsSweep = append(dg.StepsSweep, SweepPoint{Eps: float64(o.Eps), Steps: steps, Accuracy: frac(len(left)),
+		dg.StepsSweep = append(dg.StepsSweep, SweepPoint{Eps: asWritten(o.Eps), Steps: steps, Accuracy: frac(len(left)),
 			Attack: fmt.Sprintf("PGD-CE, step 2.5ε/%d, 1 restart", steps)})
 	}
 	// Independent runs with 1 and more restarts: each count draws its own
@@ -183,7 +183,7 @@ func (s *suite) diagnose() *Diagnostics {
 		for r := 0; r < restarts && len(left) > 0; r++ {
 			left = attack(Iterative{Eps: o.Eps, Steps: o.Checks.SweepSteps, RandomStart: true, Loss: CE}, left, 1<<21|uint64(ri)<<16|uint64(r&0xffff))
 		}
-		dg.RestartsSweep = append(dg.RestartsSweep, SweepPoint{Eps: float64(o.Eps), Steps: o.Checks.SweepSteps, Restarts: restarts, Accuracy: frac(len(left)),
+		dg.RestartsSweep = append(dg.RestartsSweep, SweepPoint{Eps: asWritten(o.Eps), Steps: o.Checks.SweepSteps, Restarts: restarts, Accuracy: frac(len(left)),
 			Attack: fmt.Sprintf("APGD-CE, %d iterations × %d restarts, random starts independent of the other counts'", o.Checks.SweepSteps, restarts)})
 	}
 	dg.Convergence = s.curves

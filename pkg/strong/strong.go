@@ -300,7 +300,7 @@ func Run(m attack.Model, src data.Source, o Options) (*Report, error) {
 	if stages == nil {
 		stages = DefaultStages(o, s.k)
 	}
-	rep := &Report{Suite: "strong", Model: o.Model, Dataset: info.Name, Examples: n, Eps: float64(o.Eps),
+	rep := &Report{Suite: "strong", Model: o.Model, Dataset: info.Name, Examples: n, Eps: asWritten(o.Eps),
 		CleanAccuracy: s.frac(count(s.robust)), CleanTop5: s.frac(count(s.robust5)),
 		Settings: Settings{Batch: o.Batch, Seed: o.Seed, Steps: o.Steps, Restarts: o.Restarts, SquareQueries: o.SquareQueries, CheckExamples: o.Checks.Examples}}
 	s.cleanRobust = slices.Clone(s.robust)
@@ -613,3 +613,7 @@ func (s *suite) transfer(si int, st Stage, res *StageResult) {
 	v := s.frac(correct)
 	res.Standalone = &v
 }
+
+// asWritten is attack.AsWritten: ε in the JSON report as the user wrote it
+// (0.3, not 0.30000001192092896).
+func asWritten(x float32) float64 { return attack.AsWritten(x) }

@@ -2,11 +2,36 @@ package train
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/wire"
 
 	"github.com/spf13/pflag"
 )
+
+// ModelUsage and DatasetUsage are the help texts of --model and --dataset,
+// listing what models.New and data.Open accept (every command that takes
+// these flags uses them, so the help and the errors name the same choices).
+var (
+	ModelUsage   = "model: " + strings.Join(models.Names(), ", ")
+	DatasetUsage = datasetUsage()
+)
+
+func datasetUsage() string {
+	var files, folders []string
+	for _, d := range data.Datasets() {
+		if data.IsFolderDataset(d) {
+			folders = append(folders, d)
+		} else {
+			files = append(files, d)
+		}
+	}
+	return "dataset: " + strings.Join(files, ", ") + ", or the image folders " + strings.Join(folders, ", ") + " (at the model's image size; docs/DATASETS.md)"
+}
 
 // BindFlags registers the training flags shared by every command that trains
 // (`logitpair train`, the cluster's coordinator and worker) on fs, bound to
@@ -16,12 +41,12 @@ import (
 func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	var configPath string
 	fs.StringVar(&configPath, "config", "", "configuration file (YAML or JSON, keys as the flag names); flags override it")
-	fs.StringVar(&c.Dataset, "dataset", c.Dataset, "dataset: mnist, fashion-mnist, cifar10, svhn, or the image folders tiny-imagenet, imagefolder, imagenet (at the model's image size; docs/DATASETS.md)")
+	fs.StringVar(&c.Dataset, "dataset", c.Dataset, DatasetUsage)
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "dataset directory")
 	fs.BoolVar(&c.Augment, "augment", c.Augment, "the dataset's training augmentation (random crop/flip for CIFAR-10, crop for SVHN, none for MNIST)")
-	fs.StringVar(&c.Model, "model", c.Model, "model: madry-mnist, resnet9, resnet-v2-50, resnet-v2-101")
+	fs.StringVar(&c.Model, "model", c.Model, ModelUsage)
 	fs.Var(models.ConfigFlag{P: &c.ModelConfig}, "model-config", `model hyper-parameters as JSON, e.g. '{"width": 32, "classes": 200, "image_size": 64}'`)
-	fs.StringVar(&c.Objective, "objective", c.Objective, "objective: plain, label-smoothing, pgd, mpgd, alp, clp, logit-squeeze, mixup, vat-kl, trades, single-step, ensemble-adv")
+	fs.StringVar(&c.Objective, "objective", c.Objective, "objective: "+strings.Join(objective.Names(), ", "))
 	fs.Float64Var(&c.PairWeight, "pair-weight", c.PairWeight, "λ of alp/clp/logit-squeeze/vat-kl (β of trades), on the released code's MSE scale")
 	fs.Float64Var(&c.Smoothing, "label-smoothing", c.Smoothing, "label smoothing δ of the cross-entropy terms")
 	fs.Float64Var(&c.NoiseStd, "noise-std", c.NoiseStd, "σ of the Gaussian input noise of clp and logit-squeeze")
@@ -38,7 +63,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.StringVar(&c.AttackTarget, "attack-target", c.AttackTarget, "attack label: true, predicted, random or least-likely")
 	fs.IntVar(&c.Batch, "batch", c.Batch, "clean examples per step (per worker in a cluster)")
 	fs.Int64Var(&c.Steps, "steps", c.Steps, "training steps")
-	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "optimizer: rmsprop (TF1 rule), adam, sgd")
+	fs.StringVar(&c.Optimizer, "optimizer", c.Optimizer, "optimizer: "+strings.Join(optim.KnownKinds(), ", ")+" (rmsprop: the TF1 rule)")
 	fs.Float64Var(&c.LR, "lr", c.LR, "base learning rate")
 	fs.StringVar(&c.LRSchedule, "lr-schedule", c.LRSchedule, "constant | step:EVERY:FACTOR | exp:STEPS:RATE | cosine:TOTAL[:FINAL] | warmup:STEPS,INNER")
 	fs.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "TF-slim l2_regularizer weight on conv and dense kernels")
@@ -47,7 +72,7 @@ func BindFlags(fs *pflag.FlagSet, c *Config) func() error {
 	fs.IntVar(&c.Threads, "threads", c.Threads, "compute threads (0: all cores)")
 	fs.Int64Var(&c.LogEvery, "log-every", c.LogEvery, "steps between progress lines")
 	fs.Float64Var(&c.RMSPropEpsilon, "rmsprop-epsilon", c.RMSPropEpsilon, "RMSProp ε (TF1 rule, inside the square root)")
-	fs.StringVar(&c.WireFormat, "wire-format", c.WireFormat, "the gradient's precision on a cluster's wire: float32, or bf16 (each value rounded to bfloat16: half the push bytes; local training rounds the same way)")
+	fs.StringVar(&c.WireFormat, "wire-format", c.WireFormat, "the gradient's precision on a cluster's wire: "+strings.Join(wire.FormatNames(), " or ")+" (bf16: each value rounded to bfloat16, half the push bytes; local training rounds the same way)")
 	fs.StringVar(&c.Out, "out", c.Out, "output directory for checkpoints")
 	fs.BoolVar(&c.Resume, "resume", c.Resume, "resume from the newest checkpoint in --out")
 	fs.Int64Var(&c.ResumeFrom, "resume-from", c.ResumeFrom, "resume from the checkpoint of this step in --out instead of the newest (e.g. when the newest is corrupt); implies --resume")

@@ -124,7 +124,7 @@ func TestSentinelRollbackRestoresTheLastGoodCheckpoint(t *testing.T) {
 		t.Fatal("no rollback happened")
 	}
 	sameSnapshot(t, "after the rollback", *after, *at4)
-	for _, want := range []string{"sentinel rollback 1 of at most 3", "step 6 tripped (collapse)", "0.1000", "rolling back to step 4", "scale 1 → 0.5"} {
+	for _, want := range []string{"sentinel rollback 1 of at most 3", "step 6 tripped (collapse)", "10.00%", "rolling back to step 4", "scale 1 → 0.5"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

@@ -39,6 +39,9 @@ func (f Format) String() string {
 	return fmt.Sprintf("wire.Format(%d)", int(f))
 }
 
+// FormatNames lists the names ParseFormat accepts.
+func FormatNames() []string { return formatNames[:] }
+
 // ParseFormat returns the format named s ("float32" or "bf16").
 func ParseFormat(s string) (Format, error) {
 	for f, name := range formatNames {
