@@ -310,8 +310,10 @@ func (p *Progress) Draw(done int64, line string) {
 		return
 	}
 	p.drawn = now
-	_ = p.bar.Set64(min(max(done, 0), p.o.Total))
+	// The description first: Set64 draws again only when the percentage
+	// changes, and draws the finished bar (later calls do not).
 	p.bar.Describe(line)
+	_ = p.bar.Set64(min(max(done, 0), p.o.Total))
 }
 
 // Println prints a line that stays: on a terminal the bar is cleared, the
@@ -332,13 +334,15 @@ func (p *Progress) Println(line string) {
 	}
 }
 
-// Close clears the terminal bar (nothing without a terminal).
+// Close clears the terminal bar for good (nothing without a terminal):
+// later lines are plain.
 func (p *Progress) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar != nil {
 		_ = p.bar.Clear()
 		_ = p.bar.Exit()
+		p.bar = nil
 	}
 }
 
