@@ -200,18 +200,40 @@ func New(o Options) *Progress {
 	p := &Progress{o: o, m: NewMeter(o.Total, o.Start, o.Window, o.Now), lineDone: o.Start}
 	p.lineAt = p.m.start
 	p.last = Stats{Done: o.Start, Total: o.Total, ETA: -1}
-	if o.Terminal && o.Out != nil && o.Total > 0 {
-		p.bar = progressbar.NewOptions64(o.Total,
-			progressbar.OptionSetWriter(o.Out),
-			progressbar.OptionSetWidth(20),
-			progressbar.OptionShowDescriptionAtLineEnd(),
-			progressbar.OptionSetPredictTime(false),
-			progressbar.OptionSetElapsedTime(false),
-			progressbar.OptionUseANSICodes(true),
-			progressbar.OptionEnableColorCodes(false))
-		_ = p.bar.Set64(min(max(o.Start, 0), o.Total))
-	}
+	p.newBar()
 	return p
+}
+
+// newBar makes the terminal bar once Out is a terminal and Total known.
+func (p *Progress) newBar() {
+	o := p.o
+	if p.bar != nil || !o.Terminal || o.Out == nil || o.Total <= 0 {
+		return
+	}
+	p.bar = progressbar.NewOptions64(o.Total,
+		progressbar.OptionSetWriter(o.Out),
+		progressbar.OptionSetWidth(20),
+		progressbar.OptionShowDescriptionAtLineEnd(),
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionSetElapsedTime(false),
+		progressbar.OptionUseANSICodes(true),
+		progressbar.OptionEnableColorCodes(false))
+	_ = p.bar.Set64(min(max(p.last.Done, 0), o.Total))
+}
+
+// SetTotal sets the whole work, e.g. once the first report tells it; the
+// time and work so far still count.
+func (p *Progress) SetTotal(total int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if total == p.o.Total {
+		return
+	}
+	p.o.Total, p.m.total, p.last.Total = total, total, total
+	if p.bar != nil && total > 0 {
+		p.bar.ChangeMax64(total)
+	}
+	p.newBar()
 }
 
 // Terminal reports whether p draws a live bar.
