@@ -109,7 +109,7 @@ func summaryLine(st clusterStatus, since int64, elapsed time.Duration) string {
 	}
 	for _, t := range []struct {
 		name, format string
-		v        func(statusPoint) *float64
+		v            func(statusPoint) *float64
 	}{
 		{"loss", "%.4f", func(p statusPoint) *float64 { return p.Loss }},
 		{"clean acc", "%.3f", func(p statusPoint) *float64 { return p.CleanAcc }},
