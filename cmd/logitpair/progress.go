@@ -90,10 +90,16 @@ func (s *strongProgress) advance(_ string, _, done, total int) {
 	s.p.Update(int64(done), "")
 }
 
-// finish closes the current run's progress with its closing line.
+// finish closes the current run's progress with its closing line (none
+// for a run on no example).
 func (s *strongProgress) finish() {
-	if s.p != nil {
-		s.p.Finish(int64(s.total), "")
-		s.p = nil
+	if s.p == nil {
+		return
 	}
+	if s.total > 0 {
+		s.p.Finish(int64(s.total), "")
+	} else {
+		s.p.Close()
+	}
+	s.p = nil
 }

@@ -22,6 +22,7 @@ func TestStrongProgressLines(t *testing.T) {
 	sp.start("apgd-ce", 1, 50)
 	clock = clock.Add(5 * time.Second)
 	sp.advance("apgd-ce", 1, 50, 50)
+	sp.start("apgd-dlr", 0, 0) // nothing left to attack: no closing line
 	sp.start("checks", 0, 100)
 	sp.finish()
 	want := []string{
@@ -31,6 +32,7 @@ func TestStrongProgressLines(t *testing.T) {
 		"strong apgd-ce run 1: 400/400 examples in 1m20s (5 examples/s)",
 		"strong: apgd-ce run 2 on 50 examples",
 		"strong apgd-ce run 2: 50/50 examples in 5s (10 examples/s)",
+		"strong: apgd-dlr run 1 on 0 examples",
 		"strong: masking checks on 100 examples",
 	}
 	if got := strings.Split(strings.TrimSpace(out.String()), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {

@@ -274,12 +274,17 @@ func (p *Progress) Line(st Stats, detail string) string {
 	return b.String()
 }
 
-// rateString writes a rate with 3 significant digits ("?" when unknown).
+// rateString writes a rate with 3 significant digits, whole numbers from
+// 100 ("?" when unknown).
 func rateString(r float64, unit string) string {
-	if !(r > 0) {
+	switch {
+	case !(r > 0):
 		return "? " + unit
+	case r >= 100:
+		return fmt.Sprintf("%.0f %s", r, unit)
+	default:
+		return fmt.Sprintf("%.3g %s", r, unit)
 	}
-	return fmt.Sprintf("%.3g %s", r, unit)
 }
 
 // Update records that done units are complete: on a terminal it redraws

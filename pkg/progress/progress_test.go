@@ -100,6 +100,9 @@ func TestPlainLines(t *testing.T) {
 	if got := out.String(); got != "eval: 1000/1000 examples in 1m45s (9.52 examples/s)\n" {
 		t.Fatalf("finish line %q", got)
 	}
+	if got := rateString(1234.5, "examples"); got != "1234 examples" {
+		t.Fatalf("rateString %q", got)
+	}
 
 	// By time only: slow work gets a line every Interval.
 	out.Reset()
