@@ -42,8 +42,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 args=(--dataset mnist --data-dir data/mnist --objective alp --attack-steps 10 --step-size 0.03 --batch 50 --steps "$steps" --log-every 1 --checkpoint-every 0)
 bin/logitpair train "${args[@]}" --threads 2 --out "$tmp/local" >"$tmp/local.log"
-# Local: the trainer's own samples/s over the whole run (its last progress line).
-local_sps=$(grep '^step ' "$tmp/local.log" | tail -1 | sed 's/.*steps\/s  \([0-9.]*\) samples\/s.*/\1/')
+# Local: the trainer's own samples/s over the whole run (its closing line; the
+# step lines give the rate of the recent steps).
+local_sps=$(grep '^trained steps ' "$tmp/local.log" | tail -1 | sed 's/.*steps\/s, \([0-9.]*\) samples\/s.*/\1/')
 bin/logitpair cluster local --workers 2 --backups 0 --ps 1 "${args[@]}" --out "$tmp/cluster" >/dev/null
 # Cluster: from the commit of step 0 to the commit of the last step.
 first=$(grep -m1 '"step": 0,' "$tmp/cluster/logs/coordinator.log" | cut -f1)

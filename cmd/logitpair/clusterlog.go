@@ -30,9 +30,8 @@ func newClusterLogCmd() *cobra.Command {
 	var asJSON bool
 	expect := int64(-1)
 	cmd := &cobra.Command{
-		Use:    "log PATH",
-		Hidden: true, // an operator's and the compose fault-injection test's tool
-		Short:  "Print a coordinator's commit log (PATH: its --dir or the commit.log file) and optionally check a finished run",
+		Use:   "log PATH",
+		Short: "Print a coordinator's commit log (PATH: its --dir or the commit.log file) and optionally check a finished run",
 		Long: `Prints every entry of a coordinator's commit log, one line per step with the
 workers whose gradients make it (S_t), or a JSON array with --json.
 

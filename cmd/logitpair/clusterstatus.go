@@ -16,7 +16,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/tlsutil"
 )
 
-// newClusterStatusCmd is the hidden `cluster status`: one Status call to a
+// newClusterStatusCmd is `cluster status`: one Status call to a
 // running coordinator, over the same transport the cluster's processes use
 // (mutual TLS with --tls-*, plaintext without; the join token either way).
 func newClusterStatusCmd() *cobra.Command {
@@ -27,9 +27,8 @@ func newClusterStatusCmd() *cobra.Command {
 		asJSON                          bool
 	)
 	cmd := &cobra.Command{
-		Use:    "status",
-		Hidden: true, // an operator's and the compose test's tool
-		Short:  "Ask a running coordinator for the cluster's status (step, members, last checkpoint)",
+		Use:   "status",
+		Short: "Ask a running coordinator for the cluster's status (step, members, last checkpoint)",
 		Long: `Calls the coordinator's Status RPC once and prints the global step, the live
 workers, the last consistent checkpoint and every member. It connects like the
 cluster's processes: with --tls-ca, --tls-cert and --tls-key over mutual TLS

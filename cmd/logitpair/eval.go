@@ -173,7 +173,10 @@ its plots; --leaderboard FILE writes the result as a leaderboard entry
 			if err := test.Info().Fits(m.Name, m.Input, m.Classes); err != nil {
 				return err
 			}
+			ep := newEvalProgress(cmd.ErrOrStderr(), isTerminal(cmd.ErrOrStderr()), nil)
+			opts.Progress = ep.update
 			rep, err := eval.Run(m, test, opts)
+			ep.finish()
 			if err != nil {
 				return err
 			}
@@ -254,10 +257,10 @@ func runStrong(cmd *cobra.Command, be tensor.Backend, m *models.Model, compute *
 		return err
 	}
 	errw := cmd.ErrOrStderr()
-	o.Progress = func(stage string, restart, attacked int) {
-		fmt.Fprintf(errw, "strong: %s run %d on %d examples\n", stage, restart+1, attacked)
-	}
+	sp := &strongProgress{w: errw, terminal: isTerminal(errw)}
+	o.Progress, o.Advance = sp.start, sp.advance
 	rep, err := strong.Run(models.EvalView{M: m}, test, o)
+	sp.finish()
 	if err != nil {
 		return err
 	}

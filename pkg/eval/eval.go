@@ -33,6 +33,9 @@ type Options struct {
 	// Checkpoint: the model's file, named in Report.Warning's suggested
 	// command.
 	Checkpoint string
+	// Progress, when set, is called after each batch with the examples
+	// evaluated so far (every attack run on them) and their total.
+	Progress func(done, total int)
 }
 
 // The standard suite's rule for an attack too weak to trust: a white-box
@@ -180,6 +183,9 @@ func Run(m *models.Model, src data.Source, o Options) (Report, error) {
 				adv, _ := a.Run(models.EvalView{M: src}, xt, labels[:b], rng)
 				score(&trans[s*len(attacks)+i], adv)
 			}
+		}
+		if o.Progress != nil {
+			o.Progress(lo+b, n)
 		}
 	}
 	frac := func(k int) float64 { return float64(k) / float64(n) }

@@ -1,6 +1,7 @@
 package eval
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -34,14 +35,19 @@ func tiny(t *testing.T, seed int64) *models.Model {
 
 // TestUntrainedModelFallsToZero: an untrained network has no robustness, so
 // PGD at ε = 0.3 must leave (almost) nothing correctly classified; counts
-// and fractions are consistent.
+// and fractions are consistent; progress comes after each batch.
 func TestUntrainedModelFallsToZero(t *testing.T) {
 	m := tiny(t, 1)
 	d := randomData(60)
+	var progress []string
 	rep, err := Run(m, d, Options{Examples: 50, Batch: 20, Seed: 1, Attacks: []attack.Config{attack.PGD(0.3, 0.05, 20)},
-		Sources: []*models.Model{tiny(t, 2)}, SourceNames: []string{"other"}})
+		Sources: []*models.Model{tiny(t, 2)}, SourceNames: []string{"other"},
+		Progress: func(done, total int) { progress = append(progress, fmt.Sprintf("%d/%d", done, total)) }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := strings.Join(progress, " "); got != "20/50 40/50 50/50" {
+		t.Errorf("progress %s, want 20/50 40/50 50/50", got)
 	}
 	if rep.Examples != 50 || rep.CleanTop5 < rep.CleanAccuracy {
 		t.Fatalf("report %+v", rep)

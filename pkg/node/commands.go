@@ -283,7 +283,12 @@ It exits 0 when the run is complete (the coordinator has recorded its checkpoint
 the processes did after that; anything odd is printed as a note. On a directory whose run is already
 complete it says so and exits 0 without starting anything: use a new --out, or raise --steps to continue
 the run from its last step. On a directory whose run stopped early, the coordinator resumes it from its
-commit log.`,
+commit log.
+
+Once the cluster runs it prints the coordinator's status page and /metrics addresses, then a progress
+summary from the coordinator's status every --progress-every (step, steps/s, loss, batch accuracies,
+elapsed, ETA); on a terminal a live progress bar instead. ` + "`logitpair cluster status`" + ` asks a running
+coordinator for its members, ` + "`logitpair cluster log DIR/coordinator`" + ` prints the commit log.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := finalize(); err != nil {
@@ -297,6 +302,10 @@ commit log.`,
 				return err
 			}
 			l.Exe, l.Out = exe, cmd.OutOrStdout()
+			if f, ok := l.Out.(*os.File); ok {
+				fi, err := f.Stat()
+				l.Terminal = err == nil && fi.Mode()&os.ModeCharDevice != 0
+			}
 			ctx, stop := SignalContext()
 			defer stop()
 			return l.Run(ctx)
@@ -310,6 +319,7 @@ commit log.`,
 	fs.StringSliceVar(&l.AllowConfigChange, "allow-config-change", nil, "KEY,...: the coordinator's flag: on a run directory used before, accept changes of these keys that replay does not depend on")
 	fs.BoolVar(&l.NoTLS, "no-tls", false, "run without mutual TLS (default: a development CA and certificate are minted into DIR/tls)")
 	fs.StringVar(&l.Dir, "dir", "", "run directory (default: --out)")
+	fs.DurationVar(&l.ProgressEvery, "progress-every", DefaultProgressEvery, "how often to print a progress summary when the output is not a terminal (negative: never)")
 	finalize = train.BindFlags(fs, &l.Train)
 	cmd.AddCommand(local)
 	return cmd

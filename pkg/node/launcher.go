@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +54,11 @@ type LocalCluster struct {
 	// SIGKILL when Run stops them (default 15 seconds).
 	DoneGrace, StopGrace time.Duration
 	Out                  io.Writer
+	// ProgressEvery is how often Run prints a progress summary from the
+	// coordinator's status (0: DefaultProgressEvery; < 0: never).
+	// Terminal (Out is one) redraws a live bar instead.
+	ProgressEvery time.Duration
+	Terminal      bool
 }
 
 // withDefaults fills the unset durations and the run directory.
@@ -293,22 +297,8 @@ func (c *Cluster) coordinatorSaysDone() bool {
 // timeout.
 func (c *Cluster) CoordinatorStatus(timeout time.Duration) (statuspage.Snapshot, error) {
 	var st statuspage.Snapshot
-	if c.Coord == nil || c.Coord.Addr.HTTP == "" {
-		return st, errors.New("the coordinator serves no HTTP endpoint")
-	}
-	client := &http.Client{Timeout: timeout}
-	resp, err := client.Get("http://" + c.Coord.Addr.HTTP + "/status.json")
-	if err != nil {
-		return st, fmt.Errorf("the coordinator's status: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("the coordinator's status: HTTP %s", resp.Status)
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&st); err != nil {
-		return st, fmt.Errorf("the coordinator's status: %w", err)
-	}
-	return st, nil
+	err := c.getStatus(timeout, &st)
+	return st, err
 }
 
 // completed reports whether the run in l.Dir is complete: the coordinator
@@ -607,12 +597,21 @@ func (l LocalCluster) Run(ctx context.Context) error {
 			l.AllowConfigChange = append(slices.Clone(l.AllowConfigChange), "steps")
 		}
 	}
+	start := time.Now()
 	c, err := l.Start(ctx)
 	if err != nil {
 		return err
 	}
 	l.logf("cluster running: %d workers (%d backups), %d shards; logs in %s", l.Workers, l.Backups, l.PS, filepath.Join(l.Dir, "logs"))
+	for _, line := range c.addressLines() {
+		l.logf("%s", line)
+	}
+	pctx, stopProgress := context.WithCancel(ctx)
+	progressDone := make(chan struct{})
+	go func() { defer close(progressDone); c.reportProgress(pctx, start) }()
 	end := c.waitRun(ctx)
+	stopProgress()
+	<-progressDone
 	end.exits = c.stop(l.StopGrace)
 	end.notes = c.Notes
 	notes, err := end.verdict()

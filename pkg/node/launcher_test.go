@@ -169,7 +169,8 @@ func TestRunEnding(t *testing.T) {
 // TestClusterLocalRunFinishAndContinue runs `cluster local`'s Run on a small
 // layout: it completes (nil), a second Run on the finished folder returns at
 // once, and a third with --steps raised continues from the last step to the
-// new end, each step once in the commit log.
+// new end, each step once in the commit log. The first Run names the
+// coordinator's status page and metrics.
 func TestClusterLocalRunFinishAndContinue(t *testing.T) {
 	l := localCluster(t, 3, 1, 2, 3)
 	var out bytes.Buffer
@@ -178,7 +179,8 @@ func TestClusterLocalRunFinishAndContinue(t *testing.T) {
 	if err := l.Run(ctx); err != nil {
 		t.Fatalf("Run: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "started 2 shards and 3 workers") || !strings.Contains(out.String(), "done: ") {
+	if !strings.Contains(out.String(), "started 2 shards and 3 workers") || !strings.Contains(out.String(), "done: ") ||
+		!strings.Contains(out.String(), "status page: http://127.0.0.1:") || !strings.Contains(out.String(), "/metrics") {
 		t.Fatalf("output:\n%s", out.String())
 	}
 	out.Reset()

@@ -7,11 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/logitpair/logitpair/pkg/progress"
 )
 
 // Summary writes a plain-text summary: accuracies per stage and the checks.
@@ -34,7 +37,36 @@ func Summary(w io.Writer, rep *Report) {
 	if len(rep.Checks) > 0 {
 		fmt.Fprintf(w, "  %d masking warning(s)\n", rep.Warnings)
 	}
+	if line := TimeLine(rep); line != "" {
+		fmt.Fprintln(w, "  "+line)
+	}
 	fmt.Fprintln(w, Headline(rep))
+}
+
+// TimeLine is the line of the suite's wall times: each stage's, the
+// checks', the whole run's ("" for a report without them, e.g. one
+// written before they were recorded).
+func TimeLine(rep *Report) string {
+	if rep.Seconds <= 0 {
+		return ""
+	}
+	var parts []string
+	for _, st := range rep.Stages {
+		parts = append(parts, st.Name+" "+seconds(st.Seconds))
+	}
+	if rep.ChecksSeconds > 0 {
+		parts = append(parts, "checks "+seconds(rep.ChecksSeconds))
+	}
+	return fmt.Sprintf("time: %s; total %s", strings.Join(parts, ", "), seconds(rep.Seconds))
+}
+
+// seconds writes a duration in seconds: tenths below 10 s, else as
+// progress.FormatDuration ("3m07s").
+func seconds(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.1fs", v)
+	}
+	return progress.FormatDuration(time.Duration(v * float64(time.Second)))
 }
 
 // Headline is the one sentence a result should be quoted by: the robust

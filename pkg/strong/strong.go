@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/logitpair/logitpair/pkg/attack"
 	"github.com/logitpair/logitpair/pkg/checkpoint"
@@ -60,8 +61,15 @@ type Options struct {
 	Stages []Stage
 	Checks CheckOptions
 	// Progress, when set, is called before each run of a stage (each
-	// restart) with the number of examples it will attack.
+	// restart) with the number of examples it will attack, and before the
+	// gradient-masking checks with stage "checks" and their examples.
 	Progress func(stage string, restart, attacked int)
+	// Advance, when set, is called after each batch of a run with the
+	// examples of the run done so far out of its total (the attacked
+	// examples; a transfer stage crafts on every clean-correct one).
+	Advance func(stage string, restart, done, total int)
+	// now is the clock of the stages' durations (time.Now when nil).
+	now func() time.Time
 }
 
 // CheckOptions configures the gradient-masking diagnostics.
@@ -117,6 +125,9 @@ func (o *Options) defaults() {
 	}
 	if o.SquarePInit <= 0 {
 		o.SquarePInit = 0.8
+	}
+	if o.now == nil {
+		o.now = time.Now
 	}
 	c := &o.Checks
 	if c.Examples <= 0 {
@@ -214,6 +225,8 @@ type StageResult struct {
 	GradientPasses int  `json:"gradient_passes"`
 	Forwards       int  `json:"forwards"`
 	WhiteBox       bool `json:"white_box"`
+	// Seconds is the stage's wall time.
+	Seconds float64 `json:"seconds"`
 }
 
 // Report is the strong suite's outcome. clean_accuracy, whitebox_accuracy
@@ -242,6 +255,10 @@ type Report struct {
 	GradientPasses int           `json:"gradient_passes"`
 	Forwards       int           `json:"forwards"`
 	Settings       Settings      `json:"settings"`
+	// Seconds is the whole run's wall time, ChecksSeconds that of the
+	// gradient-masking checks (each stage's is its StageResult.Seconds).
+	Seconds       float64 `json:"seconds"`
+	ChecksSeconds float64 `json:"checks_seconds,omitempty"`
 	// Compute is the training compute recorded in the evaluated checkpoint's
 	// metadata (checkpoint.Compute), when it has one; Run leaves it nil.
 	Compute *checkpoint.Compute `json:"compute,omitempty"`
@@ -267,6 +284,7 @@ func Run(m attack.Model, src data.Source, o Options) (*Report, error) {
 		return nil, fmt.Errorf("strong: eps must be in (0, 1], got %v", o.Eps)
 	}
 	o.defaults()
+	t0 := o.now()
 	info := src.Info()
 	n := info.Len
 	if o.Examples > 0 && o.Examples < n {
@@ -314,7 +332,9 @@ func Run(m attack.Model, src data.Source, o Options) (*Report, error) {
 			rep.WhiteboxAccuracy = &v
 			white = false
 		}
+		ts := o.now()
 		r := s.stage(si, st)
+		r.Seconds = o.now().Sub(ts).Seconds()
 		rep.Stages = append(rep.Stages, r)
 		if r.Standalone != nil && (rep.TransferAccuracy == nil || *r.Standalone < *rep.TransferAccuracy) {
 			v := *r.Standalone
@@ -328,7 +348,12 @@ func Run(m attack.Model, src data.Source, o Options) (*Report, error) {
 	rep.RobustAccuracy = s.frac(count(s.robust))
 	rep.RobustTop5 = s.frac(count(s.robust5))
 	if !o.Checks.Skip {
+		if o.Progress != nil {
+			o.Progress("checks", 0, min(o.Checks.Examples, n))
+		}
+		tc := o.now()
 		rep.Diagnostics = s.diagnose()
+		rep.ChecksSeconds = o.now().Sub(tc).Seconds()
 		rep.Checks = checks(rep)
 		for _, c := range rep.Checks {
 			if c.Status == Warn {
@@ -337,6 +362,7 @@ func Run(m attack.Model, src data.Source, o Options) (*Report, error) {
 		}
 	}
 	rep.GradientPasses, rep.Forwards = s.ev.Grads, s.ev.Forwards
+	rep.Seconds = o.now().Sub(t0).Seconds()
 	return rep, nil
 }
 
@@ -492,6 +518,9 @@ func (s *suite) stage(si int, st Stage) StageResult {
 					res.Broken++
 				}
 			}
+			if o.Advance != nil {
+				o.Advance(st.Name, r, lo+len(chunk), len(idx))
+			}
 		}
 		res.AccuracyAfterRestart = append(res.AccuracyAfterRestart, s.frac(count(s.robust)))
 	}
@@ -608,6 +637,9 @@ func (s *suite) transfer(si int, st Stage, res *StageResult) {
 			if was && !s.robust[i] {
 				res.Broken++
 			}
+		}
+		if o.Advance != nil {
+			o.Advance(st.Name, 0, lo+len(chunk), len(idx))
 		}
 	}
 	v := s.frac(correct)

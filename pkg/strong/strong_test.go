@@ -1,10 +1,12 @@
 package strong
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/logitpair/logitpair/pkg/attack"
 	"github.com/logitpair/logitpair/pkg/data"
@@ -352,7 +354,9 @@ func (c *counting) Logits(x *tensor.Tensor) *tensor.Tensor {
 
 // TestCascadeAttacksOnlyCorrectPoints: clean errors are never attacked,
 // examples broken by a stage (or restart) are never queried again, and
-// examples that hold are attacked by every run of every stage.
+// examples that hold are attacked by every run of every stage. Each batch
+// of a run is reported (Advance), and each stage's wall time recorded: the
+// clock moves 2 s per batch.
 func TestCascadeAttacksOnlyCorrectPoints(t *testing.T) {
 	be := nntest.Backends()[0]
 	m := &counting{netModel: robustLinear(be, 2), stage: "clean", seen: map[string]map[int]bool{}}
@@ -371,13 +375,19 @@ func TestCascadeAttacksOnlyCorrectPoints(t *testing.T) {
 			d.Images[2*i] = 0.2
 		}
 	}
-	var order []string
+	var order, advanced []string
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	o := Options{Model: "ids", Eps: 0.02, Batch: 4, Seed: 4, Steps: 10, Restarts: 3, SquareQueries: 30, Checks: CheckOptions{Skip: true},
 		Progress: func(stage string, restart, attacked int) {
 			key := stage + "#" + string(rune('0'+restart))
 			m.stage = key
 			order = append(order, key)
-		}}
+		},
+		Advance: func(stage string, restart, done, total int) {
+			advanced = append(advanced, fmt.Sprintf("%s#%d:%d/%d", stage, restart, done, total))
+			clock = clock.Add(2 * time.Second)
+		},
+		now: func() time.Time { return clock }}
 	rep, err := Run(m, d, o)
 	if err != nil {
 		t.Fatal(err)
@@ -404,5 +414,19 @@ func TestCascadeAttacksOnlyCorrectPoints(t *testing.T) {
 	// last a forward only) per run, 3 runs.
 	if g, f := rep.Stages[1].GradientPasses, rep.Stages[1].Forwards; g != 3*10*6 || f != 3*6 {
 		t.Errorf("apgd-dlr: %d gradient rows, %d forward rows; want %d and %d", g, f, 3*10*6, 3*6)
+	}
+	// apgd-ce: 12 examples (3 batches), then 6 twice (2 batches each).
+	if got, want := strings.Join(advanced[:7], " "), "apgd-ce#0:4/12 apgd-ce#0:8/12 apgd-ce#0:12/12 apgd-ce#1:4/6 apgd-ce#1:6/6 apgd-ce#2:4/6 apgd-ce#2:6/6"; got != want {
+		t.Errorf("advance %s, want %s", got, want)
+	}
+	var secs []float64
+	for _, st := range rep.Stages {
+		secs = append(secs, st.Seconds)
+	}
+	if want := []float64{14, 12, 4, 4, 4}; fmt.Sprint(secs) != fmt.Sprint(want) || rep.Seconds != 38 {
+		t.Errorf("stage seconds %v (total %v), want %v (total 38)", secs, rep.Seconds, want)
+	}
+	if got, want := TimeLine(rep), "time: apgd-ce 14s, apgd-dlr 12s, apgd-t-ll 4.0s, apgd-t-rnd 4.0s, square 4.0s; total 38s"; got != want {
+		t.Errorf("TimeLine %q, want %q", got, want)
 	}
 }

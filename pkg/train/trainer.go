@@ -18,6 +18,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
 	"github.com/logitpair/logitpair/pkg/optim"
+	"github.com/logitpair/logitpair/pkg/progress"
 	"github.com/logitpair/logitpair/pkg/sentinel"
 	"github.com/logitpair/logitpair/pkg/tensor"
 )
@@ -35,11 +36,14 @@ type Trainer struct {
 	grad   []float32
 	decay  optim.WeightDecay
 	val    data.Source
-	// Progress receives one line per log interval (and a final one).
+	// Progress receives one line per log interval (and a final one): the
+	// step out of the run's, the rate of the recent steps, the mean loss
+	// terms, the elapsed time and the ETA (pkg/progress).
 	Progress io.Writer
-	// Terminal redraws one progress line in place after every step (for an
-	// interactive terminal) instead of printing a line per log interval.
+	// Terminal also draws a live progress bar below the lines, redrawn
+	// after every step (for an interactive terminal).
 	Terminal bool
+	prog     *progress.Progress // Run's, while it runs
 	// OnStep, when set, is called after every step with its terms.
 	OnStep   func(step int64, t objective.Terms)
 	bestAcc  float64
@@ -305,7 +309,12 @@ func (t *Trainer) Run(ctx context.Context) error {
 		t.acct.wall += t.acct.now().Sub(t.acct.runStart)
 		t.acct.runStart = time.Time{}
 	}()
-	start, startStep := time.Now(), t.Step
+	startStep := t.Step
+	if t.Progress != nil {
+		t.prog = progress.New(progress.Options{Out: t.Progress, Unit: "steps", Total: t.Cfg.Steps, Start: t.Step,
+			Terminal: t.Terminal, Now: t.acct.now})
+		defer func() { t.prog.Close(); t.prog = nil }()
+	}
 	var sum objective.Terms
 	var count int
 	if t.recheck {
@@ -339,21 +348,13 @@ func (t *Trainer) Run(ctx context.Context) error {
 		accumulate(&sum, terms)
 		count++
 		logLine := t.Cfg.LogEvery > 0 && (t.Step%t.Cfg.LogEvery == 0 || t.Step == t.Cfg.Steps)
-		if t.Progress != nil && (logLine || t.Terminal) {
-			el := time.Since(start).Seconds()
-			rate := float64(t.Step-startStep) / el
-			line := fmt.Sprintf("step %d/%d  %.2f steps/s  %.0f samples/s%s  lr %.3g",
-				t.Step, t.Cfg.Steps, rate, rate*float64(t.Cfg.Batch), termsLine(sum, count), t.LR(t.Step-1))
-			if t.Terminal {
-				// A progress line redrawn in place; kept at each log interval.
-				fmt.Fprintf(t.Progress, "\r\033[K%s", line)
-				if logLine {
-					fmt.Fprintln(t.Progress)
-				}
-			} else {
-				fmt.Fprintln(t.Progress, line)
-			}
+		if t.prog != nil && (logLine || t.prog.Terminal()) {
+			st := t.prog.Observe(t.Step)
+			line := fmt.Sprintf("step %d/%d  %.2f steps/s  %.0f samples/s%s  lr %.3g  %s",
+				t.Step, t.Cfg.Steps, st.Rate, st.Rate*float64(t.Cfg.Batch), termsLine(sum, count), t.LR(t.Step-1), st.TimeString())
+			t.prog.Draw(t.Step, line)
 			if logLine {
+				t.prog.Println(line)
 				sum, count = objective.Terms{}, 0
 			}
 		}
@@ -378,8 +379,27 @@ func (t *Trainer) Run(ctx context.Context) error {
 			}
 		}
 	}
-	_, err := t.Save()
-	return err
+	if _, err := t.Save(); err != nil {
+		return err
+	}
+	if t.prog != nil && t.Step > startStep {
+		el := t.acct.now().Sub(t.acct.runStart)
+		rate := float64(t.Step-startStep) / max(el.Seconds(), 1e-9)
+		t.prog.Close()
+		t.printf("trained steps %d to %d in %s: %.2f steps/s, %.0f samples/s", startStep, t.Step, progress.FormatDuration(el), rate, rate*float64(t.Cfg.Batch))
+	}
+	return nil
+}
+
+// printf prints a line to Progress (above the live bar while Run draws
+// one).
+func (t *Trainer) printf(format string, a ...any) {
+	switch {
+	case t.prog != nil:
+		t.prog.Println(fmt.Sprintf(format, a...))
+	case t.Progress != nil:
+		fmt.Fprintf(t.Progress, format+"\n", a...)
+	}
 }
 
 // termsLine formats the mean of the accumulated terms, leaving out those the
@@ -480,15 +500,11 @@ func (t *Trainer) sentinelCheck(save bool) (rolled bool, err error) {
 	}
 	t.SentinelMetrics.Record(r, v, t.sent)
 	if !v.Trip {
-		if t.Progress != nil {
-			fmt.Fprintf(t.Progress, "sentinel at step %d: %s; good (best multi-step %.4f at step %d, learning rate scale %.4g)\n",
-				t.Step, r, t.sent.Best, t.sent.BestStep, t.sent.Scale())
-		}
+		t.printf("sentinel at step %d: %s; good (best multi-step %.4f at step %d, learning rate scale %.4g)",
+			t.Step, r, t.sent.Best, t.sent.BestStep, t.sent.Scale())
 		return false, nil
 	}
-	if t.Progress != nil {
-		fmt.Fprintf(t.Progress, "sentinel rollback %d of at most %d: %s\n", t.sent.Rollbacks, t.sentCfg.MaxRollbacks, v.Reason)
-	}
+	t.printf("sentinel rollback %d of at most %d: %s", t.sent.Rollbacks, t.sentCfg.MaxRollbacks, v.Reason)
 	return true, t.rollback(v.RollbackTo)
 }
 
@@ -542,9 +558,7 @@ func (t *Trainer) Validate() error {
 	if err != nil {
 		return fmt.Errorf("validation at step %d: %w", t.Step, err)
 	}
-	if t.Progress != nil {
-		fmt.Fprintf(t.Progress, "validation at step %d: clean %.4f, robust %.4f (%s, %d examples)\n", t.Step, v.Clean, v.Robust, v.Attack, v.Examples)
-	}
+	t.printf("validation at step %d: clean %.4f, robust %.4f (%s, %d examples)", t.Step, v.Clean, v.Robust, v.Attack, v.Examples)
 	return t.keepBest(v)
 }
 
