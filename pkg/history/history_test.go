@@ -102,7 +102,6 @@ func TestSurviving(t *testing.T) {
 	}
 }
 
-
 // syntheticRun is a run of 400 steps logged every 10 with a robust
 // validation every 50 and a sentinel every 100, whose check at step 300
 // trips and rolls back to 200 (the abandoned steps' loss is far off, so
