@@ -46,7 +46,9 @@ type Trainer struct {
 	// Record, when set, receives the run's history (pkg/history) on Run's
 	// goroutine: a start record when Run begins, a train record per log
 	// interval, and every validation, sentinel check and rollback.
-	Record   func(history.Record)
+	Record func(history.Record)
+	// OnSave, when set, is called with the step of every checkpoint written.
+	OnSave   func(step int64)
 	bestAcc  float64
 	lastGood string
 	// measure, when set, replaces the robust validation's measurement
@@ -445,6 +447,9 @@ func (t *Trainer) save() (checkpoint.Pointer, error) {
 		return p, fmt.Errorf("checkpoint at step %d: %w", t.Step, err)
 	}
 	t.lastGood = filepath.Join(t.Cfg.Out, p.Model)
+	if t.OnSave != nil {
+		t.OnSave(t.Step)
+	}
 	return p, nil
 }
 
