@@ -162,7 +162,7 @@ func (l *Live) Snapshot() statuspage.Snapshot {
 // and /status.json) on addr until ctx ends or the server is closed
 // (endpoint.Start).
 func (l *Live) Serve(ctx context.Context, addr string, reg *prometheus.Registry, log *zap.Logger) (*endpoint.Server, error) {
-	h, err := statuspage.NewHandler(l, statuspage.Options{Title: "logitpair train"})
+	h, err := statuspage.NewHandler(l, statuspage.Options{Title: "logitpair train", SingleProcess: true})
 	if err != nil {
 		return nil, err
 	}
