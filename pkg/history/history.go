@@ -16,7 +16,7 @@
 //	sentinel    a sentinel check of the model of Step (clean, single-step
 //	            and multi-step accuracy; Verdict "good" or "rollback", Rule)
 //	rollback    the run went back from step From to step Step (a sentinel
-//	            trip, or a cluster's recovery), Reason says why
+//	            trip), Reason says why
 //
 // Step is always a count of steps done: the version of the model (the
 // coordinator's committed step s is Step s+1, as its checkpoints count).
@@ -29,8 +29,10 @@
 // the records of the abandoned steps stay, and a rollback (or start)
 // record marks the point. Surviving replays the file and keeps the path the
 // run took in the end: a rollback or start record at step L drops every
-// earlier record of a step after L. The plots draw that path and mark
-// where the run went back.
+// earlier record of a step after L. A cluster's recovery from a shard's
+// failure also takes the run back, without a record: a train record at a
+// step not after the previous one marks it. The plots draw that path and
+// mark where the run went back (where a rollback record says so).
 //
 // # Durability
 //
@@ -268,18 +270,35 @@ func knownKind(k string) bool {
 // Surviving is the path the run took in the end: the records in file
 // order, where a rollback or start record at step L first drops every
 // earlier train, validation and sentinel record of a step after L (the
-// abandoned steps'). The rollback and start records themselves stay.
+// abandoned steps'). The rollback and start records themselves stay. A
+// train record at a step S not after the newest train record kept is a
+// rollback without its record (a cluster's recovery from a shard's
+// failure): it first drops the records of steps from S on.
 func Surviving(recs []Record) []Record {
 	out := make([]Record, 0, len(recs))
-	for _, r := range recs {
-		if r.Kind == KindRollback || r.Kind == KindStart {
-			kept := out[:0]
-			for _, o := range out {
-				if o.Kind == KindRollback || o.Kind == KindStart || o.Step <= r.Step {
-					kept = append(kept, o)
+	lastTrain := int64(-1)
+	drop := func(after int64) {
+		kept := out[:0]
+		lastTrain = -1
+		for _, o := range out {
+			if o.Kind == KindRollback || o.Kind == KindStart || o.Step <= after {
+				kept = append(kept, o)
+				if o.Kind == KindTrain {
+					lastTrain = o.Step
 				}
 			}
-			out = kept
+		}
+		out = kept
+	}
+	for _, r := range recs {
+		switch {
+		case r.Kind == KindRollback || r.Kind == KindStart:
+			drop(r.Step)
+		case r.Kind == KindTrain && r.Step <= lastTrain:
+			drop(r.Step - 1)
+		}
+		if r.Kind == KindTrain {
+			lastTrain = r.Step
 		}
 		out = append(out, r)
 	}

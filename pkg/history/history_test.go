@@ -91,12 +91,15 @@ func TestSurviving(t *testing.T) {
 		Record{Kind: KindRollback, Step: 4, From: 8}, tr(6), tr(8),
 		// A crash after step 10 was logged; the resume starts from the
 		// checkpoint of step 8.
-		tr(10), Record{Kind: KindStart, Step: 8}, tr(10))
+		tr(10), Record{Kind: KindStart, Step: 8}, tr(10), tr(12),
+		// A rollback without its record (a cluster's recovery) to step
+		// 10: train@12 again.
+		Record{Kind: KindValidation, Step: 12}, tr(12), tr(14))
 	var got []string
 	for _, r := range Surviving(recs) {
 		got = append(got, r.Kind+"@"+strconv.FormatInt(r.Step, 10))
 	}
-	want := []string{"start@0", "train@2", "train@4", "sentinel@4", "rollback@4", "train@6", "train@8", "start@8", "train@10"}
+	want := []string{"start@0", "train@2", "train@4", "sentinel@4", "rollback@4", "train@6", "train@8", "start@8", "train@10", "train@12", "train@14"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("surviving %v\nwant      %v", got, want)
 	}

@@ -23,8 +23,9 @@ import (
 //     steps since the previous record, the learning rate of the step, and
 //     the step rate over the status page's window;
 //   - sentinel: every check the sentinel judged (dropped ones are not);
-//   - rollback: every rollback the coordinator carried out (a sentinel's
-//     request, a shard's recovery).
+//   - rollback: every rollback the sentinel requested, once carried out
+//     (a recovery from a shard's failure also takes the run back, without
+//     a record: history.Surviving infers it from the steps).
 //
 // Steps are counts of steps done: committed step s is step s+1. A write
 // that fails is logged once; the run goes on without its history.
