@@ -137,7 +137,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 	}
 	defer hw.Close()
 	hist := &clusterHistory{w: hw, hist: pageFeed.hist, sched: sched, every: max(o.Train.LogEvery, 1), steps: o.Train.Steps, batch: o.Train.Batch,
-		start: time.Now(), log: log, warned: make(chan struct{}), scale: sentState.Scale()}
+		start: time.Now(), log: log, scale: sentState.Scale()}
 	sent.record = hist.checked
 	mc, err := rpc.NewMembershipConfig(o.Train, layout.Ranges(), o.Workers, o.Backups)
 	if err != nil {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"math"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -38,7 +39,7 @@ type clusterHistory struct {
 	batch  int
 	start  time.Time
 	log    *zap.Logger
-	warned chan struct{} // closed at the first failed write
+	warned sync.Once // the first failed write is logged
 
 	// On the coordinator's Run goroutine (Committed, RolledBack).
 	logged int64   // steps done at the last train record
@@ -47,12 +48,7 @@ type clusterHistory struct {
 
 func (h *clusterHistory) write(r history.Record) {
 	if err := h.w.Write(r); err != nil {
-		select {
-		case <-h.warned:
-		default:
-			close(h.warned)
-			h.log.Warn("the run's history is not recorded from here on", zap.Error(err))
-		}
+		h.warned.Do(func() { h.log.Warn("the run's history is not recorded from here on", zap.Error(err)) })
 	}
 }
 
