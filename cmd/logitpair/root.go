@@ -18,7 +18,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newBenchCmd(), newTrainCmd(), newEvalCmd(), newDataCmd(), clusterCommand(node.ClusterCommand()), newReportCmd(), newCertsCmd(), newPlanCmd())
+	root.AddCommand(newBenchCmd(), newTrainCmd(), newEvalCmd(), newDataCmd(), clusterCommand(node.ClusterCommand()), newReportCmd(), newPlotCmd(), newCertsCmd(), newPlanCmd())
 	for _, c := range []*cobra.Command{node.CoordinatorCommand(), node.ParamServerCommand(), node.WorkerCommand()} {
 		c.Hidden = true // the cluster processes, for `cluster local` and single-binary deployments
 		root.AddCommand(c)

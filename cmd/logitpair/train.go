@@ -16,6 +16,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/device"
+	"github.com/logitpair/logitpair/pkg/history"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/tensor/cpu"
 	"github.com/logitpair/logitpair/pkg/train"
@@ -26,6 +27,7 @@ func newTrainCmd() *cobra.Command {
 	var finalize func() error
 	var dev string // per machine, not part of the training config
 	var force bool // this start's, not the run's: not part of the training config
+	var httpListen string
 	cmd := &cobra.Command{
 		Use:   "train",
 		Short: "Adversarial training in one process (ALP, M-PGD, CLP, logit squeezing, ...)",
@@ -35,7 +37,12 @@ Checkpoints go to --out. A new run refuses an --out that holds another run's
 checkpoints: --resume continues that run (--resume-from STEP from an older
 checkpoint, e.g. when the newest is corrupt), --force deletes that run's files
 (ckpt-*.safetensors, latest.json, best.safetensors, best.json; nothing else in
-the folder) once every flag and the data have been checked, and starts over.`,
+the folder) once every flag and the data have been checked, and starts over.
+
+Every log interval, validation, sentinel check and rollback is appended to
+--out/history.jsonl (logitpair plot draws it). --http-listen ADDR serves the
+cluster coordinator's /metrics and status page for this run (port 0: one the
+system picks; the address is printed).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := finalize(); err != nil {
@@ -106,9 +113,17 @@ the folder) once every flag and the data have been checked, and starts over.`,
 				if err != nil {
 					return err
 				}
+				if err := os.Remove(filepath.Join(c.Out, history.FileName)); err != nil && !os.IsNotExist(err) {
+					return fmt.Errorf("--force: %w", err)
+				}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
+			closeCurves, err := curves(ctx, cmd, tr, c, httpListen)
+			if err != nil {
+				return err
+			}
+			defer closeCurves()
 			fmt.Fprintf(cmd.OutOrStdout(), "training %s on %s (%d examples) with %s from step %d to %d; checkpoints in %s\n",
 				c.Model, c.Dataset, trainSet.Info().Len, c.Objective, tr.Step, c.Steps, c.Out)
 			if err := tr.Run(ctx); err != nil {
@@ -127,6 +142,7 @@ the folder) once every flag and the data have been checked, and starts over.`,
 	}
 	finalize = train.BindFlags(cmd.Flags(), &c)
 	device.Flag(cmd.Flags(), &dev)
+	cmd.Flags().StringVar(&httpListen, "http-listen", "", "serve /metrics and the status page on this address (host:port; port 0 picks a free one), as the cluster's coordinator does")
 	cmd.Flags().BoolVar(&force, "force", false, "replace the run in --out: delete its ckpt-*.safetensors, latest.json and best.* (nothing else) and start over")
 	return cmd
 }

@@ -300,7 +300,7 @@ func TestTrainBestIsTheBestLoggedValidation(t *testing.T) {
 	for _, line := range strings.Split(text, "\n") {
 		var step int
 		var clean, robust float64
-		if _, err := fmt.Sscanf(line, "validation at step %d: clean %f, robust %f", &step, &clean, &robust); err == nil {
+		if _, err := fmt.Sscanf(line, "validation at step %d: clean %f%%, robust %f%%", &step, &clean, &robust); err == nil {
 			n++
 			lastStep, lastAcc = step, robust
 			if robust > bestAcc {

@@ -92,6 +92,9 @@ func registeredNames(t *testing.T) map[string]bool {
 	if err := (&recorder{Registerer: prometheus.NewRegistry(), names: r.names}).Register(NewBuildInfo(debug.ReadBuildInfo)); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := NewLocal(&recorder{Registerer: prometheus.NewRegistry(), names: r.names}, 0, 1); err != nil {
+		t.Fatal(err)
+	}
 	out := map[string]bool{}
 	for n, hist := range r.names {
 		if !strings.HasPrefix(n, Namespace+"_") {
@@ -134,8 +137,15 @@ func TestRegisteredNamesAreComplete(t *testing.T) {
 	_ = ws.Push(context.Background(), 0, 0, nil, nil)
 	w.errs.WithLabelValues("0", "0", "pull")
 	_, _, _ = w.Coordinator(fakeCoord{accept: true}).Report(context.Background(), 0, 0, objective.Terms{}, worker.Timing{Compute: time.Second})
+	lreg := prometheus.NewRegistry()
+	l, err := NewLocal(lreg, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Step(0, objective.Terms{Loss: 1})
+	l.Interval(0.1, 10)
 	got := map[string]bool{}
-	for _, g := range []prometheus.Gatherer{reg, wreg} {
+	for _, g := range []prometheus.Gatherer{reg, wreg, lreg} {
 		mfs, err := g.Gather()
 		if err != nil {
 			t.Fatal(err)

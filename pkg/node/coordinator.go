@@ -18,9 +18,11 @@ import (
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/history"
 	"github.com/logitpair/logitpair/pkg/membership"
 	"github.com/logitpair/logitpair/pkg/metrics"
 	"github.com/logitpair/logitpair/pkg/objective"
+	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/rpc"
 	"github.com/logitpair/logitpair/pkg/sentinel"
@@ -124,6 +126,19 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 			zap.Int("rollbacks", sentState.Rollbacks), zap.Float64("lr_scale", sentState.Scale()))
 	}
 	pageFeed.sentinel = sent
+	// The run's history (history.go): DIR/history.jsonl.
+	sched, err := optim.ParseSchedule(o.Train.LRSchedule, o.Train.LR)
+	if err != nil {
+		return err
+	}
+	hw, err := history.Open(o.Dir)
+	if err != nil {
+		return err
+	}
+	defer hw.Close()
+	hist := &clusterHistory{w: hw, hist: pageFeed.hist, sched: sched, every: max(o.Train.LogEvery, 1), steps: o.Train.Steps, batch: o.Train.Batch,
+		start: time.Now(), log: log, scale: sentState.Scale()}
+	sent.record = hist.checked
 	mc, err := rpc.NewMembershipConfig(o.Train, layout.Ranges(), o.Workers, o.Backups)
 	if err != nil {
 		return err
@@ -240,9 +255,12 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 			}
 			return sent.checkpointed(ctx, step)
 		},
-		RolledBack: func(to int64, _ float64, _ string) {
+		RolledBack: func(to int64, scale float64, reason string) {
 			// On Run's goroutine: every shard is at version to.
 			sent.rolledBack(to)
+			// After the sentinel's: a tripped check's record (written
+			// under the sentinel's lock) comes first.
+			hist.rolledBack(reached.Load(), to, scale, reason)
 			if err := mw.RolledBack(ctx, reached.Load(), to); err != nil {
 				log.Warn("the model files were not rolled back with the shards", zap.Int64("to_step", to), zap.Error(err))
 			}
@@ -257,6 +275,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 			reached.Store(step + 1)
 			cm.Committed(step)
 			pageFeed.committed(step, set)
+			hist.committed(step)
 			if step%max(o.Train.LogEvery, 1) == 0 {
 				log.Info("step committed", zap.Int64("step", step), zap.Ints("workers", set))
 			}
@@ -293,6 +312,7 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		if err := recordRun(); err != nil {
 			return err
 		}
+		hist.started(reached.Load())
 		err := c.Run(ctx)
 		if errors.Is(err, context.Canceled) {
 			return nil

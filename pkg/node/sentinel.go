@@ -112,7 +112,9 @@ type clusterSentinel struct {
 	measure measureFunc
 	coll    *sentinel.Collector
 	log     *zap.Logger
-	errs    chan error // a check's fatal error (capacity 1)
+	// record, when set, records every check judged (the run's history).
+	record func(sentinel.Result, sentinel.Verdict)
+	errs   chan error // a check's fatal error (capacity 1)
 
 	mu      sync.Mutex
 	coord   sentinelCoordinator
@@ -302,6 +304,7 @@ func (s *clusterSentinel) check(step, gen int64) {
 		return
 	}
 	if !v.Trip {
+		s.recordCheck(r, v)
 		s.state = next
 		s.coll.Record(r, v, next)
 		s.coord.KeepCheckpoint(next.LastGood)
@@ -320,7 +323,14 @@ func (s *clusterSentinel) check(step, gen int64) {
 		s.log.Error("sentinel: the coordinator refused the rollback; the run goes on as it was", zap.Int64("step", step), zap.Error(err))
 		return
 	}
+	s.recordCheck(r, v)
 	s.pending = &trip{r: r, v: v, state: next}
+}
+
+func (s *clusterSentinel) recordCheck(r sentinel.Result, v sentinel.Verdict) {
+	if s.record != nil {
+		s.record(r, v)
+	}
 }
 
 // rolledBack runs in the coordinator's RolledBack hook: the tripped check's

@@ -19,7 +19,9 @@ import (
 
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data/datatest"
+	"github.com/logitpair/logitpair/pkg/history"
 	"github.com/logitpair/logitpair/pkg/models"
+	"github.com/logitpair/logitpair/pkg/optim"
 	"github.com/logitpair/logitpair/pkg/paramserver"
 	"github.com/logitpair/logitpair/pkg/safetensors"
 	"github.com/logitpair/logitpair/pkg/sentinel"
@@ -260,6 +262,7 @@ func TestClusterSentinelRollsBackToTheLastGoodCheckpoint(t *testing.T) {
 	if s, ok, _ := FileCheckpointsOf(r.co.Dir); !ok || s != steps {
 		t.Errorf("final checkpoint %d %v, want %d", s, ok, steps)
 	}
+	checkClusterHistory(t, r.co.Dir, r.tc)
 
 	// A restarted coordinator (no shards: it waits for them) continues
 	// with the state and its scale.
@@ -277,6 +280,82 @@ func TestClusterSentinelRollsBackToTheLastGoodCheckpoint(t *testing.T) {
 	rcancel()
 	if err := <-done2; err != nil {
 		t.Errorf("restarted coordinator: %v", err)
+	}
+	// The restart's start record, at the step the commit log reached.
+	recs, _, err := history.ReadFile(filepath.Join(r.co.Dir, history.FileName))
+	if err != nil || len(recs) == 0 || recs[len(recs)-1].Kind != history.KindStart || recs[len(recs)-1].Step != steps {
+		t.Errorf("the restarted coordinator's history ends with %+v (%v), want a start record at step %d", recs[len(recs)-1:], err, steps)
+	}
+}
+
+// checkClusterHistory checks the history of the run of
+// TestClusterSentinelRollsBackToTheLastGoodCheckpoint: a train record per
+// step (--log-every 1) with the workers' loss terms, the sentinel's checks
+// with their verdicts, the rollback from step 8 or later to 4 at scale 0.5;
+// its surviving path has every step once, in order; and it plots. With
+// LOGITPAIR_KEEP_PLOTS=DIR the PNGs are also written to DIR.
+func checkClusterHistory(t *testing.T, dir string, tc train.Config) {
+	t.Helper()
+	steps := tc.Steps
+	sched, err := optim.ParseSchedule(tc.LRSchedule, tc.LR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, notes, err := history.ReadFile(filepath.Join(dir, history.FileName))
+	if err != nil || len(notes) > 0 {
+		t.Fatalf("history: %v, notes %q", err, notes)
+	}
+	if recs[0].Kind != history.KindStart || recs[0].Step != 0 || recs[0].Source != "coordinator" || recs[0].Steps != steps {
+		t.Errorf("first record %+v, want the coordinator's start at 0", recs[0])
+	}
+	var checks []string
+	var rollbacks []history.Record
+	for _, r := range recs {
+		switch r.Kind {
+		case history.KindSentinel:
+			checks = append(checks, fmt.Sprintf("%d:%s", r.Step, r.Verdict))
+		case history.KindRollback:
+			rollbacks = append(rollbacks, r)
+		}
+	}
+	if want := []string{"4:good", "8:rollback", "8:good"}; !slices.Equal(checks, want) {
+		t.Errorf("sentinel records %v, want %v", checks, want)
+	}
+	if len(rollbacks) != 1 || rollbacks[0].Step != 4 || rollbacks[0].From < 8 || history.Value(rollbacks[0].LRScale) != 0.5 ||
+		!strings.Contains(rollbacks[0].Reason, "collapse") {
+		t.Errorf("rollback records %+v, want one from step ≥ 8 to 4 at scale 0.5", rollbacks)
+	}
+	var trained []int64
+	for _, r := range history.Surviving(recs) {
+		if r.Kind != history.KindTrain {
+			continue
+		}
+		trained = append(trained, r.Step)
+		if r.Loss == nil || r.CleanAcc == nil || r.Reports < 1 || r.LR == nil || r.Interval != 1 {
+			t.Errorf("train record %+v", r)
+		}
+		want := sched.LR(r.Step - 1)
+		if r.Step > 4 {
+			want *= 0.5
+		}
+		if history.Value(r.LR) != want {
+			t.Errorf("step %d's learning rate %v, want %v", r.Step, history.Value(r.LR), want)
+		}
+	}
+	for i, s := range trained {
+		if s != int64(i+1) {
+			t.Fatalf("surviving train records at steps %v, want 1..%d", trained, steps)
+		}
+	}
+	if len(trained) != int(steps) {
+		t.Fatalf("surviving train records at steps %v, want 1..%d", trained, steps)
+	}
+	out := os.Getenv("LOGITPAIR_KEEP_PLOTS")
+	if out == "" {
+		out = t.TempDir()
+	}
+	if files, err := history.Plot(recs, out, "cluster"); err != nil || len(files) != 3 {
+		t.Errorf("plot: %v, %v", files, err)
 	}
 }
 

@@ -52,6 +52,10 @@ type Options struct {
 	// Refresh is the page's refresh interval (0: DefaultRefresh; at least
 	// one second).
 	Refresh time.Duration
+	// SingleProcess: the page is a single process's (`logitpair train
+	// --http-listen`), one worker and no shards: the cluster's cards
+	// (workers, dropped gradients) are left out.
+	SingleProcess bool
 }
 
 // Handler serves the status page at "/" and its data at "/status.json"
@@ -141,6 +145,7 @@ type memberView struct {
 // pageView is what the template renders.
 type pageView struct {
 	Title, DocTitle               string
+	Single                        bool
 	S                             Snapshot
 	MaxSteps                      int64
 	Percent, StepRate, RateWindow string
@@ -154,7 +159,7 @@ type pageView struct {
 
 func (h *Handler) serveHTML(w http.ResponseWriter, _ *http.Request) {
 	s := h.src.Snapshot()
-	v := pageView{Title: h.opts.Title, S: s, MaxSteps: max(s.Run.Steps, 1), CSS: template.CSS(pageCSS), JS: template.JS(pageJS),
+	v := pageView{Title: h.opts.Title, Single: h.opts.SingleProcess, S: s, MaxSteps: max(s.Run.Steps, 1), CSS: template.CSS(pageCSS), JS: template.JS(pageJS),
 		RefreshMillis: h.opts.Refresh.Milliseconds(), RefreshSeconds: int64(math.Ceil(h.opts.Refresh.Seconds())),
 		RateWindow: time.Duration(s.RateWindow).String(), Updated: s.Time.UTC().Format("2006-01-02 15:04:05 UTC")}
 	v.DocTitle = fmt.Sprintf("step %d/%d · %s · %s", s.Run.Step, s.Run.Steps, s.Run.Phase, h.opts.Title)

@@ -14,6 +14,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/eval"
+	"github.com/logitpair/logitpair/pkg/history"
 	"github.com/logitpair/logitpair/pkg/models"
 	"github.com/logitpair/logitpair/pkg/nn"
 	"github.com/logitpair/logitpair/pkg/objective"
@@ -45,7 +46,13 @@ type Trainer struct {
 	Terminal bool
 	prog     *progress.Progress // Run's, while it runs
 	// OnStep, when set, is called after every step with its terms.
-	OnStep   func(step int64, t objective.Terms)
+	OnStep func(step int64, t objective.Terms)
+	// Record, when set, receives the run's history (pkg/history) on Run's
+	// goroutine: a start record when Run begins, a train record per log
+	// interval, and every validation, sentinel check and rollback.
+	Record func(history.Record)
+	// OnSave, when set, is called with the step of every checkpoint written.
+	OnSave   func(step int64)
 	bestAcc  float64
 	lastGood string
 	// measure, when set, replaces the robust validation's measurement
@@ -293,7 +300,7 @@ func (t *Trainer) SentinelSummary() string {
 	s := t.sent
 	line := fmt.Sprintf("sentinel: %d rollbacks, learning rate scale %.4g", s.Rollbacks, s.Scale())
 	if s.Last != nil {
-		line += fmt.Sprintf(", last check at step %d: %s; best multi-step accuracy %.4f at step %d", s.Last.Step, s.Last, s.Best, s.BestStep)
+		line += fmt.Sprintf(", last check at step %d: %s; best multi-step accuracy %.2f%% at step %d", s.Last.Step, s.Last, 100*s.Best, s.BestStep)
 	}
 	return line
 }
@@ -317,6 +324,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 	}
 	var sum objective.Terms
 	var count int
+	t.record(history.Record{Kind: history.KindStart, Step: t.Step, Steps: t.Cfg.Steps, Source: "train"})
 	if t.recheck {
 		// The checkpoint resumed from is a check's, saved before the check
 		// judged it.
@@ -348,6 +356,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 		accumulate(&sum, terms)
 		count++
 		logLine := t.Cfg.LogEvery > 0 && (t.Step%t.Cfg.LogEvery == 0 || t.Step == t.Cfg.Steps)
+		if logLine {
+			t.recordInterval(sum, count, t.acct.now().Sub(t.acct.runStart), max(t.Step-startStep, 0))
+		}
 		if t.prog != nil && (logLine || t.prog.Terminal()) {
 			st := t.prog.Observe(t.Step)
 			line := fmt.Sprintf("step %d/%d  %.2f steps/s  %.0f samples/s%s  lr %.3g  %s",
@@ -355,8 +366,10 @@ func (t *Trainer) Run(ctx context.Context) error {
 			t.prog.Draw(t.Step, line)
 			if logLine {
 				t.prog.Println(line)
-				sum, count = objective.Terms{}, 0
 			}
+		}
+		if logLine {
+			sum, count = objective.Terms{}, 0
 		}
 		if t.sentCfg.On() && t.Step%t.sentCfg.Every == 0 {
 			// The check saves the checkpoint it judges; after a rollback the
@@ -456,6 +469,9 @@ func (t *Trainer) save() (checkpoint.Pointer, error) {
 		return p, fmt.Errorf("checkpoint at step %d: %w", t.Step, err)
 	}
 	t.lastGood = filepath.Join(t.Cfg.Out, p.Model)
+	if t.OnSave != nil {
+		t.OnSave(t.Step)
+	}
 	return p, nil
 }
 
@@ -499,13 +515,19 @@ func (t *Trainer) sentinelCheck(save bool) (rolled bool, err error) {
 		return false, fmt.Errorf("training stopped: %w", err)
 	}
 	t.SentinelMetrics.Record(r, v, t.sent)
+	t.recordSentinel(r, v)
 	if !v.Trip {
-		t.printf("sentinel at step %d: %s; good (best multi-step %.4f at step %d, learning rate scale %.4g)",
-			t.Step, r, t.sent.Best, t.sent.BestStep, t.sent.Scale())
+		t.printf("sentinel at step %d: %s; good (best multi-step %.2f%% at step %d, learning rate scale %.4g)",
+			t.Step, r, 100*t.sent.Best, t.sent.BestStep, t.sent.Scale())
 		return false, nil
 	}
 	t.printf("sentinel rollback %d of at most %d: %s", t.sent.Rollbacks, t.sentCfg.MaxRollbacks, v.Reason)
-	return true, t.rollback(v.RollbackTo)
+	from := t.Step
+	if err := t.rollback(v.RollbackTo); err != nil {
+		return true, err
+	}
+	t.record(history.Record{Kind: history.KindRollback, Step: t.Step, From: from, Reason: v.Reason, LRScale: history.Float(t.sent.Scale())})
+	return true, nil
 }
 
 // rollback returns the run to the checkpoint of step to (0: the run's
@@ -558,7 +580,9 @@ func (t *Trainer) Validate() error {
 	if err != nil {
 		return fmt.Errorf("validation at step %d: %w", t.Step, err)
 	}
-	t.printf("validation at step %d: clean %.4f, robust %.4f (%s, %d examples)", t.Step, v.Clean, v.Robust, v.Attack, v.Examples)
+	t.record(history.Record{Kind: history.KindValidation, Step: t.Step, Clean: history.Float(v.Clean), Robust: history.Float(v.Robust),
+		Attack: v.Attack, Examples: v.Examples})
+	t.printf("validation at step %d: clean %.2f%%, robust %.2f%% (%s, %d examples)", t.Step, 100*v.Clean, 100*v.Robust, v.Attack, v.Examples)
 	return t.keepBest(v)
 }
 
@@ -598,4 +622,37 @@ func (t *Trainer) keepBest(v validation) error {
 	}
 	t.bestAcc = v.Robust
 	return nil
+}
+
+// record passes r to Record, when set.
+func (t *Trainer) record(r history.Record) {
+	if t.Record != nil {
+		t.Record(r)
+	}
+}
+
+// recordInterval records a log interval: the mean of the n steps' terms in
+// sum, and the rate over the steps done in el since Run began.
+func (t *Trainer) recordInterval(sum objective.Terms, n int, el time.Duration, done int64) {
+	if t.Record == nil || n == 0 {
+		return
+	}
+	m := func(v float64) *float64 { return history.Float(v / float64(n)) }
+	r := history.Record{Kind: history.KindTrain, Step: t.Step, Interval: n, Loss: m(sum.Loss), CleanCE: m(sum.CleanCE), AdvCE: m(sum.AdvCE),
+		Pair: m(sum.Pair), CleanAcc: m(sum.CleanAcc), AdvAcc: m(sum.AdvAcc), LR: history.Float(t.LR(t.Step - 1)), Elapsed: history.Float(el.Seconds())}
+	if el > 0 {
+		rate := float64(done) / el.Seconds()
+		r.StepsPerSec, r.SamplesPerSec = history.Float(rate), history.Float(rate*float64(t.Cfg.Batch))
+	}
+	t.Record(r)
+}
+
+// recordSentinel records a check Observe judged.
+func (t *Trainer) recordSentinel(r sentinel.Result, v sentinel.Verdict) {
+	verdict := history.VerdictGood
+	if v.Trip {
+		verdict = history.VerdictRollback
+	}
+	t.record(history.Record{Kind: history.KindSentinel, Step: r.Step, Clean: history.Float(r.Clean), SingleStep: history.Float(r.SingleStep),
+		MultiStep: history.Float(r.MultiStep), Examples: r.Examples, Attack: r.MultiAttack, Verdict: verdict, Rule: v.Rule})
 }
