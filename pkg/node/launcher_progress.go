@@ -109,11 +109,12 @@ func summaryLine(st clusterStatus, since int64, elapsed time.Duration) string {
 	}
 	for _, t := range []struct {
 		name, format string
+		scale        float64 // accuracies in percent, as in every human-readable output
 		v            func(statusPoint) *float64
 	}{
-		{"loss", "%.4f", func(p statusPoint) *float64 { return p.Loss }},
-		{"clean acc", "%.3f", func(p statusPoint) *float64 { return p.CleanAcc }},
-		{"adv acc", "%.3f", func(p statusPoint) *float64 { return p.AdvAcc }},
+		{"loss", "%.4f", 1, func(p statusPoint) *float64 { return p.Loss }},
+		{"clean acc", "%.2f%%", 100, func(p statusPoint) *float64 { return p.CleanAcc }},
+		{"adv acc", "%.2f%%", 100, func(p statusPoint) *float64 { return p.AdvAcc }},
 	} {
 		sum, n := 0.0, 0
 		for _, p := range pts {
@@ -123,7 +124,7 @@ func summaryLine(st clusterStatus, since int64, elapsed time.Duration) string {
 			}
 		}
 		if n > 0 {
-			fmt.Fprintf(&b, "  %s "+t.format, t.name, sum/float64(n))
+			fmt.Fprintf(&b, "  %s "+t.format, t.name, t.scale*sum/float64(n))
 		}
 	}
 	eta := progress.ETA(r.Steps-r.Step, st.StepRate)

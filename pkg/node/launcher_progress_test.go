@@ -45,12 +45,12 @@ func TestSummaryLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := summaryLine(st, 447, 3*time.Minute)
-	want := "progress: step 450/1000 (45%)  2.50 steps/s  loss 0.4000  clean acc 0.800  adv acc 0.600  elapsed 3m00s  ETA 3m40s  [3/4 workers live, checkpoint at step 400]"
+	want := "progress: step 450/1000 (45%)  2.50 steps/s  loss 0.4000  clean acc 80.00%  adv acc 60.00%  elapsed 3m00s  ETA 3m40s  [3/4 workers live, checkpoint at step 400]"
 	if got != want {
 		t.Fatalf("summary\n%q, want\n%q", got, want)
 	}
 	// Nothing new since the last summary: the newest step's terms.
-	if got := summaryLine(st, 449, 0); !strings.Contains(got, "loss 0.3000  clean acc 0.700  elapsed") {
+	if got := summaryLine(st, 449, 0); !strings.Contains(got, "loss 0.3000  clean acc 70.00%  elapsed") {
 		t.Fatalf("summary %q", got)
 	}
 	if err := json.Unmarshal(statusJSON(t, statuspage.PhasePaused), &st); err != nil {

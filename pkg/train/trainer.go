@@ -422,14 +422,16 @@ func termsLine(s objective.Terms, n int) string {
 		return ""
 	}
 	var b strings.Builder
+	// Accuracies in percent, as in every human-readable output.
 	for _, f := range []struct {
-		name string
-		v    float64
-		prec string
-	}{{"loss", s.Loss, "%.4f"}, {"clean CE", s.CleanCE, "%.4f"}, {"adv CE", s.AdvCE, "%.4f"}, {"pair", s.Pair, "%.4f"},
-		{"clean acc", s.CleanAcc, "%.3f"}, {"adv acc", s.AdvAcc, "%.3f"}} {
+		name  string
+		v     float64
+		prec  string
+		scale float64
+	}{{"loss", s.Loss, "%.4f", 1}, {"clean CE", s.CleanCE, "%.4f", 1}, {"adv CE", s.AdvCE, "%.4f", 1}, {"pair", s.Pair, "%.4f", 1},
+		{"clean acc", s.CleanAcc, "%.2f%%", 100}, {"adv acc", s.AdvAcc, "%.2f%%", 100}} {
 		if !math.IsNaN(f.v) {
-			fmt.Fprintf(&b, "  %s "+f.prec, f.name, f.v/float64(n))
+			fmt.Fprintf(&b, "  %s "+f.prec, f.name, f.scale*f.v/float64(n))
 		}
 	}
 	return b.String()
