@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/logitpair/logitpair/pkg/checkpoint"
 	"github.com/logitpair/logitpair/pkg/cluster"
 	"github.com/logitpair/logitpair/pkg/coordinator"
+	"github.com/logitpair/logitpair/pkg/data"
 	"github.com/logitpair/logitpair/pkg/history"
 	"github.com/logitpair/logitpair/pkg/membership"
 	"github.com/logitpair/logitpair/pkg/metrics"
@@ -220,10 +222,10 @@ func RunCoordinator(ctx context.Context, o CoordinatorOptions, log *zap.Logger) 
 		}
 		return nil
 	}
-	// Compute accounting in the checkpoints (the coordinator does not open
-	// the dataset: its size, and the per-example counts, are left out). A
+	// Compute accounting in the checkpoints: totals always, per-example
+	// counts when the training split's size is known (trainSetSize). A
 	// newest checkpoint it cannot read costs the accounting, not the run.
-	if err := mw.StartCompute(o.Workers, 0, time.Now); err != nil {
+	if err := mw.StartCompute(o.Workers, trainSetSize(o.Train, model.Input, log), time.Now); err != nil {
 		log.Warn("checkpoints will record no compute accounting", zap.Error(err))
 	}
 	cc := coordinator.DefaultConfig()
@@ -380,4 +382,25 @@ func nextIncarnation(path string) (int64, error) {
 	}
 	n++
 	return n, atomicfile.Write(path, []byte(fmt.Sprintf("%d\n", n)), 0o644)
+}
+
+// trainSetSize is the number of examples of the run's training split, for
+// the per-example compute counts (checkpoint.Compute): opened as the workers
+// open it (a fixed-format dataset memory-mapped from the shared cache; an
+// image folder only listed, never decoded). A coordinator that cannot open
+// it (its data lives elsewhere, as in a deployment without a data volume)
+// records totals only and says so; the run goes on.
+func trainSetSize(cfg train.Config, input [3]int, log *zap.Logger) int {
+	o := data.ForInput(input).WithShared(nil)
+	o.MaxInMemory = -1
+	src, err := data.Open(cfg.Dataset, cfg.DataDir, "train", o)
+	if err != nil {
+		log.Info("checkpoints will record compute totals without per-example counts: the coordinator cannot open the training split",
+			zap.String("data_dir", cfg.DataDir), zap.Error(err))
+		return 0
+	}
+	if c, ok := src.(io.Closer); ok {
+		defer c.Close()
+	}
+	return src.Info().Len
 }
