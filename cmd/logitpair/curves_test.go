@@ -24,13 +24,7 @@ import (
 // appends, starting with a start record at the step it resumed from), and
 // plot draws it.
 func TestTrainHistoryAndPlot(t *testing.T) {
-	dir := t.TempDir()
-	dataDir, out := filepath.Join(dir, "mnist"), filepath.Join(dir, "run")
-	os.MkdirAll(dataDir, 0o755)
-	datatest.WriteMNIST(t, dataDir, 40, 1)
-	args := []string{"train", "--dataset", "mnist", "--data-dir", dataDir, "--model-config", `{"conv1": 2, "conv2": 2, "hidden": 8}`,
-		"--objective", "alp", "--attack-steps", "2", "--batch", "4", "--threads", "1", "--log-every", "2",
-		"--checkpoint-every", "2", "--out", out, "--validate-every", "2", "--validate-examples", "8"}
+	dataDir, out, args := tinyALPRun(t)
 	if _, err := run(t, append(args, "--steps", "2")...); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +45,7 @@ func TestTrainHistoryAndPlot(t *testing.T) {
 	if r := recs[1]; r.Loss == nil || r.AdvAcc == nil || r.LR == nil || r.SamplesPerSec == nil || r.Interval != 2 {
 		t.Errorf("train record %+v", r)
 	}
-	png := filepath.Join(dir, "png")
+	png := filepath.Join(t.TempDir(), "png")
 	text, err := run(t, "plot", out, "--out", png)
 	if err != nil {
 		t.Fatal(err)

@@ -19,14 +19,22 @@ import (
 	"github.com/logitpair/logitpair/pkg/train"
 )
 
-func TestTrainResumeAndEval(t *testing.T) {
+// tinyALPRun writes 40 MNIST-format examples into a temporary folder and
+// returns it, the run folder and the arguments of a tiny ALP training there
+// (checkpoints and validation every 2 steps; the caller adds --steps).
+func tinyALPRun(t *testing.T) (dataDir, out string, args []string) {
 	dir := t.TempDir()
-	dataDir, out := filepath.Join(dir, "mnist"), filepath.Join(dir, "run")
+	dataDir, out = filepath.Join(dir, "mnist"), filepath.Join(dir, "run")
 	os.MkdirAll(dataDir, 0o755)
 	datatest.WriteMNIST(t, dataDir, 40, 1)
-	args := []string{"train", "--dataset", "mnist", "--data-dir", dataDir, "--model-config", `{"conv1": 2, "conv2": 2, "hidden": 8}`,
+	args = []string{"train", "--dataset", "mnist", "--data-dir", dataDir, "--model-config", `{"conv1": 2, "conv2": 2, "hidden": 8}`,
 		"--objective", "alp", "--attack-steps", "2", "--batch", "4", "--threads", "1", "--log-every", "2",
 		"--checkpoint-every", "2", "--out", out, "--validate-every", "2", "--validate-examples", "8"}
+	return dataDir, out, args
+}
+
+func TestTrainResumeAndEval(t *testing.T) {
+	dataDir, out, args := tinyALPRun(t)
 	text, err := run(t, append(args, "--steps", "2")...)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +50,7 @@ func TestTrainResumeAndEval(t *testing.T) {
 			t.Errorf("missing %s: %v", f, err)
 		}
 	}
-	jsonPath := filepath.Join(dir, "eval.json")
+	jsonPath := filepath.Join(t.TempDir(), "eval.json")
 	ck := filepath.Join(out, "ckpt-00000004.safetensors")
 	if _, err := run(t, "eval", "--checkpoint", ck, "--dataset", "mnist", "--data-dir", dataDir, "--examples", "10",
 		"--steps", "3", "--target", "true,least-likely", "--source", ck, "--threads", "1", "--json", jsonPath); err != nil {
