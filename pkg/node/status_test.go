@@ -57,9 +57,11 @@ func (s *statusTestShard) Restore(_ context.Context, step int64) error {
 // does — the CoordServer's report hook and the coordinator's Committed hook
 // feed the history, the membership table gives the members — and checks the
 // snapshot, /status.json and the page through the mounted handlers.
-func TestStatusPageOverTheCoordinator(t *testing.T) {
-	const workers, backups, steps = 3, 1, 10
-	layout := &cluster.Layout{Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 10}, {Index: 1, Lo: 10, Hi: 20}}}
+// statusParts builds what the coordinator's status endpoints read: the
+// membership table of workers slots (backups of them) over layout's shards,
+// the Late the coordinator will be bound to, and the status feed over it.
+func statusParts(t *testing.T, layout *cluster.Layout, workers, backups int) (*coordinator.Membership, *coordinator.Late, *statusFeed) {
+	t.Helper()
 	mc, err := rpc.NewMembershipConfig(train.DefaultConfig(), layout.Ranges(), workers, backups)
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +75,13 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reg, late, feed
+}
+
+func TestStatusPageOverTheCoordinator(t *testing.T) {
+	const workers, backups, steps = 3, 1, 10
+	layout := &cluster.Layout{Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 10}, {Index: 1, Lo: 10, Hi: 20}}}
+	reg, late, feed := statusParts(t, layout, workers, backups)
 	handlers, err := statusHandlers(feed, reg, steps)
 	if err != nil {
 		t.Fatal(err)
@@ -243,19 +252,7 @@ func TestStatusPageOverTheCoordinator(t *testing.T) {
 func TestStatusBeforeAnyWorkerJoined(t *testing.T) {
 	const workers, backups, steps = 3, 0, 10
 	layout := &cluster.Layout{Shards: []paramserver.ShardRange{{Index: 0, Lo: 0, Hi: 10}}}
-	mc, err := rpc.NewMembershipConfig(train.DefaultConfig(), layout.Ranges(), workers, backups)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := coordinator.NewMembership(mc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	late := new(coordinator.Late)
-	feed, err := newStatusFeed(late)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, late, feed := statusParts(t, layout, workers, backups)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	cc := coordinator.DefaultConfig()
